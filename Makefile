@@ -1,0 +1,73 @@
+# gpufleet — everyday commands. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := .stamps
+export GPUFLEET_CACHE ?= $(HOME)/.cache/gpufleet
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools crds crds-check lint test test-unit test-cluster demo cluster-up cluster-down \
+        bench bench-core bench-sim chart-sync clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP)/venv: pyproject.toml
+	@mkdir -p $(STAMP)
+	@echo "==> creating the virtual environment in $(VENV) (Python >= 3.11)"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)/venv ## Create .venv with gpufleet and its dev tools
+
+tools: ## Build and cache kube-apiserver, controller-manager, scheduler, etcd, kwok, helm (outside the tree)
+	@bash hack/build-tools.sh
+
+crds: venv ## Regenerate crds/ from the pydantic models
+	@$(BIN)/python -m gpufleet.api.crdgen
+	@$(BIN)/python hack/sync-chart-crds.py
+
+lint: venv ## ruff, mypy --strict, import contracts, hadolint
+	@echo "==> ruff"; $(BIN)/ruff check operator tests hack
+	@$(BIN)/ruff format --check operator tests hack
+	@echo "==> mypy (strict)"; $(BIN)/mypy
+	@echo "==> import contracts"; $(BIN)/lint-imports
+	@echo "==> hadolint"; $(BIN)/hadolint Dockerfile
+
+test-unit: venv ## Pure tests only (no clusters), seconds
+	@$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+
+test-cluster: venv tools ## Only the tests that need the local clusters
+	@GPUFLEET_REQUIRE_CLUSTER=1 $(BIN)/pytest -m cluster $(PYTEST_ARGS)
+
+test: venv tools lint ## Everything: lint, pure tests, cluster tests against real control planes
+	@GPUFLEET_REQUIRE_CLUSTER=1 HYPOTHESIS_PROFILE=ci $(BIN)/pytest $(PYTEST_ARGS)
+
+cluster-up: venv tools ## Bring up the three-site dev fleet
+	@$(BIN)/gpufleet dev up --reuse
+
+cluster-down: venv ## Stop the dev fleet (no process left behind)
+	@$(BIN)/gpufleet dev down
+
+demo: venv tools ## Dev fleet + operator + examples; shows where each workload runs and why
+	@bash hack/demo.sh
+
+bench: bench-core ## All benchmarks
+
+bench-core: venv ## Scheduling-core benchmark at 10k, 100k and 1M GPUs
+	@for g in 10000 100000 1000000; do $(BIN)/gpufleet bench core --gpus $$g --queues 1000 --pending $$(( g / 10 )) --json; done
+
+bench-sim: venv ## Replay the openb trace under four policies; writes docs/sim/
+	@$(BIN)/python -m gpufleet.sim.bench
+
+clean: ## Remove the virtual environment and caches in the tree (not the tool cache)
+	rm -rf $(VENV) $(STAMP) .mypy_cache .ruff_cache .pytest_cache .hypothesis

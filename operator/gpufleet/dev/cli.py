@@ -1,0 +1,111 @@
+"""`gpufleet dev ...`: local multi-site fleets of real control planes with fake GPU nodes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gpufleet.dev import clusters
+from gpufleet.dev.fleet import DEFAULT_FLEET, FleetFileError, load_fleet
+from gpufleet.dev.inventory import fleet_inventory
+from gpufleet.dev.tools import ToolsMissing
+
+dev = typer.Typer(help="Local multi-site test fleets (real control planes, KWOK GPU nodes).", no_args_is_help=True)
+console = Console(stderr=True)
+out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dev, name="dev")
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+def inventory_table(fleet: clusters.RunningFleet) -> Table:
+    table = Table(title=f"fleet {fleet.name}")
+    for col in ("site", "cluster", "hub", "nodes (ready)", "accelerators", "API server", "kubeconfig"):
+        table.add_column(col)
+    for inv in fleet_inventory(fleet):
+        accel = ", ".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
+        hub = "yes" if fleet.clusters[inv.cluster].hub else ""
+        table.add_row(inv.site, inv.cluster, hub, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server, inv.kubeconfig)
+    return table
+
+
+@dev.command("up")
+def up_command(
+    fleet_file: Annotated[Path, typer.Argument(help="Fleet file (YAML); the built-in three-site dev fleet if omitted.")] = DEFAULT_FLEET,
+    name: Annotated[str | None, typer.Option(help="Run the fleet under another name (e.g. for tests).")] = None,
+    runtime: Annotated[str, typer.Option(help="kwokctl runtime: binary (default, no Docker) or kind.")] = "binary",
+    reuse: Annotated[bool, typer.Option(help="If the fleet is already up, use it as it is.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the running fleet as JSON.")] = False,
+) -> None:
+    """Bring up one real cluster per fleet entry with its simulated GPU nodes."""
+    try:
+        fleet = load_fleet(fleet_file)
+    except FleetFileError as exc:
+        raise _fail(str(exc)) from exc
+    started = time.monotonic()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as bar:
+        def node_progress(cluster: str, total: int):  # type: ignore[no-untyped-def]
+            task = bar.add_task(f"{cluster}: nodes", total=total)
+            return lambda n: bar.advance(task, n)
+
+        try:
+            running = clusters.up(
+                fleet, source=str(fleet_file), name=name, runtime=runtime, reuse=reuse,
+                progress=lambda msg: bar.console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {msg}"),
+                node_progress=node_progress,
+            )
+        except (ToolsMissing, clusters.FleetError) as exc:
+            raise _fail(str(exc)) from exc
+    elapsed = time.monotonic() - started
+    if as_json:
+        out.print_json(json.dumps({**running.to_json(), "seconds": round(elapsed, 2)}))
+        return
+    out.print(inventory_table(running))
+    console.print(
+        f"fleet [bold]{running.name}[/bold] up in {elapsed:.1f}s. Reach a cluster with "
+        f"[cyan]kubectl --kubeconfig {running.hub.kubeconfig} get nodes[/cyan]; "
+        f"stop it with [cyan]gpufleet dev down --name {running.name}[/cyan]."
+    )
+
+
+@dev.command("down")
+def down_command(
+    name: Annotated[str, typer.Option(help="Name of the fleet to stop.")] = "dev",
+    all_fleets: Annotated[bool, typer.Option("--all", help="Stop every local fleet.")] = False,
+) -> None:
+    """Stop a fleet's clusters and remove their state; no process is left behind."""
+    names = clusters.running_fleets() if all_fleets else [name]
+    for fleet_name in names:
+        removed = clusters.down(fleet_name, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(f"fleet {fleet_name}: removed {len(removed)} cluster(s)")
+
+
+@dev.command("status")
+def status_command(
+    name: Annotated[str, typer.Option(help="Name of the fleet.")] = "dev",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the inventory of a running fleet: per site, cluster, nodes and accelerators."""
+    running = clusters.load_running(name)
+    if running is None:
+        raise _fail(f"no fleet '{name}' is up; start one with 'gpufleet dev up' (running: {clusters.running_fleets() or 'none'})")
+    if as_json:
+        out.print_json(json.dumps([inv.as_dict() for inv in fleet_inventory(running)]))
+        return
+    out.print(inventory_table(running))

@@ -1,0 +1,341 @@
+"""Local multi-cluster fleets: one real control plane per fleet cluster, KWOK GPU nodes.
+
+Each cluster is created by `kwokctl --runtime binary` from the cached binaries
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), so tests
+talk to a real API server with real admission, scheduling and garbage
+collection; only the kubelets are simulated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpufleet.dev.fleet import ClusterSpec, Fleet, iter_node_manifests
+from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
+
+Progress = Callable[[str], None]
+
+
+class FleetError(RuntimeError):
+    """Something about the local fleet went wrong; the message says what to do next."""
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def kwok_workdir() -> Path:
+    return cache_dir() / "kwok"
+
+
+def state_dir() -> Path:
+    return cache_dir() / "fleets"
+
+
+def kwok_cluster_name(fleet_name: str, cluster: str) -> str:
+    return f"gpufleet-{fleet_name}-{cluster}"
+
+
+@dataclass
+class Cluster:
+    """A running local cluster, reachable through its kubeconfig."""
+
+    name: str
+    kwok_name: str
+    kubeconfig: Path
+    server: str
+    site: str
+    hub: bool
+    nodes: int
+    kubectl_path: Path = field(default_factory=lambda: Path(shutil.which("kubectl") or "kubectl"))
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise FleetError(f"kubectl {' '.join(args)} failed on {self.name}: {result.stderr.strip()}")
+        return result
+
+    def api_client(self) -> Any:
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@dataclass
+class RunningFleet:
+    name: str
+    source: str
+    clusters: dict[str, Cluster]
+
+    @property
+    def hub(self) -> Cluster:
+        return next(c for c in self.clusters.values() if c.hub)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "clusters": {
+                k: {**asdict(c), "kubeconfig": str(c.kubeconfig), "kubectl_path": str(c.kubectl_path)}
+                for k, c in self.clusters.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunningFleet:
+        clusters = {
+            k: Cluster(**{**v, "kubeconfig": Path(v["kubeconfig"]), "kubectl_path": Path(v["kubectl_path"])})
+            for k, v in data["clusters"].items()
+        }
+        return cls(name=data["name"], source=data["source"], clusters=clusters)
+
+
+def _state_file(fleet_name: str) -> Path:
+    return state_dir() / f"{fleet_name}.json"
+
+
+def load_running(fleet_name: str) -> RunningFleet | None:
+    path = _state_file(fleet_name)
+    if not path.exists():
+        return None
+    return RunningFleet.from_json(json.loads(path.read_text()))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _env(tools: Toolset) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KWOK_WORKDIR"] = str(kwok_workdir())
+    env["KWOK_KUBE_VERSION"] = K8S_VERSION
+    env["KWOK_RUNTIME"] = "binary"
+    # kwokctl prefers a kubectl on PATH over downloading one.
+    env["PATH"] = f"{tools.kubectl.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cluster_processes(kwok_name: str) -> list[int]:
+    """PIDs of processes started for a kwok cluster (their command lines name its workdir)."""
+    marker = str(kwok_workdir() / "clusters" / kwok_name)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kwokctl(tools: Toolset, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools.kwokctl), *args], capture_output=True, text=True, env=_env(tools), timeout=timeout
+    )
+
+
+def create_cluster(
+    tools: Toolset, fleet_name: str, spec: ClusterSpec, runtime: str, progress: Progress = _quiet
+) -> Cluster:
+    kwok_name = kwok_cluster_name(fleet_name, spec.name)
+    kubeconfig = state_dir() / fleet_name / f"{spec.name}.kubeconfig"
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.unlink(missing_ok=True)
+    args = [
+        "create", "cluster", "--name", kwok_name, "--runtime", runtime,
+        "--kubeconfig", str(kubeconfig), "--wait", "3m", "--disable-qps-limits",
+        # Node heartbeats of thousands of fake nodes would otherwise dominate a 2-core machine.
+        "--heartbeat-factor", "10",
+    ]
+    if runtime == "binary":
+        args += [
+            "--etcd-binary", str(tools.etcd),
+            "--kube-apiserver-binary", str(tools.kube_apiserver),
+            "--kube-controller-manager-binary", str(tools.kube_controller_manager),
+            "--kube-scheduler-binary", str(tools.kube_scheduler),
+            "--kwok-controller-binary", str(tools.kwok),
+        ]
+    if spec.api_server_port is not None:
+        if not _port_free(spec.api_server_port):
+            raise FleetError(
+                f"port {spec.api_server_port} (clusters[{spec.name}].apiServerPort) is already taken. "
+                "Free it, pick another port in the fleet file, or remove apiServerPort to get a random one; "
+                "a fleet left over from an earlier run goes with 'gpufleet dev down --all'."
+            )
+        args += ["--kube-apiserver-port", str(spec.api_server_port)]
+    progress(f"{spec.name}: starting etcd, kube-apiserver, controller-manager, scheduler, kwok")
+    result = _kwokctl(tools, *args)
+    if result.returncode != 0:
+        _kwokctl(tools, "delete", "cluster", "--name", kwok_name)
+        raise FleetError(
+            f"kwokctl could not create cluster {spec.name}:\n{result.stderr.strip()[-2000:]}\n"
+            f"Logs: {kwok_workdir() / 'clusters' / kwok_name / 'logs'}"
+        )
+    server = _server_of(kubeconfig)
+    return Cluster(
+        name=spec.name, kwok_name=kwok_name, kubeconfig=kubeconfig, server=server,
+        site=spec.site.name, hub=spec.hub, nodes=sum(g.count for g in spec.node_groups),
+        kubectl_path=tools.kubectl,
+    )
+
+
+def _server_of(kubeconfig: Path) -> str:
+    import yaml
+
+    data = yaml.safe_load(kubeconfig.read_text())
+    return str(data["clusters"][0]["cluster"]["server"])
+
+
+def create_nodes(
+    cluster: Cluster, manifests: Iterable[dict[str, Any]], progress: Callable[[int], None] | None = None,
+    workers: int = 16,
+) -> int:
+    """Create Node objects (idempotent: existing ones are left as they are)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api_client = cluster.api_client()
+    # The default pool of 4 connections would serialise 16 workers.
+    api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers
+    core = client.CoreV1Api(api_client)
+
+    def create(manifest: dict[str, Any]) -> None:
+        try:
+            core.create_node(manifest, _request_timeout=60)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise FleetError(f"creating node {manifest['metadata']['name']} on {cluster.name}: {exc.reason}: {exc.body}") from exc
+        if progress is not None:
+            progress(1)
+
+    items = list(manifests)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(create, items):
+            pass
+    api_client.close()
+    return len(items)
+
+
+def wait_nodes_ready(cluster: Cluster, expected: int, timeout: float = 300) -> None:
+    from kubernetes import client
+
+    api_client = cluster.api_client()
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    ready = 0
+    try:
+        while time.monotonic() < deadline:
+            nodes = core.list_node(label_selector="type=kwok").items
+            ready = sum(
+                1 for n in nodes
+                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+            )
+            if ready >= expected:
+                return
+            time.sleep(1)
+    finally:
+        api_client.close()
+    raise FleetError(f"{cluster.name}: only {ready}/{expected} nodes became Ready within {timeout:.0f}s; see the kwok-controller log")
+
+
+def up(
+    fleet: Fleet,
+    *,
+    source: str,
+    name: str | None = None,
+    runtime: str = "binary",
+    reuse: bool = False,
+    progress: Progress = _quiet,
+    node_progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> RunningFleet:
+    """Bring every cluster of the fleet up and create its nodes."""
+    fleet_name = name or fleet.name
+    existing = load_running(fleet_name)
+    if existing is not None:
+        alive = [c.name for c in existing.clusters.values() if cluster_processes(c.kwok_name)]
+        if alive and reuse:
+            progress(f"fleet {fleet_name} is already up; reusing it")
+            return existing
+        if alive:
+            raise FleetError(
+                f"fleet '{fleet_name}' is still running ({', '.join(alive)}). "
+                f"Use it as it is, or run 'gpufleet dev down --name {fleet_name}' first."
+            )
+        down(fleet_name, progress=progress)
+    if runtime == "kind" and shutil.which("docker") is None:
+        raise FleetError("--runtime kind needs Docker; use the default --runtime binary on this machine")
+    tools = find_tools()
+    running = RunningFleet(name=fleet_name, source=source, clusters={})
+    state_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        for spec in fleet.clusters:
+            cluster = create_cluster(tools, fleet_name, spec, runtime, progress)
+            running.clusters[spec.name] = cluster
+            _state_file(fleet_name).write_text(json.dumps(running.to_json(), indent=2))
+            tick = node_progress(spec.name, cluster.nodes) if node_progress else None
+            progress(f"{spec.name}: creating {cluster.nodes} GPU nodes")
+            create_nodes(cluster, iter_node_manifests(spec), progress=tick)
+            wait_nodes_ready(cluster, cluster.nodes)
+    except BaseException:
+        progress("bring-up failed; tearing down what was started")
+        down(fleet_name, progress=progress)
+        raise
+    return running
+
+
+def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
+    """Delete every cluster of the fleet and make sure none of its processes is left."""
+    removed: list[str] = []
+    running = load_running(fleet_name)
+    names = [c.kwok_name for c in running.clusters.values()] if running else []
+    clusters_dir = kwok_workdir() / "clusters"
+    if clusters_dir.exists():
+        prefix = f"gpufleet-{fleet_name}-"
+        names += [p.name for p in clusters_dir.iterdir() if p.name.startswith(prefix) and p.name not in names]
+    tools: Toolset | None
+    try:
+        tools = find_tools()
+    except RuntimeError:
+        tools = None
+    for kwok_name in names:
+        progress(f"deleting {kwok_name}")
+        if tools is not None:
+            _kwokctl(tools, "delete", "cluster", "--name", kwok_name, timeout=120)
+        for pid in cluster_processes(kwok_name):
+            # kwokctl stops its components; anything that survived it is killed here.
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(clusters_dir / kwok_name, ignore_errors=True)
+        removed.append(kwok_name)
+    _state_file(fleet_name).unlink(missing_ok=True)
+    shutil.rmtree(state_dir() / fleet_name, ignore_errors=True)
+    return removed
+
+
+def running_fleets() -> list[str]:
+    if not state_dir().exists():
+        return []
+    return sorted(p.stem for p in state_dir().glob("*.json"))

@@ -1,0 +1,310 @@
+"""The declarative dev fleet: clusters, the site each one hosts, and node groups.
+
+A fleet file describes local test clusters with simulated GPU nodes. It is
+validated strictly, so a typo is reported with the path of the field instead of
+silently producing a different fleet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$")
+_SUFFIX = {
+    None: 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+}
+
+# Labels that NVIDIA GPU feature discovery and the cloud providers put on nodes,
+# so that selectors written for real clusters also match the fake ones.
+LABEL_SITE = "gpufleet.io/site"
+LABEL_POOL = "gpufleet.io/pool"
+LABEL_ACCELERATOR = "gpufleet.io/accelerator-class"
+LABEL_RACK = "topology.gpufleet.io/rack"
+LABEL_NVLINK = "topology.gpufleet.io/nvlink-domain"
+LABEL_ZONE = "topology.kubernetes.io/zone"
+LABEL_REGION = "topology.kubernetes.io/region"
+LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
+LABEL_GPU_COUNT = "nvidia.com/gpu.count"
+LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"
+LABEL_GPU_FAMILY = "nvidia.com/gpu.family"
+LABEL_GPU_PRESENT = "nvidia.com/gpu.present"
+
+
+def parse_quantity(value: str | int, *, field: str) -> int:
+    """Parse a Kubernetes quantity into an integer of base units (rounded up)."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{field} must be non-negative, got {value}")
+        return value
+    match = _QUANTITY.match(value.strip())
+    if match is None:
+        raise ValueError(f"{field} must be a Kubernetes quantity such as '96', '500m' or '1Ti', got {value!r}")
+    number = float(match["num"])
+    suffix = match["suffix"]
+    if suffix == "m":
+        return int(-(-number // 1000))
+    return int(number * _SUFFIX[suffix])
+
+
+def parse_cpu_millis(value: str | int, *, field: str) -> int:
+    """CPU in millicores; '500m' and '0.5' are the same."""
+    if isinstance(value, int):
+        return parse_quantity(value, field=field) * 1000
+    text = value.strip()
+    if text.endswith("m"):
+        return parse_quantity(text[:-1], field=field)
+    match = _QUANTITY.match(text)
+    if match is None or match["suffix"] is not None:
+        raise ValueError(f"{field} must be a CPU quantity such as '96' or '500m', got {value!r}")
+    return int(float(match["num"]) * 1000)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class SiteInfo(_Model):
+    """What the cluster is, as a gpufleet Site."""
+
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+    type: Literal["OnPrem", "LocalZone", "AIFactory", "CloudRegion"]
+    jurisdiction: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+    regions: tuple[str, ...] = ()
+    certifications: tuple[str, ...] = ()
+    perimeter: str | None = None
+    power_budget_kw: Annotated[float, Field(ge=0)] | None = None
+
+
+class Topology(_Model):
+    """How nodes of a group are cabled: consecutive nodes share a rack / NVLink domain."""
+
+    nodes_per_rack: Annotated[int, Field(ge=1)] | None = None
+    nodes_per_nvlink_domain: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _nvlink_within_rack(self) -> Topology:
+        rack, nvl = self.nodes_per_rack, self.nodes_per_nvlink_domain
+        if rack is not None and nvl is not None and rack % nvl != 0:
+            raise ValueError(
+                "topology.nodesPerRack must be a multiple of topology.nodesPerNvlinkDomain "
+                f"(an NVLink domain never spans racks), got {rack} and {nvl}"
+            )
+        return self
+
+
+class NodeGroup(_Model):
+    """Identical simulated nodes of one pool."""
+
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=40)]
+    count: Annotated[int, Field(ge=0, le=200_000)]
+    accelerator_class: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+    resource_name: Annotated[str, Field(pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")] = "nvidia.com/gpu"
+    accelerators_per_node: Annotated[int, Field(ge=0, le=256)]
+    cpu: str | int = "96"
+    memory: str | int = "1Ti"
+    pods: Annotated[int, Field(ge=1, le=10_000)] = 110
+    gpu_product: str | None = None
+    gpu_memory_mib: Annotated[int, Field(ge=0)] | None = None
+    instance_type: str | None = None
+    zone: str | None = None
+    topology: Topology = Topology()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | int) -> str | int:
+        parse_cpu_millis(value, field="cpu")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int) -> str | int:
+        parse_quantity(value, field="memory")
+        return value
+
+    @property
+    def cpu_millis(self) -> int:
+        return parse_cpu_millis(self.cpu, field="cpu")
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_quantity(self.memory, field="memory")
+
+
+class ClusterSpec(_Model):
+    """One local Kubernetes control plane hosting one site."""
+
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=40)]
+    hub: bool = False
+    api_server_port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+    site: SiteInfo
+    node_groups: list[NodeGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> ClusterSpec:
+        names = [g.name for g in self.node_groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"nodeGroups[].name must be unique within a cluster; repeated: {dupes}")
+        return self
+
+
+class Fleet(_Model):
+    """A set of local clusters; exactly one is the hub where gpufleet runs."""
+
+    api_version: Literal["gpufleet.io/v1alpha1"] = "gpufleet.io/v1alpha1"
+    kind: Literal["DevFleet"] = "DevFleet"
+    name: Annotated[str, Field(pattern=DNS_LABEL, max_length=20)]
+    clusters: Annotated[list[ClusterSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _one_hub_unique_names(self) -> Fleet:
+        hubs = [c.name for c in self.clusters if c.hub]
+        if len(hubs) != 1:
+            raise ValueError(f"clusters[].hub must be true for exactly one cluster, found {len(hubs)}: {hubs}")
+        for what, names in (
+            ("clusters[].name", [c.name for c in self.clusters]),
+            ("clusters[].site.name", [c.site.name for c in self.clusters]),
+            ("clusters[].nodeGroups[].name", [g.name for c in self.clusters for g in c.node_groups]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} must be unique across the fleet; repeated: {dupes}")
+        return self
+
+    @property
+    def hub(self) -> ClusterSpec:
+        return next(c for c in self.clusters if c.hub)
+
+    def cluster(self, name: str) -> ClusterSpec:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+class FleetFileError(ValueError):
+    """A fleet file that cannot be read; the message names the file and the field."""
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet file. Raises FleetFileError naming each bad field."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise FleetFileError(f"{p}: cannot read the fleet file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise FleetFileError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_fleet(raw, source=str(p))
+
+
+def parse_fleet(raw: object, *, source: str = "<fleet>") -> Fleet:
+    if not isinstance(raw, dict):
+        raise FleetFileError(f"{source}: a fleet file must be a mapping with 'name' and 'clusters'")
+    try:
+        return Fleet.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"  {_field_path(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise FleetFileError(f"{source}: invalid fleet file:\n" + "\n".join(problems)) from exc
+
+
+DEFAULT_FLEET = Path(__file__).with_name("fleets") / "dev.yaml"
+
+
+# ---------------------------------------------------------------------------
+# Expansion into concrete Node objects
+# ---------------------------------------------------------------------------
+
+def node_name(group: NodeGroup, index: int) -> str:
+    return f"{group.name}-{index:05d}"
+
+
+def iter_node_manifests(cluster: ClusterSpec) -> Iterator[dict[str, object]]:
+    """Node objects for KWOK, with the labels a real GPU node would carry."""
+    for group in cluster.node_groups:
+        for i in range(group.count):
+            yield node_manifest(cluster, group, i)
+
+
+def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[str, object]:
+    labels: dict[str, str] = {
+        "type": "kwok",
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": node_name(group, index),
+        LABEL_SITE: cluster.site.name,
+        LABEL_POOL: group.name,
+        LABEL_ACCELERATOR: group.accelerator_class,
+        LABEL_REGION: cluster.site.jurisdiction.lower(),
+    }
+    if group.zone:
+        labels[LABEL_ZONE] = group.zone
+    if group.instance_type:
+        labels[LABEL_INSTANCE_TYPE] = group.instance_type
+    if group.topology.nodes_per_rack:
+        labels[LABEL_RACK] = f"{group.name}-rack-{index // group.topology.nodes_per_rack:03d}"
+    if group.topology.nodes_per_nvlink_domain:
+        labels[LABEL_NVLINK] = f"{group.name}-nvl-{index // group.topology.nodes_per_nvlink_domain:04d}"
+    if group.resource_name == "nvidia.com/gpu":
+        labels[LABEL_GPU_PRESENT] = "true"
+        labels[LABEL_GPU_COUNT] = str(group.accelerators_per_node)
+        if group.gpu_product:
+            labels[LABEL_GPU_PRODUCT] = group.gpu_product
+        if group.gpu_memory_mib:
+            labels[LABEL_GPU_MEMORY] = str(group.gpu_memory_mib)
+    labels.update(group.labels)
+    resources = {
+        "cpu": str(group.cpu),
+        "memory": str(group.memory),
+        "pods": str(group.pods),
+        group.resource_name: str(group.accelerators_per_node),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node_name(group, index),
+            "labels": labels,
+            # KWOK only takes over nodes that carry this annotation.
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "fake",
+                "kernelVersion": "fake",
+                "osImage": "fake",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+            "phase": "Running",
+        },
+    }

