@@ -17,7 +17,7 @@ import pytest
 
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
-from gpufleet.dev.tools import ToolsMissing, find_tools
+from gpufleet.dev.tools import ToolsMissingError, find_tools
 
 TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
 # Keep the fleet up after the session (faster local iterations); CI never sets it.
@@ -29,7 +29,7 @@ REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("C
 def dev_fleet() -> Iterator[clusters.RunningFleet]:
     try:
         find_tools()
-    except ToolsMissing as exc:
+    except ToolsMissingError as exc:
         if REQUIRE:
             pytest.fail(f"cluster tests need the local binaries: {exc}")
         pytest.skip(f"cluster tests need the local binaries: {exc}")
@@ -63,3 +63,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if {"dev_fleet", "hub", "namespace"} & set(fixtures):
             item.add_marker(pytest.mark.cluster)
+
+
+BIG_FLEET = {
+    "name": "big",
+    "clusters": [
+        {
+            "name": "scale",
+            "hub": True,
+            "site": {"name": "scale", "type": "AIFactory", "jurisdiction": "DE", "regions": ["EU"]},
+            "nodeGroups": [
+                {
+                    "name": "big-h100",
+                    "count": 1000,
+                    "acceleratorClass": "nvidia-h100",
+                    "acceleratorsPerNode": 8,
+                    "gpuProduct": "NVIDIA-H100-80GB-HBM3",
+                    "topology": {"nodesPerRack": 16},
+                }
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def big_cluster() -> Iterator[clusters.RunningFleet]:
+    """A single cluster with 1,000 fake 8-GPU nodes (scale and throughput tests)."""
+    from gpufleet.dev.fleet import parse_fleet
+
+    try:
+        find_tools()
+    except ToolsMissingError as exc:
+        if REQUIRE:
+            pytest.fail(f"cluster tests need the local binaries: {exc}")
+        pytest.skip(f"cluster tests need the local binaries: {exc}")
+    fleet = parse_fleet(BIG_FLEET)
+    running = clusters.up(fleet, source="tests/conftest.py:BIG_FLEET", name="test-big", reuse=REUSE)
+    try:
+        yield running
+    finally:
+        if not REUSE:
+            clusters.down("test-big")

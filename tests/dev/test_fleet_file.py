@@ -44,17 +44,42 @@ def test_norway_is_read_as_a_country_not_a_boolean() -> None:
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda d: d["clusters"][0]["site"].__setitem__("jurisdiction", "Germany"), "clusters[0].site.jurisdiction"),
-        (lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("count", -1), "clusters[0].nodeGroups[0].count"),
-        (lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("memory", "lots"), "clusters[0].nodeGroups[0].memory"),
-        (lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("acceleratorClass", "H100!"), "clusters[0].nodeGroups[0].acceleratorClass"),
-        (lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("gpuz", 8), "clusters[0].nodeGroups[0].gpuz"),
+        (
+            lambda d: d["clusters"][0]["site"].__setitem__("jurisdiction", "Germany"),
+            "clusters[0].site.jurisdiction",
+        ),
+        (
+            lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("count", -1),
+            "clusters[0].nodeGroups[0].count",
+        ),
+        (
+            lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("memory", "lots"),
+            "clusters[0].nodeGroups[0].memory",
+        ),
+        (
+            lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("acceleratorClass", "H100!"),
+            "clusters[0].nodeGroups[0].acceleratorClass",
+        ),
+        (
+            lambda d: d["clusters"][0]["nodeGroups"][0].__setitem__("gpuz", 8),
+            "clusters[0].nodeGroups[0].gpuz",
+        ),
         (lambda d: d["clusters"][1].__setitem__("hub", True), "clusters[].hub"),
-        (lambda d: d["clusters"][1].__setitem__("name", d["clusters"][0]["name"]), "clusters[].name"),
-        (lambda d: d["clusters"][0]["nodeGroups"][0]["topology"].__setitem__("nodesPerNvlinkDomain", 3), "topology.nodesPerRack"),
+        (
+            lambda d: d["clusters"][1].__setitem__("name", d["clusters"][0]["name"]),
+            "clusters[].name",
+        ),
+        (
+            lambda d: d["clusters"][0]["nodeGroups"][0]["topology"].__setitem__(
+                "nodesPerNvlinkDomain", 3
+            ),
+            "topology.nodesPerRack",
+        ),
     ],
 )
-def test_malformed_fleet_is_rejected_naming_the_field(raw: dict[str, Any], mutate: Any, field: str) -> None:
+def test_malformed_fleet_is_rejected_naming_the_field(
+    raw: dict[str, Any], mutate: Any, field: str
+) -> None:
     bad = copy.deepcopy(raw)
     mutate(bad)
     with pytest.raises(FleetFileError) as err:

@@ -15,9 +15,11 @@ from rich.table import Table
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, FleetFileError, load_fleet
 from gpufleet.dev.inventory import fleet_inventory
-from gpufleet.dev.tools import ToolsMissing
+from gpufleet.dev.tools import ToolsMissingError
 
-dev = typer.Typer(help="Local multi-site test fleets (real control planes, KWOK GPU nodes).", no_args_is_help=True)
+dev = typer.Typer(
+    help="Local multi-site test fleets (real control planes, KWOK GPU nodes).", no_args_is_help=True
+)
 console = Console(stderr=True)
 out = Console()
 
@@ -33,22 +35,49 @@ def _fail(message: str) -> typer.Exit:
 
 def inventory_table(fleet: clusters.RunningFleet) -> Table:
     table = Table(title=f"fleet {fleet.name}")
-    for col in ("site", "cluster", "hub", "nodes (ready)", "accelerators", "API server", "kubeconfig"):
+    for col in (
+        "site",
+        "cluster",
+        "hub",
+        "nodes (ready)",
+        "accelerators",
+        "API server",
+        "kubeconfig",
+    ):
         table.add_column(col)
     for inv in fleet_inventory(fleet):
         accel = ", ".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
         hub = "yes" if fleet.clusters[inv.cluster].hub else ""
-        table.add_row(inv.site, inv.cluster, hub, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server, inv.kubeconfig)
+        table.add_row(
+            inv.site,
+            inv.cluster,
+            hub,
+            f"{inv.nodes} ({inv.nodes_ready})",
+            accel,
+            inv.server,
+            inv.kubeconfig,
+        )
     return table
 
 
 @dev.command("up")
 def up_command(
-    fleet_file: Annotated[Path, typer.Argument(help="Fleet file (YAML); the built-in three-site dev fleet if omitted.")] = DEFAULT_FLEET,
-    name: Annotated[str | None, typer.Option(help="Run the fleet under another name (e.g. for tests).")] = None,
-    runtime: Annotated[str, typer.Option(help="kwokctl runtime: binary (default, no Docker) or kind.")] = "binary",
-    reuse: Annotated[bool, typer.Option(help="If the fleet is already up, use it as it is.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the running fleet as JSON.")] = False,
+    fleet_file: Annotated[
+        Path,
+        typer.Argument(help="Fleet file (YAML); the built-in three-site dev fleet if omitted."),
+    ] = DEFAULT_FLEET,
+    name: Annotated[
+        str | None, typer.Option(help="Run the fleet under another name (e.g. for tests).")
+    ] = None,
+    runtime: Annotated[
+        str, typer.Option(help="kwokctl runtime: binary (default, no Docker) or kind.")
+    ] = "binary",
+    reuse: Annotated[
+        bool, typer.Option(help="If the fleet is already up, use it as it is.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the running fleet as JSON.")
+    ] = False,
 ) -> None:
     """Bring up one real cluster per fleet entry with its simulated GPU nodes."""
     try:
@@ -57,20 +86,31 @@ def up_command(
         raise _fail(str(exc)) from exc
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
+
         def node_progress(cluster: str, total: int):  # type: ignore[no-untyped-def]
             task = bar.add_task(f"{cluster}: nodes", total=total)
             return lambda n: bar.advance(task, n)
 
         try:
             running = clusters.up(
-                fleet, source=str(fleet_file), name=name, runtime=runtime, reuse=reuse,
-                progress=lambda msg: bar.console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {msg}"),
+                fleet,
+                source=str(fleet_file),
+                name=name,
+                runtime=runtime,
+                reuse=reuse,
+                progress=lambda msg: bar.console.print(
+                    f"[dim]{time.monotonic() - started:6.1f}s[/dim] {msg}"
+                ),
                 node_progress=node_progress,
             )
-        except (ToolsMissing, clusters.FleetError) as exc:
+        except (ToolsMissingError, clusters.FleetError) as exc:
             raise _fail(str(exc)) from exc
     elapsed = time.monotonic() - started
     if as_json:
@@ -104,8 +144,45 @@ def status_command(
     """Show the inventory of a running fleet: per site, cluster, nodes and accelerators."""
     running = clusters.load_running(name)
     if running is None:
-        raise _fail(f"no fleet '{name}' is up; start one with 'gpufleet dev up' (running: {clusters.running_fleets() or 'none'})")
+        raise _fail(
+            f"no fleet '{name}' is up; start one with 'gpufleet dev up' (running: {clusters.running_fleets() or 'none'})"
+        )
     if as_json:
         out.print_json(json.dumps([inv.as_dict() for inv in fleet_inventory(running)]))
         return
     out.print(inventory_table(running))
+
+
+@dev.command("bench")
+def bench_command(
+    nodes: Annotated[int, typer.Option(help="Fake GPU nodes to create in one cluster.")] = 1000,
+    keep: Annotated[
+        bool, typer.Option(help="Leave the cluster up afterwards (fleet 'bench').")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Time a cluster start and the creation of N GPU nodes; report control-plane memory."""
+    from gpufleet.dev.bench import bench_nodes
+
+    with console.status(f"starting a control plane and creating {nodes} nodes"):
+        try:
+            result = bench_nodes(nodes, keep=keep)
+        except (ToolsMissingError, clusters.FleetError) as exc:
+            raise _fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"one cluster, {nodes} fake 8-GPU nodes")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "control_plane_start_seconds",
+        "create_nodes_seconds",
+        "nodes_ready_seconds",
+        "nodes_per_second",
+        "rss_total_mb",
+    ):
+        table.add_row(key, str(result[key]))
+    for comp, mb in result["rss_mb"].items():
+        table.add_row(f"rss_mb {comp}", str(mb))
+    out.print(table)

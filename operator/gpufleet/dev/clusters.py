@@ -8,6 +8,7 @@ collection; only the kubelets are simulated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -65,7 +66,9 @@ class Cluster:
         cmd = [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args]
         result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise FleetError(f"kubectl {' '.join(args)} failed on {self.name}: {result.stderr.strip()}")
+            raise FleetError(
+                f"kubectl {' '.join(args)} failed on {self.name}: {result.stderr.strip()}"
+            )
         return result
 
     def api_client(self) -> Any:
@@ -89,7 +92,11 @@ class RunningFleet:
             "name": self.name,
             "source": self.source,
             "clusters": {
-                k: {**asdict(c), "kubeconfig": str(c.kubeconfig), "kubectl_path": str(c.kubectl_path)}
+                k: {
+                    **asdict(c),
+                    "kubeconfig": str(c.kubeconfig),
+                    "kubectl_path": str(c.kubectl_path),
+                }
                 for k, c in self.clusters.items()
             },
         }
@@ -97,7 +104,13 @@ class RunningFleet:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunningFleet:
         clusters = {
-            k: Cluster(**{**v, "kubeconfig": Path(v["kubeconfig"]), "kubectl_path": Path(v["kubectl_path"])})
+            k: Cluster(
+                **{
+                    **v,
+                    "kubeconfig": Path(v["kubeconfig"]),
+                    "kubectl_path": Path(v["kubectl_path"]),
+                }
+            )
             for k, v in data["clusters"].items()
         }
         return cls(name=data["name"], source=data["source"], clusters=clusters)
@@ -151,7 +164,11 @@ def cluster_processes(kwok_name: str) -> list[int]:
 
 def _kwokctl(tools: Toolset, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(tools.kwokctl), *args], capture_output=True, text=True, env=_env(tools), timeout=timeout
+        [str(tools.kwokctl), *args],
+        capture_output=True,
+        text=True,
+        env=_env(tools),
+        timeout=timeout,
     )
 
 
@@ -163,18 +180,33 @@ def create_cluster(
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
     args = [
-        "create", "cluster", "--name", kwok_name, "--runtime", runtime,
-        "--kubeconfig", str(kubeconfig), "--wait", "3m", "--disable-qps-limits",
+        "create",
+        "cluster",
+        "--name",
+        kwok_name,
+        "--runtime",
+        runtime,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "3m",
+        "--disable-qps-limits",
         # Node heartbeats of thousands of fake nodes would otherwise dominate a 2-core machine.
-        "--heartbeat-factor", "10",
+        "--heartbeat-factor",
+        "10",
     ]
     if runtime == "binary":
         args += [
-            "--etcd-binary", str(tools.etcd),
-            "--kube-apiserver-binary", str(tools.kube_apiserver),
-            "--kube-controller-manager-binary", str(tools.kube_controller_manager),
-            "--kube-scheduler-binary", str(tools.kube_scheduler),
-            "--kwok-controller-binary", str(tools.kwok),
+            "--etcd-binary",
+            str(tools.etcd),
+            "--kube-apiserver-binary",
+            str(tools.kube_apiserver),
+            "--kube-controller-manager-binary",
+            str(tools.kube_controller_manager),
+            "--kube-scheduler-binary",
+            str(tools.kube_scheduler),
+            "--kwok-controller-binary",
+            str(tools.kwok),
         ]
     if spec.api_server_port is not None:
         if not _port_free(spec.api_server_port):
@@ -194,8 +226,13 @@ def create_cluster(
         )
     server = _server_of(kubeconfig)
     return Cluster(
-        name=spec.name, kwok_name=kwok_name, kubeconfig=kubeconfig, server=server,
-        site=spec.site.name, hub=spec.hub, nodes=sum(g.count for g in spec.node_groups),
+        name=spec.name,
+        kwok_name=kwok_name,
+        kubeconfig=kubeconfig,
+        server=server,
+        site=spec.site.name,
+        hub=spec.hub,
+        nodes=sum(g.count for g in spec.node_groups),
         kubectl_path=tools.kubectl,
     )
 
@@ -208,7 +245,9 @@ def _server_of(kubeconfig: Path) -> str:
 
 
 def create_nodes(
-    cluster: Cluster, manifests: Iterable[dict[str, Any]], progress: Callable[[int], None] | None = None,
+    cluster: Cluster,
+    manifests: Iterable[dict[str, Any]],
+    progress: Callable[[int], None] | None = None,
     workers: int = 16,
 ) -> int:
     """Create Node objects (idempotent: existing ones are left as they are)."""
@@ -225,7 +264,9 @@ def create_nodes(
             core.create_node(manifest, _request_timeout=60)
         except ApiException as exc:
             if exc.status != 409:
-                raise FleetError(f"creating node {manifest['metadata']['name']} on {cluster.name}: {exc.reason}: {exc.body}") from exc
+                raise FleetError(
+                    f"creating node {manifest['metadata']['name']} on {cluster.name}: {exc.reason}: {exc.body}"
+                ) from exc
         if progress is not None:
             progress(1)
 
@@ -248,15 +289,20 @@ def wait_nodes_ready(cluster: Cluster, expected: int, timeout: float = 300) -> N
         while time.monotonic() < deadline:
             nodes = core.list_node(label_selector="type=kwok").items
             ready = sum(
-                1 for n in nodes
-                if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+                1
+                for n in nodes
+                if any(
+                    c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])
+                )
             )
             if ready >= expected:
                 return
             time.sleep(1)
     finally:
         api_client.close()
-    raise FleetError(f"{cluster.name}: only {ready}/{expected} nodes became Ready within {timeout:.0f}s; see the kwok-controller log")
+    raise FleetError(
+        f"{cluster.name}: only {ready}/{expected} nodes became Ready within {timeout:.0f}s; see the kwok-controller log"
+    )
 
 
 def up(
@@ -284,7 +330,9 @@ def up(
             )
         down(fleet_name, progress=progress)
     if runtime == "kind" and shutil.which("docker") is None:
-        raise FleetError("--runtime kind needs Docker; use the default --runtime binary on this machine")
+        raise FleetError(
+            "--runtime kind needs Docker; use the default --runtime binary on this machine"
+        )
     tools = find_tools()
     running = RunningFleet(name=fleet_name, source=source, clusters={})
     state_dir().mkdir(parents=True, exist_ok=True)
@@ -312,7 +360,11 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     clusters_dir = kwok_workdir() / "clusters"
     if clusters_dir.exists():
         prefix = f"gpufleet-{fleet_name}-"
-        names += [p.name for p in clusters_dir.iterdir() if p.name.startswith(prefix) and p.name not in names]
+        names += [
+            p.name
+            for p in clusters_dir.iterdir()
+            if p.name.startswith(prefix) and p.name not in names
+        ]
     tools: Toolset | None
     try:
         tools = find_tools()
@@ -324,10 +376,8 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
             _kwokctl(tools, "delete", "cluster", "--name", kwok_name, timeout=120)
         for pid in cluster_processes(kwok_name):
             # kwokctl stops its components; anything that survived it is killed here.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(clusters_dir / kwok_name, ignore_errors=True)
         removed.append(kwok_name)
     _state_file(fleet_name).unlink(missing_ok=True)

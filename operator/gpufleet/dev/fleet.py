@@ -20,8 +20,16 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$")
 _SUFFIX = {
     None: 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
 }
 
 # Labels that NVIDIA GPU feature discovery and the cloud providers put on nodes,
@@ -49,7 +57,9 @@ def parse_quantity(value: str | int, *, field: str) -> int:
         return value
     match = _QUANTITY.match(value.strip())
     if match is None:
-        raise ValueError(f"{field} must be a Kubernetes quantity such as '96', '500m' or '1Ti', got {value!r}")
+        raise ValueError(
+            f"{field} must be a Kubernetes quantity such as '96', '500m' or '1Ti', got {value!r}"
+        )
     number = float(match["num"])
     suffix = match["suffix"]
     if suffix == "m":
@@ -158,7 +168,9 @@ class ClusterSpec(_Model):
         names = [g.name for g in self.node_groups]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"nodeGroups[].name must be unique within a cluster; repeated: {dupes}")
+            raise ValueError(
+                f"nodeGroups[].name must be unique within a cluster; repeated: {dupes}"
+            )
         return self
 
 
@@ -174,11 +186,16 @@ class Fleet(_Model):
     def _one_hub_unique_names(self) -> Fleet:
         hubs = [c.name for c in self.clusters if c.hub]
         if len(hubs) != 1:
-            raise ValueError(f"clusters[].hub must be true for exactly one cluster, found {len(hubs)}: {hubs}")
+            raise ValueError(
+                f"clusters[].hub must be true for exactly one cluster, found {len(hubs)}: {hubs}"
+            )
         for what, names in (
             ("clusters[].name", [c.name for c in self.clusters]),
             ("clusters[].site.name", [c.site.name for c in self.clusters]),
-            ("clusters[].nodeGroups[].name", [g.name for c in self.clusters for g in c.node_groups]),
+            (
+                "clusters[].nodeGroups[].name",
+                [g.name for c in self.clusters for g in c.node_groups],
+            ),
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
@@ -236,6 +253,7 @@ DEFAULT_FLEET = Path(__file__).with_name("fleets") / "dev.yaml"
 # Expansion into concrete Node objects
 # ---------------------------------------------------------------------------
 
+
 def node_name(group: NodeGroup, index: int) -> str:
     return f"{group.name}-{index:05d}"
 
@@ -265,7 +283,9 @@ def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[st
     if group.topology.nodes_per_rack:
         labels[LABEL_RACK] = f"{group.name}-rack-{index // group.topology.nodes_per_rack:03d}"
     if group.topology.nodes_per_nvlink_domain:
-        labels[LABEL_NVLINK] = f"{group.name}-nvl-{index // group.topology.nodes_per_nvlink_domain:04d}"
+        labels[LABEL_NVLINK] = (
+            f"{group.name}-nvl-{index // group.topology.nodes_per_nvlink_domain:04d}"
+        )
     if group.resource_name == "nvidia.com/gpu":
         labels[LABEL_GPU_PRESENT] = "true"
         labels[LABEL_GPU_COUNT] = str(group.accelerators_per_node)

@@ -35,7 +35,10 @@ def cluster_inventory(cluster: Cluster) -> ClusterInventory:
     finally:
         api_client.close()
     inv = ClusterInventory(
-        cluster=cluster.name, site=cluster.site, server=cluster.server, kubeconfig=str(cluster.kubeconfig)
+        cluster=cluster.name,
+        site=cluster.site,
+        server=cluster.server,
+        kubeconfig=str(cluster.kubeconfig),
     )
     by_class: dict[str, int] = defaultdict(int)
     for node in nodes:

@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 K8S_VERSION = "v1.37.2"
-TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwokctl", "helm")
+TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kwokctl",
+    "helm",
+)
 
 
-class ToolsMissing(RuntimeError):
+class ToolsMissingError(RuntimeError):
     """The cached binaries are not there; the message says how to build them."""
 
 
@@ -52,7 +60,7 @@ def find_tools() -> Toolset:
     if kubectl is None:
         missing.append("kubectl")
     if missing:
-        raise ToolsMissing(
+        raise ToolsMissingError(
             f"missing {', '.join(missing)} in {base}. Run 'make tools' (builds them from the Go "
             "module proxy once, 20-40 minutes cold) or set GPUFLEET_CACHE to where they are."
         )
@@ -72,6 +80,6 @@ def find_tools() -> Toolset:
 def tools_available() -> bool:
     try:
         find_tools()
-    except ToolsMissing:
+    except ToolsMissingError:
         return False
     return True
