@@ -1,0 +1,1 @@
+"""The operator's control loop: lifecycle of placed workloads, scheduling, applying decisions."""

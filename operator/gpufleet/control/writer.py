@@ -1,0 +1,85 @@
+"""Writes to the hub's API server: statuses with compare-and-swap, and Events.
+
+Status goes through the /status subresource as a JSON merge patch that
+carries the resourceVersion it was computed from; the API server refuses it
+with 409 if the object changed since, so a decision taken on a stale view is
+never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from gpufleet.api.v1alpha1 import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+PLURALS = {"Site": "sites", "GpuPool": "gpupools", "Queue": "queues", "Workload": "workloads"}
+
+
+class Conflict(Exception):
+    """The object changed since the decision was taken."""
+
+
+class Writer:
+    def __init__(self, api_client: Any, component: str = "gpufleet") -> None:
+        from kubernetes import client
+
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.component = component
+
+    def patch_status(self, kind: str, body: dict[str, Any], status: dict[str, Any], *, cas: bool = True) -> dict[str, Any]:
+        from kubernetes.client.rest import ApiException
+
+        meta = body["metadata"]
+        patch: dict[str, Any] = {"status": status}
+        if cas:
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+        try:
+            if kind == "Workload":
+                result = self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, meta["namespace"], PLURALS[kind], meta["name"], patch, _request_timeout=30
+                )
+            else:
+                result = self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, PLURALS[kind], meta["name"], patch, _request_timeout=30
+                )
+        except ApiException as exc:
+            if exc.status in (409, 404):
+                raise Conflict(f"{kind} {meta.get('namespace', '')}/{meta['name']}: {exc.reason}") from exc
+            raise
+        return dict(result)
+
+    def event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Best effort: an Event that cannot be written is logged, never fatal."""
+        from kubernetes.client.rest import ApiException
+
+        meta = body["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(tz=UTC)
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": body.get("kind"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+        }
+        try:
+            self.core.create_namespaced_event(namespace, event, _request_timeout=10)
+        except ApiException as exc:
+            log.info("could not record event %s on %s: %s", reason, meta["name"], exc.reason)

@@ -1,0 +1,343 @@
+"""One scheduling cycle: order, filter, place, reclaim/preempt, explain.
+
+Recipe (ARCHITECTURE.md, "Scheduling semantics"):
+1. fair shares come with the snapshot;
+2. the leaf queue furthest below its fair share offers its next workload
+   (priority, then age); the queue is re-ranked after each decision;
+3. static filters (class, residency, entitlement, site) give the candidate
+   pools in preference order; dynamic ones (quota limit, power, capacity)
+   are checked per attempt, with a histogram bound before any node work;
+4. the whole gang goes to one pool, node-exact, or nothing;
+5. a workload that does not fit may reclaim (its queue below deserved) or
+   preempt lower priority in its own queue;
+6. verdicts for what stays pending are computed from the final state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+from gpufleet.core.explain import VerdictTable
+from gpufleet.core.fairshare import INF
+from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
+from gpufleet.core.placement import PoolFit, place_in_pool
+from gpufleet.core.snapshot import Snapshot
+from gpufleet.core.state import CycleState
+
+EligibleKey = tuple[int, Residency, tuple[str, ...], tuple[str, ...]]
+
+
+def candidate_pools(snap: Snapshot, w: Workload) -> list[int]:
+    """Pools passing the static filters, best first: class preference, site preference, cost."""
+    queue = snap.queue_index[w.queue]
+    ranked = []
+    for p, pool in enumerate(snap.pools):
+        if pool.accelerator_class not in w.accelerator_classes:
+            continue
+        site = snap.pool_site[p]
+        if not snap.site_ok[site] or not snap.entitled[queue][site]:
+            continue
+        s = snap.sites[site]
+        if not w.residency.allows_location(s) or w.residency.missing_certifications(s):
+            continue
+        site_rank = (
+            w.site_preferences.index(s.name)
+            if s.name in w.site_preferences
+            else len(w.site_preferences)
+        )
+        ranked.append(
+            (
+                w.accelerator_classes.index(pool.accelerator_class),
+                site_rank,
+                pool.cost_per_accelerator_hour,
+                p,
+            )
+        )
+    ranked.sort()
+    return [r[3] for r in ranked]
+
+
+def queue_ratio(alloc: int, share: float) -> float:
+    """allocated ÷ fair share; a queue with no fair share in the class goes last."""
+    return alloc / share if share > 0 else INF
+
+
+class Cycle:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.state = CycleState(snap)
+        self.admissions: list[Admission] = []
+        self.evictions: list[Eviction] = []
+        self.evicted: set[int] = set()
+        self.admitted: set[str] = set()
+        self.order: list[str] = []
+        self._eligible: dict[EligibleKey, list[int]] = {}
+        self.run_by_pool: list[list[int]] = [[] for _ in snap.pools]
+        self.run_by_queue: list[list[int]] = [[] for _ in snap.queues]
+        for r, (p, q) in enumerate(zip(snap.run_pool, snap.run_queue, strict=True)):
+            self.run_by_pool[p].append(r)
+            self.run_by_queue[q].append(r)
+
+    def eligible(self, w: Workload, queue: int) -> list[int]:
+        key = (queue, w.residency, w.accelerator_classes, w.site_preferences)
+        pools = self._eligible.get(key)
+        if pools is None:
+            pools = self._eligible[key] = candidate_pools(self.snap, w)
+        return pools
+
+    # -- 2. order -----------------------------------------------------------------
+
+    def run(self) -> CycleResult:
+        snap = self.snap
+        heads: dict[int, list[int]] = {}
+        for i, q in enumerate(snap.pending_queue):
+            heads.setdefault(q, []).append(i)
+        heap: list[tuple[float, int, int]] = []
+        cursor = dict.fromkeys(heads, 0)
+        for q in heads:
+            heap.append((self._rank(q, heads[q][0]), -snap.queues[q].priority, q))
+        heapq.heapify(heap)
+        while heap:
+            _, prio, q = heapq.heappop(heap)
+            i = heads[q][cursor[q]]
+            cursor[q] += 1
+            w = snap.pending[i]
+            self.order.append(w.key)
+            self.try_workload(w, q)
+            if cursor[q] < len(heads[q]):
+                heapq.heappush(heap, (self._rank(q, heads[q][cursor[q]]), prio, q))
+        return self.result()
+
+    def _rank(self, q: int, i: int) -> float:
+        cls = self.snap.class_index[self.snap.pending[i].accelerator_classes[0]]
+        return queue_ratio(self.state.alloc[q][cls], self.snap.fair_share[q][cls])
+
+    # -- 3./4. filter and place ---------------------------------------------------
+
+    def try_workload(self, w: Workload, q: int) -> None:
+        pools = self.eligible(w, q)
+        if not pools:
+            return
+        best = self.best_fit(w, q, pools)
+        if best is not None:
+            self.admit(w, q, best[0], best[1])
+            return
+        if self.try_with_victims(w, q, reclaim=True):
+            return
+        self.try_with_victims(w, q, reclaim=False)
+
+    def _cap(self, w: Workload, q: int, pool: int) -> float:
+        st = self.state
+        a = w.accelerators_per_replica
+        cls = self.snap.pool_class[pool]
+        return min(st.quota_room(q, cls, a), st.power_room(pool, a))
+
+    def best_fit(self, w: Workload, q: int, pools: list[int]) -> tuple[int, PoolFit] | None:
+        """Best pool by (most replicas, topology preference met, static rank)."""
+        st = self.state
+        best: tuple[int, PoolFit] | None = None
+        for p in pools:
+            ub = min(st.upper_bound(p, w.accelerators_per_replica), w.replicas)
+            if ub < w.min_replicas:
+                continue
+            if best is not None and (
+                ub < best[1].count or (ub == best[1].count and not best[1].topology_missed)
+            ):
+                continue
+            cap = self._cap(w, q, p)
+            if min(cap, ub) < w.min_replicas:
+                continue
+            fit = place_in_pool(st, w, p, cap)
+            if fit is None:
+                continue
+            if (
+                best is None
+                or fit.count > best[1].count
+                or (
+                    fit.count == best[1].count
+                    and best[1].topology_missed
+                    and not fit.topology_missed
+                )
+            ):
+                best = (p, fit)
+                if fit.count == w.replicas and not fit.topology_missed:
+                    break
+        return best
+
+    def admit(self, w: Workload, q: int, pool: int, fit: PoolFit) -> None:
+        snap = self.snap
+        self.state.claim(w, q, pool, fit.nodes)
+        names = tuple(snap.nodes[int(n)].name for n in fit.nodes)
+        site = snap.sites[snap.pool_site[pool]].name
+        self.admissions.append(Admission(w.key, site, snap.pools[pool].name, names))
+        self.admitted.add(w.key)
+
+    # -- 5. reclaim and preemption ------------------------------------------------
+
+    def victims(self, w: Workload, q: int, pool: int, reclaim: bool) -> list[int]:
+        """Eligible victims in `pool`, in eviction order, each checked as if the previous went."""
+        snap = self.snap
+        st = self.state
+        now = snap.now
+        cands = []
+        for r in self.run_by_pool[pool]:
+            if r in self.evicted:
+                continue
+            v = snap.running[r]
+            vq = snap.run_queue[r]
+            if not v.preemptible:
+                continue
+            if (vq != q) if not reclaim else (vq == q):
+                continue
+            vqueue = snap.queues[vq]
+            if reclaim and not vqueue.reclaimable:
+                continue
+            if not reclaim and v.priority >= w.priority:
+                continue
+            assert v.placement is not None
+            if now - v.placement.started_at < vqueue.min_runtime_seconds:
+                continue
+            cands.append((v.priority, -v.placement.started_at, v.key, r))
+        cands.sort()
+        if not reclaim:
+            return [c[3] for c in cands]
+        cls = snap.pool_class[pool]
+        mine = set(snap.chains[q])
+        sim: dict[int, float] = {}
+        out = []
+        for *_, r in cands:
+            vq = snap.run_queue[r]
+            chain = [x for x in snap.chains[vq] if x not in mine]
+            alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]
+            size = snap.run_accelerators[r]
+            # Take only from a leaf above its fair share, and never push it (or an
+            # ancestor below the common one) under its deserved share: a victim
+            # queue left below deserved would reclaim right back (ping-pong).
+            if alloc[0] <= snap.fair_share[vq][cls]:
+                continue
+            if any(a - size < snap.deserved[x][cls] for x, a in zip(chain, alloc, strict=True)):
+                continue
+            for x, a in zip(chain, alloc, strict=True):
+                sim[x] = a - size
+            out.append(r)
+        return out
+
+    def try_with_victims(self, w: Workload, q: int, reclaim: bool) -> bool:
+        snap = self.snap
+        st = self.state
+        a = w.accelerators_per_replica
+        for p in self.eligible(w, q):
+            cls = snap.pool_class[p]
+            if reclaim and st.deserved_room(q, cls, a) < w.min_replicas:
+                continue
+            vs = self.victims(w, q, p, reclaim)
+            if not vs:
+                continue
+
+            def attempt(m: int, p: int = p, vs: list[int] = vs, cls: int = cls) -> PoolFit | None:
+                return self._with_removed(vs[:m], lambda: self._fit_for(w, q, p, cls, reclaim))
+
+            if attempt(len(vs)) is None:
+                continue
+            lo, hi = 1, len(vs)  # smallest prefix that makes room (monotone in m)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if attempt(mid) is None:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            chosen = vs[:lo]
+            for r in chosen:
+                st.release_running(r)
+            fit = self._fit_for(w, q, p, cls, reclaim)
+            assert fit is not None
+            kept = self._prune(w, q, p, cls, fit, chosen) if reclaim else chosen
+            reason = "Reclaimed" if reclaim else "Preempted"
+            for r in kept:
+                self.evicted.add(r)
+                self.evictions.append(Eviction(snap.running[r].key, reason, w.key))
+            self.admit(w, q, p, fit)
+            return True
+        return False
+
+    def _fit_for(self, w: Workload, q: int, p: int, cls: int, reclaim: bool) -> PoolFit | None:
+        cap = self._cap(w, q, p)
+        if reclaim:
+            cap = min(cap, self.state.deserved_room(q, cls, w.accelerators_per_replica))
+        if cap < w.min_replicas:
+            return None
+        return place_in_pool(self.state, w, p, cap)
+
+    def _with_removed(
+        self, removed: list[int], probe: Callable[[], PoolFit | None]
+    ) -> PoolFit | None:
+        st = self.state
+        for r in removed:
+            st.release_running(r)
+        try:
+            return probe()
+        finally:
+            for r in reversed(removed):
+                st.restore_running(r)
+
+    def _prune(
+        self, w: Workload, q: int, p: int, cls: int, fit: PoolFit, chosen: list[int]
+    ) -> list[int]:
+        """Give back victims that free none of the chosen nodes, if limits still hold."""
+        snap = self.snap
+        st = self.state
+        used = set(fit.nodes.tolist())
+        need = fit.count * w.accelerators_per_replica
+        site = snap.pool_site[p]
+        extra_power = need * snap.pools[p].watts_per_accelerator
+        kept = []
+        for r in reversed(chosen):
+            if used.intersection(snap.run_nodes[r]):
+                kept.append(r)
+                continue
+            st.restore_running(r)
+            ok = st.power[site] + extra_power <= snap.power_budget[site] and all(
+                st.alloc[x][cls] + need <= min(snap.limit[x][cls], snap.deserved[x][cls])
+                for x in snap.chains[q]
+            )
+            if not ok:
+                st.release_running(r)
+                kept.append(r)
+        kept.reverse()
+        return kept
+
+    # -- 6. result ----------------------------------------------------------------
+
+    def result(self) -> CycleResult:
+        snap = self.snap
+        st = self.state
+        pending_left = [w for w in snap.pending if w.key not in self.admitted]
+        positions: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for w in pending_left:
+            seen[w.queue] = seen.get(w.queue, 0) + 1
+            positions[w.key] = seen[w.queue]
+        return CycleResult(
+            admissions=self.admissions,
+            evictions=self.evictions,
+            verdicts=VerdictTable(snap, st, pending_left),
+            fair_shares={
+                q.name: dict(zip(snap.classes, snap.fair_share[i], strict=True))
+                for i, q in enumerate(snap.queues)
+            },
+            queue_order=self.order,
+            positions=positions,
+            allocated={
+                q.name: dict(zip(snap.classes, st.alloc[i], strict=True))
+                for i, q in enumerate(snap.queues)
+            },
+        )
+
+
+def schedule(snapshot: Snapshot) -> CycleResult:
+    """Run one pure cycle over `snapshot` and return its decisions."""
+    return Cycle(snapshot).run()
+
+
+__all__ = ["Cycle", "candidate_pools", "schedule"]

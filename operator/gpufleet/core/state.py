@@ -1,0 +1,145 @@
+"""Mutable per-cycle working state over a snapshot, with claim/release and their undo.
+
+The snapshot stays untouched; a cycle copies the free-capacity arrays once and
+updates them in place as it admits and evicts. Per pool it also keeps a
+histogram of free accelerators per ready node, which gives a cheap upper
+bound on how many replicas of a shape could fit, so hopeless attempts never
+touch the node arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gpufleet.core.fairshare import INF
+from gpufleet.core.model import Workload
+from gpufleet.core.snapshot import IntArray, Snapshot
+
+
+class CycleState:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.acc = snap.acc_free.copy()
+        self.cpu = snap.cpu_free.copy()
+        self.mem = snap.mem_free.copy()
+        self.pods = snap.pods_free.copy()
+        self.ready = snap.node_ready
+        self.ready_i = snap.node_ready.astype(np.int64)
+        self.power = list(snap.power_used)
+        self.alloc = [list(row) for row in snap.allocated]
+        self.max_acc = int(snap.acc_cap.max()) if len(snap.acc_cap) else 0
+        self.node_pool = np.zeros(len(snap.nodes), dtype=np.int64)
+        self.hist: list[list[int]] = []
+        for p, lay in enumerate(snap.layouts):
+            self.node_pool[lay.start : lay.end] = p
+            sl = slice(lay.start, lay.end)
+            free = np.clip(self.acc[sl][self.ready[sl]], 0, self.max_acc)
+            self.hist.append(np.bincount(free, minlength=self.max_acc + 1).tolist())
+        self.version = [0] * len(snap.pools)
+        self._ub: dict[tuple[int, int], tuple[int, int]] = {}
+
+    # -- bounds -------------------------------------------------------------------
+
+    def upper_bound(self, pool: int, per_replica: int) -> int:
+        """Replicas of `per_replica` accelerators the pool's free accelerators could hold."""
+        key = (pool, per_replica)
+        hit = self._ub.get(key)
+        version = self.version[pool]
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        h = self.hist[pool]
+        ub = sum(h[x] * (x // per_replica) for x in range(per_replica, len(h)))
+        self._ub[key] = (version, ub)
+        return ub
+
+    def quota_room(self, queue: int, cls: int, per_replica: int) -> float:
+        """Replicas the queue and its ancestors' limits still allow (inf if unlimited)."""
+        snap = self.snap
+        room = INF
+        for q in snap.chains[queue]:
+            lim = snap.limit[q][cls]
+            if lim != INF:
+                room = min(room, (lim - self.alloc[q][cls]) // per_replica)
+        return room
+
+    def deserved_room(self, queue: int, cls: int, per_replica: int) -> float:
+        snap = self.snap
+        room = INF
+        for q in snap.chains[queue]:
+            room = min(room, (snap.deserved[q][cls] - self.alloc[q][cls]) // per_replica)
+        return room
+
+    def power_room(self, pool: int, per_replica: int) -> float:
+        snap = self.snap
+        site = snap.pool_site[pool]
+        budget = snap.power_budget[site]
+        watts = snap.pools[pool].watts_per_accelerator * per_replica
+        if budget == INF or watts <= 0:
+            return INF
+        k = math.floor((budget - self.power[site]) / watts)
+        # Guard against rounding: the check that matters is used + k*watts <= budget.
+        while k > 0 and self.power[site] + k * watts > budget:
+            k -= 1
+        return max(k, -1) if self.power[site] <= budget else -1
+
+    # -- per-node fit -------------------------------------------------------------
+
+    def fit(self, start: int, end: int, w: Workload) -> IntArray:
+        """Replicas of `w` each node in [start, end) can take now."""
+        f = self.acc[start:end] // w.accelerators_per_replica
+        if w.cpu_millis_per_replica:
+            np.minimum(f, self.cpu[start:end] // w.cpu_millis_per_replica, out=f)
+        if w.memory_bytes_per_replica:
+            np.minimum(f, self.mem[start:end] // w.memory_bytes_per_replica, out=f)
+        np.minimum(f, self.pods[start:end], out=f)
+        f *= self.ready_i[start:end]
+        np.maximum(f, 0, out=f)
+        return f
+
+    # -- claim / release ----------------------------------------------------------
+
+    def _touch_nodes(self, nodes: IntArray | tuple[int, ...], w: Workload, sign: int) -> None:
+        a = w.accelerators_per_replica
+        cpu = w.cpu_millis_per_replica
+        mem = w.memory_bytes_per_replica
+        top = self.max_acc
+        acc = self.acc
+        for n in nodes:
+            n = int(n)
+            before = acc[n]
+            after = before + sign * a
+            acc[n] = after
+            self.cpu[n] += sign * cpu
+            self.mem[n] += sign * mem
+            self.pods[n] += sign
+            if self.ready[n]:
+                h = self.hist[int(self.node_pool[n])]
+                h[min(max(int(before), 0), top)] -= 1
+                h[min(max(int(after), 0), top)] += 1
+
+    def _account(self, queue: int, pool: int, accelerators: int, sign: int) -> None:
+        snap = self.snap
+        cls = snap.pool_class[pool]
+        for q in snap.chains[queue]:
+            self.alloc[q][cls] += sign * accelerators
+        self.power[snap.pool_site[pool]] += (
+            sign * accelerators * snap.pools[pool].watts_per_accelerator
+        )
+        self.version[pool] += 1
+
+    def claim(self, w: Workload, queue: int, pool: int, nodes: IntArray | tuple[int, ...]) -> None:
+        self._touch_nodes(nodes, w, -1)
+        self._account(queue, pool, w.accelerators_per_replica * len(nodes), +1)
+
+    def release_running(self, r: int) -> None:
+        """Simulate the removal of running workload `r`; `restore_running` undoes it."""
+        snap = self.snap
+        self._touch_nodes(snap.run_nodes[r], snap.running[r], +1)
+        self._account(snap.run_queue[r], snap.run_pool[r], snap.run_accelerators[r], -1)
+
+    def restore_running(self, r: int) -> None:
+        snap = self.snap
+        self._touch_nodes(snap.run_nodes[r], snap.running[r], -1)
+        self._account(snap.run_queue[r], snap.run_pool[r], snap.run_accelerators[r], +1)

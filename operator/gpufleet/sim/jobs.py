@@ -1,0 +1,53 @@
+"""What a trace describes: jobs (gangs of identical replicas) and their errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class TraceError(ValueError):
+    """A trace could not be read; every message names the file, the line and the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        super().__init__("\n".join(shown) + more)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One workload of a trace, as the simulator replays it.
+
+    `classes` and `residency` are empty when anything will do; `queue` is empty until a
+    tenant assignment fills it in (traces without tenants).
+    """
+
+    id: int
+    name: str
+    arrival: float
+    runtime: float
+    replicas: int = 1
+    per_replica: int = 1
+    classes: frozenset[str] = field(default_factory=frozenset)
+    queue: str = ""
+    residency: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.per_replica
+
+    @property
+    def shape(self) -> tuple[int, int, frozenset[str], frozenset[str]]:
+        """Jobs of one shape fit or fail together on a given fleet state."""
+        return (self.replicas, self.per_replica, self.classes, self.residency)
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """Jobs sorted by arrival, plus what was skipped while reading them."""
+
+    jobs: tuple[Job, ...]
+    source: str
+    skipped: int = 0
+    skipped_reason: str = ""

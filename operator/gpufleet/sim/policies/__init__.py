@@ -1,0 +1,1 @@
+"""Scheduling policies the simulator compares side by side."""

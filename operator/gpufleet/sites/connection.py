@@ -1,0 +1,206 @@
+"""A connection to one cluster that hosts a site: watches of nodes and pods, health.
+
+Watches run in threads with the synchronous kubernetes client and hand
+records to the cache through a callback; the operator's event loop never
+blocks on them. A cluster that stops answering is reported as disconnected
+after `disconnect_after` seconds without a successful health probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gpufleet.state.records import NodeRecord, PodRecord
+
+log = logging.getLogger(__name__)
+
+
+class ClusterSink(Protocol):
+    """Where a connection reports what it sees (the state cache)."""
+
+    def node_event(self, cluster: str, record: NodeRecord | None, name: str) -> None: ...
+    def pod_event(self, cluster: str, record: PodRecord | None, key: str) -> None: ...
+    def namespace_event(self, cluster: str, labels: dict[str, str] | None, name: str) -> None: ...
+    def resync(self, cluster: str, what: str, keys: set[str]) -> None: ...
+    def health_changed(self, cluster: str, connected: bool, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Health:
+    connected: bool = False
+    reason: str = "NotYetProbed"
+    message: str = "no health probe has completed yet"
+    last_ok: float = 0.0
+
+
+class ClusterConnection:
+    """Watches one cluster's nodes and pods and probes its API server."""
+
+    def __init__(
+        self,
+        name: str,
+        api_client: Any,
+        sink: ClusterSink,
+        *,
+        watch_namespaces: bool = False,
+        probe_interval: float = 5.0,
+        disconnect_after: float = 20.0,
+    ) -> None:
+        self.name = name
+        self.api_client = api_client
+        self.sink = sink
+        self.watch_namespaces = watch_namespaces
+        self.probe_interval = probe_interval
+        self.disconnect_after = disconnect_after
+        self.health = Health()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._synced: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        for target, label in (
+            (self._watch_nodes, "nodes"),
+            (self._watch_pods, "pods"),
+            (self._probe, "probe"),
+        ):
+            t = threading.Thread(target=target, name=f"{self.name}-{label}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.watch_namespaces:
+            t = threading.Thread(target=self._watch_namespaces, name=f"{self.name}-namespaces", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def synced(self) -> bool:
+        return {"nodes", "pods"} <= self._synced
+
+    # -- health --------------------------------------------------------------
+    def _probe(self) -> None:
+        from kubernetes import client
+
+        version_api = client.VersionApi(self.api_client)
+        first_failure: float | None = None
+        while not self._stop.is_set():
+            try:
+                version_api.get_code(_request_timeout=(3, 4))
+                first_failure = None
+                self.health.last_ok = time.time()
+                if not self.health.connected:
+                    self.health = Health(True, "Connected", "API server answers", time.time())
+                    self.sink.health_changed(self.name, True, "Connected", self.health.message)
+            except Exception as exc:  # noqa: BLE001 - any failure to answer is a failed probe
+                now = time.monotonic()
+                first_failure = first_failure or now
+                failing_for = now - first_failure
+                if self.health.connected and failing_for >= self.disconnect_after:
+                    self.health = Health(
+                        False,
+                        "APIServerUnreachable",
+                        f"no answer for {failing_for:.0f}s: {type(exc).__name__}",
+                        self.health.last_ok,
+                    )
+                    self.sink.health_changed(
+                        self.name, False, self.health.reason, self.health.message
+                    )
+                elif not self.health.connected and self.health.reason == "NotYetProbed":
+                    self.health = Health(
+                        False, "APIServerUnreachable", f"{type(exc).__name__}: {exc}"[:300]
+                    )
+                    self.sink.health_changed(
+                        self.name, False, self.health.reason, self.health.message
+                    )
+            self._stop.wait(self.probe_interval)
+
+    # -- watches -------------------------------------------------------------
+    def _watch_nodes(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client)
+        self._watch_loop("nodes", core.list_node, self._node_event)
+
+    def _watch_pods(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client)
+        self._watch_loop("pods", core.list_pod_for_all_namespaces, self._pod_event)
+
+    def _watch_namespaces(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client)
+        self._watch_loop("namespaces", core.list_namespace, self._namespace_event)
+
+    def _namespace_event(self, kind: str, obj: Any) -> None:
+        labels = None if kind == "DELETED" else dict(obj.metadata.labels or {})
+        self.sink.namespace_event(self.name, labels, obj.metadata.name)
+
+    def _node_event(self, kind: str, obj: Any) -> None:
+        record = None if kind == "DELETED" else NodeRecord.from_api(obj)
+        self.sink.node_event(self.name, record, obj.metadata.name)
+
+    def _pod_event(self, kind: str, obj: Any) -> None:
+        key = f"{obj.metadata.namespace}/{obj.metadata.name}"
+        record = None if kind == "DELETED" else PodRecord.from_api(obj)
+        self.sink.pod_event(self.name, record, key)
+
+    def _watch_loop(
+        self, what: str, list_fn: Callable[..., Any], handle: Callable[[str, Any], None]
+    ) -> None:
+        """List, then watch from the list's resourceVersion; relist on expiry or error."""
+        from kubernetes import watch
+        from kubernetes.client.rest import ApiException
+
+        while not self._stop.is_set():
+            try:
+                listing = list_fn(_request_timeout=30)
+                # A relist replaces what we knew: tell the cache which objects still exist.
+                self._resync(what, listing.items, handle)
+                rv = listing.metadata.resource_version
+                self._synced.add(what)
+                w = watch.Watch()
+                for event in w.stream(
+                    list_fn,
+                    resource_version=rv,
+                    timeout_seconds=300,
+                    allow_watch_bookmarks=True,
+                    _request_timeout=330,
+                ):
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "ERROR":
+                        break
+                    handle(event["type"], event["object"])
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("%s: watch of %s failed: %s", self.name, what, exc.reason)
+                    self._stop.wait(2)
+            except Exception as exc:  # noqa: BLE001 - a dropped connection must never kill the watch
+                log.info(
+                    "%s: watch of %s interrupted (%s); relisting",
+                    self.name,
+                    what,
+                    type(exc).__name__,
+                )
+                self._stop.wait(2)
+
+    def _resync(self, what: str, items: list[Any], handle: Callable[[str, Any], None]) -> None:
+        keep = {
+            (f"{o.metadata.namespace}/{o.metadata.name}" if what == "pods" else o.metadata.name)
+            for o in items
+        }
+        self.sink.resync(self.name, what, keep)
+        for obj in items:
+            handle("ADDED", obj)

@@ -1,0 +1,172 @@
+"""Creating and removing a workload's pods on the cluster of its site.
+
+Pod names are deterministic (workload, epoch, replica), so creating twice is
+harmless: the second create gets 409 and is treated as done. Every pod carries
+origin labels, which is how a restarted operator finds what it already did.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from gpufleet.state.records import (
+    LABEL_EPOCH,
+    LABEL_MANAGED,
+    LABEL_ORIGIN,
+    LABEL_REPLICA,
+    LABEL_WORKLOAD,
+    LABEL_WORKLOAD_NS,
+    LABEL_WORKLOAD_UID,
+    MANAGED_BY,
+)
+
+DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """Everything needed to create one replica's pod."""
+
+    namespace: str
+    name: str
+    manifest: dict[str, Any]
+
+
+def pod_name(workload: str, epoch: int, index: int) -> str:
+    base = f"{workload}-e{epoch}-{index}"
+    if len(base) <= 63:
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    tail = f"-{digest}-e{epoch}-{index}"
+    return workload[: 63 - len(tail)].rstrip("-") + tail
+
+
+def plan_pods(
+    *,
+    workload: dict[str, Any],
+    site: str,
+    nodes: list[str],
+    epoch: int,
+    resource_name: str,
+    origin: str,
+) -> list[PodPlan]:
+    meta = workload["metadata"]
+    spec = workload.get("spec", {})
+    ns, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+    template = copy.deepcopy(spec.get("template") or {})
+    tmeta = template.get("metadata") or {}
+    pspec = template.get("spec") or {}
+    containers = pspec.get("containers") or [{"name": "main", "image": DEFAULT_IMAGE}]
+    per_replica = int(spec.get("acceleratorsPerReplica", 1))
+    cpu = spec.get("cpuPerReplica")
+    memory = spec.get("memoryPerReplica")
+    plans = []
+    for index, node in enumerate(nodes):
+        pod_spec = copy.deepcopy(pspec)
+        pod_containers = copy.deepcopy(containers)
+        main = pod_containers[0]
+        resources = main.setdefault("resources", {})
+        requests = resources.setdefault("requests", {})
+        limits = resources.setdefault("limits", {})
+        # The accelerators decided by gpufleet are authoritative over the template's.
+        requests[resource_name] = str(per_replica)
+        limits[resource_name] = str(per_replica)
+        if cpu is not None:
+            requests["cpu"] = str(cpu)
+        if memory is not None:
+            requests["memory"] = str(memory)
+        env = main.setdefault("env", [])
+        env.extend(
+            [
+                {"name": "GPUFLEET_REPLICA_INDEX", "value": str(index)},
+                {"name": "GPUFLEET_REPLICAS", "value": str(len(nodes))},
+                {"name": "GPUFLEET_SITE", "value": site},
+                {"name": "GPUFLEET_WORKLOAD", "value": f"{ns}/{name}"},
+            ]
+        )
+        pod_spec["containers"] = pod_containers
+        # gpufleet has chosen the node: bind directly, the site's scheduler is not consulted.
+        pod_spec["nodeName"] = node
+        pod_spec.setdefault("restartPolicy", "Never")
+        labels = {
+            **(tmeta.get("labels") or {}),
+            LABEL_MANAGED: MANAGED_BY,
+            LABEL_WORKLOAD: name,
+            LABEL_WORKLOAD_NS: ns,
+            LABEL_WORKLOAD_UID: uid,
+            LABEL_EPOCH: str(epoch),
+            LABEL_REPLICA: str(index),
+            LABEL_ORIGIN: origin,
+        }
+        pname = pod_name(name, epoch, index)
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pname,
+                "namespace": ns,
+                "labels": labels,
+                "annotations": {**(tmeta.get("annotations") or {}), "gpufleet.io/site": site},
+            },
+            "spec": pod_spec,
+        }
+        plans.append(PodPlan(namespace=ns, name=pname, manifest=manifest))
+    return plans
+
+
+def ensure_namespace(api_client: Any, namespace: str) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client)
+    try:
+        core.create_namespace(
+            {"metadata": {"name": namespace, "labels": {LABEL_MANAGED: MANAGED_BY}}}
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def create_pods(api_client: Any, plans: list[PodPlan]) -> int:
+    """Create every planned pod; an existing pod of the same name counts as created."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client)
+    created = 0
+    for plan in plans:
+        try:
+            core.create_namespaced_pod(plan.namespace, plan.manifest, _request_timeout=30)
+            created += 1
+        except ApiException as exc:
+            if exc.status == 404 and "namespaces" in (exc.body or ""):
+                ensure_namespace(api_client, plan.namespace)
+                core.create_namespaced_pod(plan.namespace, plan.manifest, _request_timeout=30)
+                created += 1
+            elif exc.status != 409:
+                raise
+    return created
+
+
+def delete_pods(api_client: Any, keys: list[str], grace_seconds: int = 0) -> int:
+    """Delete pods by namespace/name; already gone counts as deleted."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client)
+    deleted = 0
+    for key in keys:
+        ns, name = key.split("/", 1)
+        try:
+            core.delete_namespaced_pod(
+                name, ns, grace_period_seconds=grace_seconds, _request_timeout=30
+            )
+            deleted += 1
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return deleted

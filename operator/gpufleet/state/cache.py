@@ -1,0 +1,182 @@
+"""The operator's in-memory view of every cluster, fed by watches.
+
+Kopf feeds the hub's gpufleet objects (sites, pools, queues, workloads); the
+site connections feed nodes and pods of each cluster. The scheduling loop
+reads a consistent copy under the lock and never talks to an API server
+itself. Nothing here is authoritative: after a restart it is rebuilt from the
+API servers, which is what makes restarts safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpufleet.state.records import NodeRecord, PodRecord
+
+# The cluster the operator itself runs against; sites whose nodes are "local" live here.
+HUB = "(hub)"
+
+
+@dataclass
+class ClusterState:
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    pods: dict[str, PodRecord] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    connected: bool = False
+    reason: str = "NotYetProbed"
+    message: str = "no health probe has completed yet"
+    since: float = field(default_factory=time.time)
+    synced: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """A consistent, immutable-by-convention copy for one scheduling cycle."""
+
+    sites: dict[str, dict[str, Any]]
+    pools: dict[str, dict[str, Any]]
+    queues: dict[str, dict[str, Any]]
+    workloads: dict[str, dict[str, Any]]
+    clusters: dict[str, ClusterState]
+    taken_at: float
+
+
+class FleetCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sites: dict[str, dict[str, Any]] = {}
+        self.pools: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.workloads: dict[str, dict[str, Any]] = {}
+        self.clusters: dict[str, ClusterState] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.generation = 0
+        self.listeners: list[Callable[[], None]] = []
+
+    # -- wake-ups --------------------------------------------------------------
+    def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        self._loop, self._wake = loop, wake
+
+    def _changed(self) -> None:
+        self.generation += 1
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- gpufleet objects (from Kopf, on the event loop) ------------------------
+    def put_object(self, kind: str, key: str, body: dict[str, Any] | None) -> None:
+        table = {
+            "Site": self.sites,
+            "GpuPool": self.pools,
+            "Queue": self.queues,
+            "Workload": self.workloads,
+        }[kind]
+        with self._lock:
+            if body is None:
+                table.pop(key, None)
+            else:
+                old = table.get(key)
+                # An echo of our own older write must not overwrite a newer one we assumed.
+                if old is not None and _rv(old) > _rv(body) and _rv(body) > 0:
+                    return
+                table[key] = body
+        self._changed()
+
+    def assume_workload(self, key: str, body: dict[str, Any]) -> None:
+        """Record the result of our own successful write before the watch echoes it."""
+        with self._lock:
+            self.workloads[key] = body
+        self._changed()
+
+    # -- clusters (from watch threads) -------------------------------------------
+    def cluster(self, name: str) -> ClusterState:
+        with self._lock:
+            return self.clusters.setdefault(name, ClusterState())
+
+    def drop_cluster(self, name: str) -> None:
+        with self._lock:
+            self.clusters.pop(name, None)
+        self._changed()
+
+    def node_event(self, cluster: str, record: NodeRecord | None, name: str) -> None:
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            if record is None:
+                state.nodes.pop(name, None)
+            else:
+                state.nodes[name] = record
+        self._changed()
+
+    def pod_event(self, cluster: str, record: PodRecord | None, key: str) -> None:
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            if record is None:
+                state.pods.pop(key, None)
+            else:
+                state.pods[key] = record
+        self._changed()
+
+    def namespace_event(self, cluster: str, labels: dict[str, str] | None, name: str) -> None:
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            if labels is None:
+                state.namespaces.pop(name, None)
+            else:
+                state.namespaces[name] = labels
+        self._changed()
+
+    def resync(self, cluster: str, what: str, keys: set[str]) -> None:
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            table: dict[str, Any] = {"nodes": state.nodes, "pods": state.pods, "namespaces": state.namespaces}[what]
+            for gone in set(table) - keys:
+                del table[gone]
+            state.synced.add(what)
+        self._changed()
+
+    def health_changed(self, cluster: str, connected: bool, reason: str, message: str) -> None:
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            state.connected, state.reason, state.message, state.since = (
+                connected,
+                reason,
+                message,
+                time.time(),
+            )
+        self._changed()
+
+    # -- reading -------------------------------------------------------------------
+    def view(self) -> CacheView:
+        with self._lock:
+            clusters = {
+                name: ClusterState(
+                    nodes=dict(s.nodes),
+                    pods=dict(s.pods),
+                    connected=s.connected,
+                    reason=s.reason,
+                    message=s.message,
+                    since=s.since,
+                    synced=set(s.synced),
+                )
+                for name, s in self.clusters.items()
+            }
+            return CacheView(
+                sites=dict(self.sites),
+                pools=dict(self.pools),
+                queues=dict(self.queues),
+                workloads=dict(self.workloads),
+                clusters=clusters,
+                taken_at=time.time(),
+            )
+
+
+def _rv(body: dict[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", "0"))
+    except (TypeError, ValueError):
+        return 0

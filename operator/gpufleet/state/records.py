@@ -1,0 +1,133 @@
+"""Compact records of what the watches saw: only the fields scheduling needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpufleet.api.quantity import to_bytes as parse_memory_bytes
+from gpufleet.api.quantity import to_millicores as parse_cpu_millis
+
+# Labels gpufleet puts on every pod it creates: who owns it and which dispatch it belongs to.
+LABEL_MANAGED = "gpufleet.io/managed-by"
+LABEL_WORKLOAD = "gpufleet.io/workload"
+LABEL_WORKLOAD_NS = "gpufleet.io/workload-namespace"
+LABEL_WORKLOAD_UID = "gpufleet.io/workload-uid"
+LABEL_EPOCH = "gpufleet.io/epoch"
+LABEL_REPLICA = "gpufleet.io/replica"
+LABEL_ORIGIN = "gpufleet.io/origin"
+MANAGED_BY = "gpufleet"
+
+ACCELERATOR_RESOURCES = ("nvidia.com/gpu", "aws.amazon.com/neuron", "amd.com/gpu", "google.com/tpu")
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _quantity_int(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    name: str
+    labels: dict[str, str]
+    allocatable: dict[str, str]
+    ready: bool
+    unschedulable: bool
+
+    @classmethod
+    def from_api(cls, obj: Any) -> NodeRecord:
+        status = obj.status
+        conditions = (status.conditions or []) if status else []
+        return cls(
+            name=obj.metadata.name,
+            labels=dict(obj.metadata.labels or {}),
+            allocatable=dict((status.allocatable or {}) if status else {}),
+            ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+            unschedulable=bool(obj.spec and obj.spec.unschedulable),
+        )
+
+    def accelerators(self, resource: str) -> int:
+        return _quantity_int(self.allocatable.get(resource, 0))
+
+    @property
+    def cpu_millis(self) -> int:
+        return parse_cpu_millis(self.allocatable.get("cpu", "0"))
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory_bytes(self.allocatable.get("memory", "0"))
+
+    @property
+    def pods(self) -> int:
+        return _quantity_int(self.allocatable.get("pods", "110"))
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    namespace: str
+    name: str
+    uid: str
+    node: str | None
+    phase: str
+    labels: dict[str, str]
+    deleting: bool
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    accelerators: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(LABEL_MANAGED) == MANAGED_BY
+
+    @property
+    def workload_key(self) -> str | None:
+        name = self.labels.get(LABEL_WORKLOAD)
+        ns = self.labels.get(LABEL_WORKLOAD_NS)
+        return f"{ns}/{name}" if name and ns else None
+
+    @property
+    def epoch(self) -> int:
+        return _quantity_int(self.labels.get(LABEL_EPOCH, "0"))
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @classmethod
+    def from_api(cls, obj: Any) -> PodRecord:
+        cpu = mem = 0
+        accel: dict[str, int] = {}
+        for container in (obj.spec.containers or []) if obj.spec else []:
+            requests = (container.resources.requests or {}) if container.resources else {}
+            limits = (container.resources.limits or {}) if container.resources else {}
+            cpu += parse_cpu_millis(requests.get("cpu", "0"))
+            mem += parse_memory_bytes(requests.get("memory", "0"))
+            for resource in ACCELERATOR_RESOURCES:
+                # Extended resources may be given as limits only; requests then default to them.
+                value = requests.get(resource, limits.get(resource))
+                if value is not None:
+                    accel[resource] = accel.get(resource, 0) + _quantity_int(value)
+        status = obj.status
+        return cls(
+            namespace=obj.metadata.namespace,
+            name=obj.metadata.name,
+            uid=obj.metadata.uid,
+            node=obj.spec.node_name if obj.spec else None,
+            phase=(status.phase if status and status.phase else "Pending"),
+            labels=dict(obj.metadata.labels or {}),
+            deleting=obj.metadata.deletion_timestamp is not None,
+            cpu_millis=cpu,
+            memory_bytes=mem,
+            accelerators=accel,
+            reason=status.reason if status else None,
+            message=status.message if status else None,
+        )

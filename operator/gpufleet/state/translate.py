@@ -1,0 +1,308 @@
+"""From the cache's API objects to the core's input, and what could not be translated.
+
+Every object is parsed with the API models; one that does not parse is set
+aside with the validation message (reported on its status) and never reaches
+the core, so a malformed object can neither crash the operator nor be
+scheduled on a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpufleet import core
+from gpufleet.api import regions
+from gpufleet.api.v1alpha1 import GpuPool, Queue, Site, Workload
+from gpufleet.state.cache import HUB, CacheView
+from gpufleet.state.records import PodRecord
+from gpufleet.state.selectors import matches, matches_map
+
+RUNNING_PHASES = frozenset({"Admitted", "Running"})
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+@dataclass
+class Inputs:
+    sites: list[core.Site] = field(default_factory=list)
+    pools: list[core.Pool] = field(default_factory=list)
+    nodes: list[core.Node] = field(default_factory=list)
+    queues: list[core.Queue] = field(default_factory=list)
+    workloads: list[core.Workload] = field(default_factory=list)
+    site_models: dict[str, Site] = field(default_factory=dict)
+    pool_models: dict[str, GpuPool] = field(default_factory=dict)
+    queue_models: dict[str, Queue] = field(default_factory=dict)
+    workload_models: dict[str, Workload] = field(default_factory=dict)
+    site_cluster: dict[str, str] = field(default_factory=dict)
+    node_pool: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Workloads the core does not see, with the fleet-wide verdict that says why.
+    blocked: dict[str, core.SiteVerdict] = field(default_factory=dict)
+    invalid: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def cluster_of(site: Site) -> str:
+    """Member sites get a connection of their own, named after the site."""
+    name = site.metadata.name or ""
+    return HUB if site.spec.nodes.local is not None else name
+
+
+def core_node_name(cluster: str, node: str) -> str:
+    """Node names are unique per cluster only; the core sees them qualified."""
+    return f"{cluster}|{node}"
+
+
+def real_node_name(core_name: str) -> str:
+    return core_name.split("|", 1)[1]
+
+
+def timestamp(value: datetime | str | None) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.timestamp()
+
+
+def _parse(kind: str, model: Any, key: str, body: dict[str, Any], out: Inputs) -> Any | None:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        out.invalid[(kind, key)] = f"{path}: {first['msg']}" + (
+            f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        )
+        return None
+
+
+def _error_verdict(rule: str, message: str, change: str | None = None) -> core.SiteVerdict:
+    return core.SiteVerdict(site="", rule=rule, message=message, nearest_change=change)
+
+
+def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | None = None) -> Inputs:
+    out = Inputs()
+    for key, body in sorted(view.sites.items()):
+        site = _parse("Site", Site, key, body, out)
+        if site is None:
+            continue
+        out.site_models[key] = site
+        cluster = cluster_of(site)
+        out.site_cluster[key] = cluster
+        state = view.clusters.get(cluster)
+        budget = site.spec.power_budget_kw
+        out.sites.append(core.Site(
+            name=key,
+            jurisdiction=site.spec.jurisdiction,
+            regions=tuple(site.spec.regions or ()),
+            certifications=frozenset(site.spec.certifications or ()),
+            schedulable=site.spec.schedulable,
+            connected=bool(state and state.connected and {"nodes", "pods"} <= state.synced),
+            power_budget_watts=None if budget is None else budget * 1000.0,
+            perimeter=site.spec.perimeter,
+        ))
+
+    for key, body in sorted(view.pools.items()):
+        pool = _parse("GpuPool", GpuPool, key, body, out)
+        if pool is None:
+            continue
+        if pool.spec.site not in out.site_models:
+            out.invalid[("GpuPool", key)] = f"spec.site names no known Site {pool.spec.site!r}"
+            continue
+        out.pool_models[key] = pool
+        out.pools.append(core.Pool(
+            name=key,
+            site=pool.spec.site,
+            accelerator_class=pool.spec.accelerator_class,
+            watts_per_accelerator=pool.spec.watts_per_accelerator or 0.0,
+            cost_per_accelerator_hour=pool.spec.cost_per_accelerator_hour or 0.0,
+            topology_keys=tuple(pool.spec.topology_keys or ()),
+        ))
+
+    for key, body in sorted(view.queues.items()):
+        queue = _parse("Queue", Queue, key, body, out)
+        if queue is None:
+            continue
+        out.queue_models[key] = queue
+    _queues(out)
+    _workloads(view, out, namespace_labels)
+    _nodes(view, out)
+    return out
+
+
+def _queues(out: Inputs) -> None:
+    known = set(out.queue_models)
+    for key, queue in sorted(out.queue_models.items()):
+        spec = queue.spec
+        parent = spec.parent if spec.parent in known else None
+        if spec.parent is not None and parent is None:
+            out.invalid[("Queue", key)] = f"spec.parent names no known Queue {spec.parent!r}"
+        resources = spec.resources or []
+        jurisdictions: set[str] | None = None
+        if spec.allowed_jurisdictions is not None or spec.allowed_regions is not None:
+            jurisdictions = set(spec.allowed_jurisdictions or ())
+            for region in spec.allowed_regions or ():
+                jurisdictions |= regions.REGIONS.get(region, frozenset())
+        preemption = spec.preemption
+        out.queues.append(core.Queue(
+            name=key,
+            parent=parent,
+            deserved={r.accelerator_class: r.deserved for r in resources},
+            limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
+            over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
+            priority=spec.priority,
+            reclaimable=preemption.reclaimable if preemption else True,
+            min_runtime_seconds=float(preemption.min_runtime_seconds) if preemption else 0.0,
+            allowed_sites=frozenset(spec.allowed_sites) if spec.allowed_sites is not None else None,
+            allowed_jurisdictions=frozenset(jurisdictions) if jurisdictions is not None else None,
+        ))
+
+
+def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | None) -> bool:
+    if queue.spec.namespaces is not None:
+        return namespace in queue.spec.namespaces
+    if queue.spec.namespace_selector is not None:
+        return labels is not None and matches(queue.spec.namespace_selector, labels)
+    return False
+
+
+def _workloads(view: CacheView, out: Inputs, namespace_labels: dict[str, dict[str, str]] | None) -> None:
+    parents = {q.parent for q in out.queues if q.parent}
+    for key, body in sorted(view.workloads.items()):
+        wl = _parse("Workload", Workload, key, body, out)
+        if wl is None:
+            out.blocked[key] = _error_verdict("InvalidSpec", out.invalid[("Workload", key)], "fix the field named")
+            continue
+        out.workload_models[key] = wl
+        status = wl.status
+        phase = status.phase if status and status.phase else "Pending"
+        placement = status.placement if status else None
+        if phase in FINISHED_PHASES:
+            continue
+        if phase == "Preempted" and not wl.spec.requeue_on_preemption:
+            continue
+        spec = wl.spec
+        queue = out.queue_models.get(spec.queue)
+        running = placement is not None and phase in RUNNING_PHASES
+        if not running:
+            if queue is None:
+                out.blocked[key] = _error_verdict(
+                    "QueueNotFound", f"spec.queue names no Queue {spec.queue!r}", f"create Queue {spec.queue}")
+                continue
+            if spec.queue in parents:
+                out.blocked[key] = _error_verdict(
+                    "QueueNotLeaf", f"Queue {spec.queue!r} has child queues; submit to one of them", None)
+                continue
+            ns = wl.metadata.namespace or ""
+            labels = (namespace_labels or {}).get(ns)
+            if not namespace_allowed(queue, ns, labels):
+                out.blocked[key] = _error_verdict(
+                    "NamespaceNotAllowed",
+                    f"namespace {ns!r} may not submit to Queue {spec.queue!r}",
+                    f"add {ns} to spec.namespaces of Queue {spec.queue}",
+                )
+                continue
+        elif queue is None:
+            # Running work whose queue vanished keeps running; it is accounted nowhere.
+            continue
+        residency = spec.residency
+        core_placement = None
+        if running and placement is not None:
+            if placement.pool not in out.pool_models or placement.site not in out.site_models:
+                continue
+            cluster = out.site_cluster[placement.site]
+            nodes = tuple(
+                core_node_name(cluster, r.node) for r in sorted(placement.replicas, key=lambda r: r.index)
+            )
+            core_placement = core.Placement(
+                site=placement.site, pool=placement.pool, nodes=nodes,
+                started_at=timestamp(placement.admitted_at),
+            )
+        min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
+        try:
+            out.workloads.append(core.Workload(
+                key=key,
+                queue=spec.queue,
+                replicas=spec.replicas,
+                min_replicas=min(min_replicas, spec.replicas),
+                accelerators_per_replica=spec.accelerators_per_replica,
+                accelerator_classes=tuple(spec.accelerator_classes),
+                cpu_millis_per_replica=spec.cpu_millicores,
+                memory_bytes_per_replica=spec.memory_bytes,
+                priority=spec.priority,
+                preemptible=spec.preemptible,
+                created_at=timestamp(body.get("metadata", {}).get("creationTimestamp")),
+                residency=core.Residency(
+                    jurisdictions=frozenset(residency.jurisdictions or ()) if residency else frozenset(),
+                    regions=frozenset(residency.regions or ()) if residency else frozenset(),
+                    certifications=frozenset(residency.certifications or ()) if residency else frozenset(),
+                ),
+                required_topology=spec.topology.required if spec.topology else None,
+                preferred_topology=spec.topology.preferred if spec.topology else None,
+                site_preferences=tuple(spec.site_preferences or ()),
+                placement=core_placement,
+            ))
+        except core.ModelError as exc:
+            out.blocked[key] = _error_verdict("InvalidSpec", str(exc), "fix the field named")
+
+
+def current_pod_keys(out: Inputs) -> set[tuple[str, int]]:
+    """(workload key, epoch) of every placement the core counts as running."""
+    result = set()
+    for w in out.workloads:
+        if w.placement is not None:
+            model = out.workload_models[w.key]
+            if model.status and model.status.placement:
+                result.add((w.key, model.status.placement.epoch))
+    return result
+
+
+def _nodes(view: CacheView, out: Inputs) -> None:
+    placed = current_pod_keys(out)
+    # Pods that hold resources outside gpufleet's accounting: other schedulers' pods and our
+    # own pods of earlier epochs still shutting down.
+    foreign: dict[tuple[str, str], list[PodRecord]] = {}
+    for cluster, state in view.clusters.items():
+        for pod in state.pods.values():
+            if pod.node is None or pod.terminal:
+                continue
+            wk = pod.workload_key
+            if pod.managed and wk is not None and (wk, pod.epoch) in placed and not pod.deleting:
+                continue
+            foreign.setdefault((cluster, pod.node), []).append(pod)
+    taken: set[tuple[str, str]] = set()
+    for pool_name, pool in sorted(out.pool_models.items()):
+        site = out.site_models[pool.spec.site]
+        cluster = out.site_cluster[pool.spec.site]
+        state = view.clusters.get(cluster)
+        if state is None:
+            continue
+        local = site.spec.nodes.local
+        keys = tuple(pool.spec.topology_keys or ())
+        resource = pool.spec.resource_name
+        for node in sorted(state.nodes.values(), key=lambda n: n.name):
+            if local is not None and not matches(local.node_selector, node.labels):
+                continue
+            if not matches_map(pool.spec.node_selector, node.labels):
+                continue
+            if (cluster, node.name) in taken:
+                continue  # a node counts in the first pool (by name) that selects it
+            taken.add((cluster, node.name))
+            others = foreign.get((cluster, node.name), [])
+            accel = node.accelerators(resource) - sum(p.accelerators.get(resource, 0) for p in others)
+            cpu = node.cpu_millis - sum(p.cpu_millis for p in others)
+            mem = node.memory_bytes - sum(p.memory_bytes for p in others)
+            pods = node.pods - len(others)
+            out.node_pool[(cluster, node.name)] = pool_name
+            out.nodes.append(core.Node(
+                name=core_node_name(cluster, node.name),
+                pool=pool_name,
+                accelerators=max(accel, 0),
+                cpu_millis=max(cpu, 0),
+                memory_bytes=max(mem, 0),
+                pods=max(pods, 0),
+                topology=tuple(node.labels.get(k, "") for k in keys),
+                ready=node.ready and not node.unschedulable,
+            ))
