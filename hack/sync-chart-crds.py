@@ -65,7 +65,9 @@ def render(crd: Mapping[str, Any], source_name: str) -> str:
     if labels:
         out.append(_escape(_dump(labels, 4)))
     out.append("  annotations:\n")
-    out.append('    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n')
+    out.append(
+        "    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n"
+    )
     if annotations:
         out.append(_escape(_dump(annotations, 4)))
     rest = {k: v for k, v in crd.items() if k not in ("apiVersion", "kind", "metadata")}

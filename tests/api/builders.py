@@ -39,8 +39,15 @@ def gpufleet_examples() -> list[Obj]:
     return [o for o in load_examples() if o["apiVersion"].startswith(f"{GROUP}/")]
 
 
-def first_example(kind: str) -> Obj:
-    return copy.deepcopy(next(o for o in gpufleet_examples() if o["kind"] == kind))
+def first_example(kind: str, name: str | None = None) -> Obj:
+    """A copy of the first example of ``kind`` (or the one called ``name``)."""
+    return copy.deepcopy(
+        next(
+            o
+            for o in gpufleet_examples()
+            if o["kind"] == kind and name in (None, o["metadata"]["name"])
+        )
+    )
 
 
 def unique(prefix: str = "t") -> str:
@@ -77,6 +84,26 @@ def renamed(objects: Iterable[Obj], suffix: str, namespace_map: dict[str, str]) 
                     spec["allowedSites"] = [f"{s}-{suffix}" for s in spec["allowedSites"]]
         out.append(obj)
     return out
+
+
+def is_subset(written: Any, read: Any) -> bool:
+    """Whether everything in ``written`` is in ``read`` unchanged (defaults may be added)."""
+    if isinstance(written, dict):
+        return isinstance(read, dict) and all(
+            key in read and is_subset(value, read[key]) for key, value in written.items()
+        )
+    if isinstance(written, list):
+        return (
+            isinstance(read, list)
+            and len(written) == len(read)
+            and all(is_subset(w, r) for w, r in zip(written, read, strict=True))
+        )
+    return type(written) is type(read) and written == read or (
+        isinstance(written, int | float)
+        and not isinstance(written, bool)
+        and isinstance(read, int | float)
+        and written == read
+    )
 
 
 def api_error(exc: ApiException) -> str:

@@ -49,9 +49,13 @@ def adopt_crds(hub: Cluster, namespace: str) -> None:
         if hub.kubectl("get", "crd", name, check=False).returncode != 0:
             continue
         hub.kubectl(
-            "annotate", "crd", name, "--overwrite",
-            f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={namespace}",
-        )  # fmt: skip
+            "annotate",
+            "crd",
+            name,
+            "--overwrite",
+            f"meta.helm.sh/release-name={RELEASE}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )
         hub.kubectl("label", "crd", name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
@@ -64,10 +68,12 @@ def release(hub: Cluster) -> Iterator[Release]:
     # The operator's namespace enforces Pod Security "restricted": a pod that does not
     # meet it is refused by the API server's admission, not merely warned about.
     hub.kubectl(
-        "label", "namespace", rel.namespace,
+        "label",
+        "namespace",
+        rel.namespace,
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/enforce-version=latest",
-    )  # fmt: skip
+    )
     adopt_crds(hub, rel.namespace)
     rel.helm("install", RELEASE, str(CHART), "--wait=false")
     try:
@@ -87,9 +93,16 @@ def test_install_creates_every_object(release: Release) -> None:
     objects = manifest_objects(release)
     kinds = {o["kind"] for o in objects}
     assert {
-        "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-        "Role", "RoleBinding", "Deployment", "Service", "ConfigMap",
-    } <= kinds  # fmt: skip
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+    } <= kinds
     for obj in objects:
         namespace = obj["metadata"].get("namespace")
         args = ["get", obj["kind"], obj["metadata"]["name"], "-o", "name"]
@@ -108,9 +121,15 @@ def test_the_crds_are_established_and_kept(release: Release) -> None:
 
 def test_the_operator_pod_is_admitted_under_restricted_pod_security(release: Release) -> None:
     result = release.hub.kubectl(
-        "rollout", "status", f"deployment/{RELEASE}", "--namespace", release.namespace,
-        "--timeout=180s", check=False, timeout=200,
-    )  # fmt: skip
+        "rollout",
+        "status",
+        f"deployment/{RELEASE}",
+        "--namespace",
+        release.namespace,
+        "--timeout=180s",
+        check=False,
+        timeout=200,
+    )
     events = release.hub.kubectl("get", "events", "-n", release.namespace, check=False).stdout
     assert result.returncode == 0, result.stderr + events
     assert "violates PodSecurity" not in events
@@ -130,9 +149,15 @@ def test_the_namespace_really_refuses_a_pod_that_is_not_restricted(release: Rele
 
     def dry_run(pod: dict[str, Any]) -> int:
         return release.hub.kubectl(
-            "create", "--dry-run=server", "-n", release.namespace, "-f", "-",
-            input=json.dumps(pod), check=False,
-        ).returncode  # fmt: skip
+            "create",
+            "--dry-run=server",
+            "-n",
+            release.namespace,
+            "-f",
+            "-",
+            input=json.dumps(pod),
+            check=False,
+        ).returncode
 
     assert dry_run(compliant) == 0
     assert dry_run(loose) != 0
@@ -174,8 +199,17 @@ def test_upgrade_after_a_crd_change_updates_the_crd(release: Release, tmp_path: 
     assert marker not in schema_descriptions(release)
 
 
-def access(rel: Release, user: str, verb: str, resource: str, namespace: str = "", *,
-           group: str = "", subresource: str = "", groups: tuple[str, ...] = ()) -> bool:  # fmt: skip
+def access(
+    rel: Release,
+    user: str,
+    verb: str,
+    resource: str,
+    namespace: str = "",
+    *,
+    group: str = "",
+    subresource: str = "",
+    groups: tuple[str, ...] = (),
+) -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
@@ -183,11 +217,14 @@ def access(rel: Release, user: str, verb: str, resource: str, namespace: str = "
             "user": user,
             "groups": [*groups, "system:authenticated"],
             "resourceAttributes": {
-                "verb": verb, "group": group, "resource": resource,
-                "subresource": subresource, "namespace": namespace,
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "subresource": subresource,
+                "namespace": namespace,
             },
         },
-    }  # fmt: skip
+    }
     answer = rel.hub.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(review))
     allowed: bool = json.loads(answer.stdout)["status"].get("allowed", False)
     return allowed
@@ -232,8 +269,12 @@ def test_the_operator_reads_secrets_only_in_its_namespace(release: Release) -> N
 def test_the_operator_can_do_what_it_needs_and_no_more(
     release: Release, verb: str, resource: str, group: str, subresource: str, allowed: bool
 ) -> None:
-    namespace = "" if resource in ("nodes", "customresourcedefinitions", "sites", "queues",
-                                   "clusterrolebindings") else release.team_namespace  # fmt: skip
+    namespace = (
+        ""
+        if resource
+        in ("nodes", "customresourcedefinitions", "sites", "queues", "clusterrolebindings")
+        else release.team_namespace
+    )
     got = operator_can(release, verb, resource, namespace, group=group, subresource=subresource)
     assert got is allowed
 
@@ -267,8 +308,9 @@ def test_a_team_editor_submits_workloads_but_cannot_shape_the_fleet(release: Rel
     for kind in ("sites", "gpupools", "queues"):
         for verb in ("create", "update", "patch", "delete"):
             assert not access(release, "alice", verb, kind, group="gpufleet.io"), (verb, kind)
-    assert not access(release, "alice", "patch", "workloads", team, group="gpufleet.io",
-                      subresource="status")  # fmt: skip
+    assert not access(
+        release, "alice", "patch", "workloads", team, group="gpufleet.io", subresource="status"
+    )
 
 
 def test_the_builtin_edit_role_gains_workloads_by_aggregation(release: Release) -> None:
@@ -290,23 +332,40 @@ def test_a_viewer_reads_the_fleet_but_writes_nothing(release: Release) -> None:
         assert not access(release, "carol", "create", kind, group="gpufleet.io"), kind
 
 
-MONITORING_CRDS = [
+MONITORING_CRDS: list[dict[str, Any]] = [
     {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.monitoring.coreos.com"},
         "spec": {
             "group": "monitoring.coreos.com",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "listKind": f"{kind}List",
+            },
             "scope": "Namespaced",
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
         },
     }
-    for kind, plural in (("ServiceMonitor", "servicemonitors"), ("PrometheusRule", "prometheusrules"))
-]  # fmt: skip
+    for kind, plural in (
+        ("ServiceMonitor", "servicemonitors"),
+        ("PrometheusRule", "prometheusrules"),
+    )
+]
 
 
 @pytest.fixture
@@ -320,8 +379,12 @@ def monitoring_api(release: Release) -> Iterator[None]:
         return
     body = "\n---\n".join(json.dumps(crd) for crd in MONITORING_CRDS)
     release.hub.kubectl("apply", "-f", "-", input=body)
-    release.hub.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        *(f"crd/{c['metadata']['name']}" for c in MONITORING_CRDS))  # fmt: skip
+    release.hub.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *(f"crd/{c['metadata']['name']}" for c in MONITORING_CRDS),
+    )
     try:
         yield
     finally:
@@ -342,8 +405,15 @@ def test_monitoring_objects_appear_once_the_api_is_served(release: Release) -> N
     alerts = {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
     assert "GpufleetSiteDisconnected" in alerts
     # Forced off wins over the API being there.
-    release.helm("upgrade", RELEASE, str(CHART), "--set", "metrics.serviceMonitor.enabled=false",
-                 "--set", "metrics.prometheusRule.enabled=false")  # fmt: skip
+    release.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "metrics.serviceMonitor.enabled=false",
+        "--set",
+        "metrics.prometheusRule.enabled=false",
+    )
     assert (
         release.hub.kubectl("get", "servicemonitor", RELEASE, "-n", ns, check=False).returncode != 0
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,8 +90,9 @@ def test_probes_and_service_use_the_metrics_port() -> None:
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GPUFLEET_METRICS_PORT"] == "9191"
+    assert "--metrics-port=9191" in container["args"]
+    # Bound to the pod's addresses: the kubelet probes the pod IP, not its loopback.
+    assert "--metrics-host=0.0.0.0" in container["args"]
     service = one(docs, "Service")
     assert service["spec"]["ports"][0]["port"] == 9191
     assert service["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -196,3 +198,23 @@ def test_a_missing_service_account_name_is_explained() -> None:
     result = helm("template", "x", str(CHART), "--set", "serviceAccount.create=false", check=False)
     assert result.returncode != 0
     assert "serviceAccount.name is required when serviceAccount.create is false" in result.stderr
+
+
+@pytest.mark.parametrize("values", MATRIX)
+def test_the_container_args_are_ones_gpufleet_run_accepts(values: tuple[Path, ...]) -> None:
+    import typer.main
+
+    from gpufleet.cli import app
+
+    deployments = of_kind(render(values=values, sets=["operator.logLevel=debug"]), "Deployment")
+    if not deployments:
+        pytest.skip("this values file disables the operator")
+    (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
+    command: Any = typer.main.get_command(app)
+    subcommand, *args = container["args"]
+    run = command.commands[subcommand]
+    # Parsing checks every option and its type without starting the operator; an
+    # unknown option raises.
+    params = run.make_context(subcommand, list(args)).params
+    assert params["metrics_host"] == "0.0.0.0"
+    assert params["verbose"] is True

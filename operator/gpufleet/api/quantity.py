@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
-# The grammar of k8s.io/apimachinery resource.Quantity, without a sign:
-# quantities in this API are never negative.
+# The grammar of k8s.io/apimachinery resource.Quantity without a sign (quantities
+# in this API are never negative) and with whole exponents only, as its parser
+# requires ("1e1.5" matches upstream's looser pattern but is not a quantity).
 NON_NEGATIVE_QUANTITY_PATTERN = (
-    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]+))?$"
 )
 _QUANTITY = re.compile(
     r"^(?P<number>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$"
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 )
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -49,9 +49,9 @@ def parse_quantity(value: int | str) -> Decimal:
             return number * (Decimal(1024) ** _BINARY[suffix])
         if suffix in _DECIMAL:
             return number.scaleb(_DECIMAL[suffix])
-        return number.scaleb(int(Decimal(suffix[1:])))
+        return number.scaleb(int(suffix[1:]))
     except (InvalidOperation, ValueError, OverflowError) as exc:
-        # A fractional or huge exponent ("1e1.5", "1e99999999999") parses but has no value.
+        # A huge exponent ("1e99999999999") parses but has no usable value.
         raise QuantityError(f"quantity {value!r} has an unusable exponent") from exc
 
 

@@ -186,3 +186,27 @@ def bench_command(
     for comp, mb in result["rss_mb"].items():
         table.add_row(f"rss_mb {comp}", str(mb))
     out.print(table)
+
+
+@dev.command("register")
+def register_command(
+    fleet_file: Annotated[Path, typer.Argument(help="The fleet file the fleet was started from.")] = DEFAULT_FLEET,
+    name: Annotated[str | None, typer.Option(help="Name the fleet runs under.")] = None,
+    namespace: Annotated[str, typer.Option(help="The operator's namespace (holds member kubeconfigs).")] = "gpufleet-system",
+    sites: Annotated[bool, typer.Option(help="Also create Sites and GpuPools from the fleet file.")] = True,
+) -> None:
+    """Install the CRDs on the hub, store member kubeconfigs as Secrets, create Sites and GpuPools."""
+    from gpufleet.dev.register import register
+
+    try:
+        fleet = load_fleet(fleet_file)
+    except FleetFileError as exc:
+        raise _fail(str(exc)) from exc
+    running = clusters.load_running(name or fleet.name)
+    if running is None:
+        raise _fail(f"fleet '{name or fleet.name}' is not up; run 'gpufleet dev up' first")
+    try:
+        register(fleet, running, namespace, sites=sites)
+    except clusters.FleetError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})")

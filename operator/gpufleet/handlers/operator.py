@@ -55,3 +55,10 @@ def _feed(kind: str) -> Any:
 
 for _plural, _kind in KINDS.items():
     kopf.on.event(GROUP, VERSION, _plural)(_feed(_kind))
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # In a pod: the service account. Outside: the kubeconfig named by --kubeconfig/KUBECONFIG,
+    # read when logging in (the client library reads KUBECONFIG once, at import).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)

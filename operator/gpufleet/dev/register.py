@@ -1,0 +1,98 @@
+"""Make a running dev fleet known to gpufleet: CRDs, member kubeconfig Secrets, Sites, GpuPools."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpufleet.dev.clusters import Cluster, RunningFleet
+from gpufleet.dev.fleet import LABEL_NVLINK, LABEL_POOL, LABEL_RACK, LABEL_SITE, Fleet
+
+CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
+# Typical board power per accelerator, for the power budget when a fleet file gives none.
+WATTS = {"nvidia-h100": 700.0, "nvidia-h200": 700.0, "nvidia-b200": 1000.0, "aws-trainium2": 500.0}
+COST = {"nvidia-h100": 2.5, "nvidia-h200": 3.2, "nvidia-b200": 5.0, "aws-trainium2": 1.6}
+
+
+def secret_name(site: str) -> str:
+    return f"site-{site}"
+
+
+def fleet_objects(fleet: Fleet) -> list[dict[str, Any]]:
+    """Sites and GpuPools describing the fleet's clusters."""
+    objs: list[dict[str, Any]] = []
+    for spec in fleet.clusters:
+        site = spec.site
+        nodes: dict[str, Any]
+        if spec.hub:
+            nodes = {"local": {"nodeSelector": {"matchLabels": {LABEL_SITE: site.name}}}}
+        else:
+            nodes = {"member": {"kubeconfigSecretRef": {"name": secret_name(site.name), "key": "kubeconfig"}}}
+        site_spec: dict[str, Any] = {
+            "type": site.type, "jurisdiction": site.jurisdiction, "schedulable": True, "nodes": nodes,
+        }
+        if site.regions:
+            site_spec["regions"] = list(site.regions)
+        if site.certifications:
+            site_spec["certifications"] = list(site.certifications)
+        if site.perimeter:
+            site_spec["perimeter"] = site.perimeter
+        if site.power_budget_kw is not None:
+            site_spec["powerBudgetKw"] = site.power_budget_kw
+        objs.append({"apiVersion": "gpufleet.io/v1alpha1", "kind": "Site", "metadata": {"name": site.name}, "spec": site_spec})
+        for group in spec.node_groups:
+            keys = []
+            if group.topology.nodes_per_rack:
+                keys.append(LABEL_RACK)
+            if group.topology.nodes_per_nvlink_domain:
+                keys.append(LABEL_NVLINK)
+            pool_spec: dict[str, Any] = {
+                "site": site.name,
+                "acceleratorClass": group.accelerator_class,
+                "resourceName": group.resource_name,
+                "nodeSelector": {LABEL_POOL: group.name},
+                "wattsPerAccelerator": WATTS.get(group.accelerator_class, 700.0),
+                "costPerAcceleratorHour": COST.get(group.accelerator_class, 2.0),
+            }
+            if keys:
+                pool_spec["topologyKeys"] = keys
+            objs.append({"apiVersion": "gpufleet.io/v1alpha1", "kind": "GpuPool", "metadata": {"name": group.name}, "spec": pool_spec})
+    return objs
+
+
+def flat_kubeconfig(cluster: Cluster) -> str:
+    """The cluster's kubeconfig with certificates inline, as a Secret must hold it."""
+    return cluster.kubectl("config", "view", "--flatten", "--minify").stdout
+
+
+def secret_objects(fleet: Fleet, running: RunningFleet, namespace: str) -> list[dict[str, Any]]:
+    out = []
+    for spec in fleet.clusters:
+        if spec.hub:
+            continue
+        data = base64.b64encode(flat_kubeconfig(running.clusters[spec.name]).encode()).decode()
+        out.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name(spec.site.name), "namespace": namespace,
+                         "labels": {"gpufleet.io/site": spec.site.name}},
+            "data": {"kubeconfig": data},
+        })
+    return out
+
+
+def install_crds(hub: Cluster) -> None:
+    hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
+def register(fleet: Fleet, running: RunningFleet, namespace: str, *, sites: bool = True) -> None:
+    hub = running.hub
+    install_crds(hub)
+    hub.kubectl("create", "namespace", namespace, check=False)
+    docs = secret_objects(fleet, running, namespace)
+    if sites:
+        docs += fleet_objects(fleet)
+    hub.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))

@@ -1,0 +1,70 @@
+"""An own three-site fleet with gpufleet registered and the operator running as a process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpufleet.dev import clusters
+from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
+from gpufleet.dev.register import register
+from gpufleet.dev.tools import ToolsMissingError, find_tools
+from conftest import REQUIRE, REUSE
+from e2e.operator_harness import Fleet, OperatorProcess
+
+FLEET_NAME = "test-op"
+
+
+@pytest.fixture(scope="session")
+def op_fleet() -> Iterator[clusters.RunningFleet]:
+    try:
+        find_tools()
+    except ToolsMissingError as exc:
+        if REQUIRE:
+            pytest.fail(f"operator tests need the local binaries: {exc}")
+        pytest.skip(f"operator tests need the local binaries: {exc}")
+    fleet = load_fleet(DEFAULT_FLEET)
+    running = clusters.up(fleet, source=str(DEFAULT_FLEET), name=FLEET_NAME, reuse=REUSE)
+    register(fleet, running, "gpufleet-system")
+    try:
+        yield running
+    finally:
+        if not REUSE:
+            clusters.down(FLEET_NAME)
+
+
+@pytest.fixture(scope="session")
+def operator(op_fleet: clusters.RunningFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(op_fleet.hub, tmp_path_factory.mktemp("operator-logs"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet(op_fleet: clusters.RunningFleet, operator: OperatorProcess) -> Iterator[Fleet]:
+    f = Fleet(op_fleet)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def team(fleet: Fleet) -> Iterator[str]:
+    """A fresh namespace on the hub; its workloads are deleted (and so their pods) afterwards."""
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    fleet.hub.kubectl("create", "namespace", name)
+    yield name
+    fleet.delete_all_workloads(name)
+    fleet.hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
