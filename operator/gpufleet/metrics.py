@@ -352,7 +352,11 @@ class FleetCollector(Collector):
             key = (group.queue, group.phase)
             counts[key] = counts.get(key, 0) + group.count
             queues.add(group.queue)
-            if group.phase is WorkloadPhase.PENDING and group.count and group.oldest_since:
+            if (
+                group.phase is WorkloadPhase.PENDING
+                and group.count
+                and group.oldest_since is not None
+            ):
                 previous = oldest_pending.get(group.queue, group.oldest_since)
                 oldest_pending[group.queue] = min(previous, group.oldest_since)
 

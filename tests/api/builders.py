@@ -98,7 +98,7 @@ def is_subset(written: Any, read: Any) -> bool:
             and len(written) == len(read)
             and all(is_subset(w, r) for w, r in zip(written, read, strict=True))
         )
-    return type(written) is type(read) and written == read or (
+    return (type(written) is type(read) and written == read) or (
         isinstance(written, int | float)
         and not isinstance(written, bool)
         and isinstance(read, int | float)
@@ -144,9 +144,7 @@ class Server:
         plural, namespace, name = self._where(obj)
         if namespace is None:
             return dict(self.api.get_cluster_custom_object(GROUP, VERSION, plural, name))
-        return dict(
-            self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        )
+        return dict(self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
 
     def patch(self, obj: Obj, body: Obj, *, status: bool = False, dry_run: bool = False) -> Obj:
         """A JSON merge patch of the object, or of its /status subresource."""
@@ -182,10 +180,10 @@ class Server:
             if exc.status != 404:
                 raise
 
-    def rejection(self, call: Any) -> ApiException:
+    def rejection(self, call: Any, what: object = "") -> ApiException:
         """Run ``call``; return the API server's refusal, failing if it accepted."""
         try:
             call()
         except ApiException as exc:
             return exc
-        raise AssertionError("the API server accepted an object it should have rejected")
+        raise AssertionError(f"the API server accepted what it should have refused: {what}")

@@ -165,7 +165,12 @@ CASES = [
         setter("spec.allowedJurisdictions", ["UK"]),
         "spec.allowedJurisdictions[0]",
     ),
-    Case("site-jurisdiction-region-name", "Site", setter("spec.jurisdiction", "EU"), "spec.jurisdiction"),
+    Case(
+        "site-jurisdiction-region-name",
+        "Site",
+        setter("spec.jurisdiction", "EU"),
+        "spec.jurisdiction",
+    ),
     Case(
         "site-region-without-its-jurisdiction",
         "Site",

@@ -110,7 +110,9 @@ class Malformed:
 # --- walking an object along its schema ----------------------------------------
 
 
-def _nodes(value: Any, schema: dict[str, Any], path: Path) -> Iterator[tuple[Path, Any, dict[str, Any]]]:
+def _nodes(
+    value: Any, schema: dict[str, Any], path: Path
+) -> Iterator[tuple[Path, Any, dict[str, Any]]]:
     yield path, value, schema
     if schema.get("x-kubernetes-preserve-unknown-fields"):
         return  # the pod spec: anything goes below here
@@ -148,18 +150,23 @@ def _show(path: Path) -> str:
 # --- what can be broken at one node ---------------------------------------------
 
 _texts = st.text(max_size=12)
-_non_integral = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9).filter(
-    lambda f: not f.is_integer()
-)
+_non_integral = st.floats(
+    allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9
+).filter(lambda f: not f.is_integer())
 _WRONG_TYPES: dict[str, st.SearchStrategy[Any]] = {
     "string": st.one_of(st.integers(), st.booleans(), _non_integral, st.lists(_texts, max_size=2)),
     "integer": st.one_of(_texts, st.booleans(), _non_integral, st.lists(st.integers(), max_size=2)),
     "number": st.one_of(_texts, st.booleans(), st.lists(st.integers(), min_size=1, max_size=2)),
     "boolean": st.one_of(_texts, st.integers(), _non_integral),
-    "array": st.one_of(_texts, st.integers(), st.booleans(), st.dictionaries(_texts, st.integers(), max_size=2)),
+    "array": st.one_of(
+        _texts, st.integers(), st.booleans(), st.dictionaries(_texts, st.integers(), max_size=2)
+    ),
     "object": st.one_of(_texts, st.integers(), st.booleans(), st.lists(st.integers(), max_size=2)),
     "int-or-string": st.one_of(
-        st.booleans(), _non_integral, st.lists(st.integers(), max_size=2), st.dictionaries(_texts, _texts, max_size=1)
+        st.booleans(),
+        _non_integral,
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(_texts, _texts, max_size=1),
     ),
 }
 _BAD_TIMES = st.sampled_from(["yesterday", "2026-13-01T00:00:00Z", "28/11/2026", "", "12:00:00"])
@@ -180,20 +187,24 @@ def _breaks(draw: st.DrawFn, value: Any, schema: dict[str, Any]) -> list[tuple[s
     if isinstance(value, str) or kind == "int-or-string":
         if "pattern" in schema:
             out.append(
-                ("pattern", draw(st.text(max_size=20).filter(lambda s: not _matches(schema["pattern"], s))))
+                (
+                    "pattern",
+                    draw(st.text(max_size=20).filter(lambda s: not _matches(schema["pattern"], s))),
+                )
             )
         if "maxLength" in schema:
             out.append(("too long", "1" * (schema["maxLength"] + draw(st.integers(1, 5)))))
         if schema.get("format") == "date-time":
             out.append(("not a date-time", draw(_BAD_TIMES)))
-    if isinstance(value, int | float) and not isinstance(value, bool) or kind == "int-or-string":
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or kind == "int-or-string":
         whole = kind in ("integer", "int-or-string")
         if "minimum" in schema:
             low = schema["minimum"]
             below = (
                 draw(st.integers(low - 10**6, low - 1))
                 if whole
-                else draw(st.floats(low - 1e6, low, exclude_max=True, allow_nan=False))
+                # -0.0 equals 0: not below a minimum of 0.
+                else draw(st.floats(low - 1e6, low, allow_nan=False).filter(lambda f: f < low))
             )
             out.append(("below minimum", below))
         if "maximum" in schema:
@@ -201,7 +212,7 @@ def _breaks(draw: st.DrawFn, value: Any, schema: dict[str, Any]) -> list[tuple[s
             above = (
                 draw(st.integers(high + 1, high + 10**6))
                 if whole
-                else draw(st.floats(high, high + 1e6, exclude_min=True, allow_nan=False))
+                else draw(st.floats(high, high + 1e6, allow_nan=False).filter(lambda f: f > high))
             )
             out.append(("above maximum", above))
     if isinstance(value, list):
@@ -217,16 +228,27 @@ def _breaks(draw: st.DrawFn, value: Any, schema: dict[str, Any]) -> list[tuple[s
             gone = draw(st.sampled_from(present_required))
             out.append((f"missing required {gone}", {k: v for k, v in value.items() if k != gone}))
         if "properties" in schema:
-            unknown = draw(st.from_regex(r"\A[a-z][a-zA-Z]{2,12}\Z").filter(lambda k: k not in schema["properties"]))
+            unknown = draw(
+                st.from_regex(r"\A[a-z][a-zA-Z]{2,12}\Z").filter(
+                    lambda k: k not in schema["properties"]
+                )
+            )
             out.append((f"unknown field {unknown}", {**copy.deepcopy(value), unknown: 1}))
         rules = schema.get("x-kubernetes-validations", [])
-        if isinstance(schema.get("additionalProperties"), dict) and any("k.matches" in r["rule"] for r in rules):
+        if isinstance(schema.get("additionalProperties"), dict) and any(
+            "k.matches" in r["rule"] for r in rules
+        ):
             pattern = re.search(r'k\.matches\("(.*?)"\)', rules[0]["rule"])
             assert pattern is not None
             key_pattern = pattern.group(1).encode().decode("unicode_escape")
-            bad_key = draw(st.text(min_size=1, max_size=12).filter(lambda k: not _matches(key_pattern, k)))
+            bad_key = draw(
+                st.text(min_size=1, max_size=12).filter(lambda k: not _matches(key_pattern, k))
+            )
             out.append((f"bad map key {bad_key!r}", {**value, bad_key: "x"}))
-        if "maxProperties" in schema and schema.get("additionalProperties", {}).get("type") == "string":
+        if (
+            "maxProperties" in schema
+            and schema.get("additionalProperties", {}).get("type") == "string"
+        ):
             many = {f"k{i}": "v" for i in range(schema["maxProperties"] + 1)}
             out.append(("too many map entries", many))
     return out
@@ -267,17 +289,19 @@ def rule_break(draw: st.DrawFn, kind: str, base: Obj) -> Malformed:
         if choice == "deserved>limit":
             index = draw(st.integers(0, len(spec["resources"]) - 1))
             limit = draw(st.integers(0, 10**8 - 1))
-            spec["resources"][index].update(limit=limit, deserved=draw(st.integers(limit + 1, 10**8)))
+            spec["resources"][index].update(
+                limit=limit, deserved=draw(st.integers(limit + 1, 10**8))
+            )
         elif choice == "namespaces+selector":
             spec["namespaces"] = ["team-a"]
-            spec["namespaceSelector"] = draw(
-                st.sampled_from([{}, {"matchLabels": {"team": "a"}}])
-            )
+            spec["namespaceSelector"] = draw(st.sampled_from([{}, {"matchLabels": {"team": "a"}}]))
         else:
             spec["parent"] = obj["metadata"]["name"]
         what = choice
     elif kind == "Site":
-        choice = draw(st.sampled_from(["region-mismatch", "nodes-both", "nodes-neither", "selector-values"]))
+        choice = draw(
+            st.sampled_from(["region-mismatch", "nodes-both", "nodes-neither", "selector-values"])
+        )
         if choice == "region-mismatch":
             jurisdiction = draw(st.sampled_from(regions.JURISDICTIONS))
             foreign = [r for r, members in regions.REGIONS.items() if jurisdiction not in members]
@@ -291,9 +315,11 @@ def rule_break(draw: st.DrawFn, kind: str, base: Obj) -> Malformed:
             spec["nodes"] = {}
         else:
             operator = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]))
-            values = [] if operator in ("In", "NotIn") else ["x"]
-            requirement = {"key": "gpufleet.io/site", "operator": operator}
-            if values or draw(st.booleans()):
+            values: list[str] = [] if operator in ("In", "NotIn") else ["x"]
+            requirement: Obj = {"key": "gpufleet.io/site", "operator": operator}
+            # In/NotIn break with values missing or empty; Exists with any.
+            send_empty: bool = draw(st.booleans())
+            if values or send_empty:
                 requirement["values"] = values
             spec["nodes"] = {"local": {"nodeSelector": {"matchExpressions": [requirement]}}}
         what = choice
@@ -301,7 +327,10 @@ def rule_break(draw: st.DrawFn, kind: str, base: Obj) -> Malformed:
         # GpuPool's only cross-field rule is about status.
         status = obj["status"] = copy.deepcopy(STATUSES["GpuPool"])
         total = draw(st.integers(0, 10**6))
-        status["nodesTotal"], status["nodesReady"] = total, draw(st.integers(total + 1, total + 10**6))
+        status["nodesTotal"], status["nodesReady"] = (
+            total,
+            draw(st.integers(total + 1, total + 10**6)),
+        )
         return Malformed(kind, "status", obj, "nodesReady > nodesTotal")
     return Malformed(kind, "spec", obj, what)
 

@@ -116,7 +116,10 @@ def test_conditions_are_a_list_map_keyed_by_type(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "columns"),
     [
-        ("gpufleet.io_workloads.yaml", {"Queue", "Replicas", "Per-Replica", "Phase", "Site", "Age"}),
+        (
+            "gpufleet.io_workloads.yaml",
+            {"Queue", "Replicas", "Per-Replica", "Phase", "Site", "Age"},
+        ),
         ("gpufleet.io_gpupools.yaml", {"Site", "Accelerator", "Capacity", "Allocated", "Free"}),
         ("gpufleet.io_queues.yaml", {"Parent", "Deserved", "Allocated", "Fair-Share", "Pending"}),
         ("gpufleet.io_sites.yaml", {"Type", "Jurisdiction", "Connection", "Schedulable"}),
@@ -128,7 +131,11 @@ def test_printer_columns(name: str, columns: set[str]) -> None:
 
 
 def _rules(name: str) -> list[dict[str, str]]:
-    return [rule for _, node in _walk(_schema(name)) for rule in node.get("x-kubernetes-validations", [])]
+    return [
+        rule
+        for _, node in _walk(_schema(name))
+        for rule in node.get("x-kubernetes-validations", [])
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(COMMITTED))

@@ -25,7 +25,11 @@ def applied(crds: Any, server: Server) -> Iterator[list[Obj]]:
     manifest = yaml.safe_dump_all(objects, sort_keys=False)
     try:
         result = crds.kubectl(
-            "apply", "--server-side", "--field-manager=gpufleet-example-test", "-f", "-",
+            "apply",
+            "--server-side",
+            "--field-manager=gpufleet-example-test",
+            "-f",
+            "-",
             input=manifest,
         )
         assert result.returncode == 0
@@ -63,7 +67,16 @@ def test_kubectl_get_shows_the_printer_columns(applied: list[Obj], crds: Any) ->
     pool = next(o for o in applied if o["kind"] == "GpuPool")
     table = crds.kubectl("get", "gpool", pool["metadata"]["name"]).stdout
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "SITE", "ACCELERATOR", "CAPACITY", "ALLOCATED", "FREE", "READY", "AGE"]
+    assert header.split() == [
+        "NAME",
+        "SITE",
+        "ACCELERATOR",
+        "CAPACITY",
+        "ALLOCATED",
+        "FREE",
+        "READY",
+        "AGE",
+    ]
     assert pool["spec"]["site"] in row.split()
 
     workload = next(o for o in applied if o["kind"] == "Workload")
@@ -71,7 +84,13 @@ def test_kubectl_get_shows_the_printer_columns(applied: list[Obj], crds: Any) ->
         "get", "gwl", "-n", workload["metadata"]["namespace"], workload["metadata"]["name"]
     ).stdout
     assert table.splitlines()[0].split() == [
-        "NAME", "QUEUE", "REPLICAS", "PER-REPLICA", "PHASE", "SITE", "AGE"
+        "NAME",
+        "QUEUE",
+        "REPLICAS",
+        "PER-REPLICA",
+        "PHASE",
+        "SITE",
+        "AGE",
     ]
     assert workload["spec"]["queue"] in table.splitlines()[1].split()
 
@@ -80,14 +99,18 @@ def test_kubectl_get_shows_the_printer_columns(applied: list[Obj], crds: Any) ->
 def test_example_files_pass_server_dry_run_verbatim(file: str, crds: Any) -> None:
     # Verbatim names, nothing persisted: proves the files themselves, not only renamed copies.
     result = crds.kubectl(
-        "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", str(EXAMPLES / file), check=False
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        str(EXAMPLES / file),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
 
-def test_status_is_written_only_through_the_status_subresource(
-    crds: Any, server: Server
-) -> None:
+def test_status_is_written_only_through_the_status_subresource(crds: Any, server: Server) -> None:
     pool = renamed(load_examples("fleet.yaml"), unique("s").removeprefix("s-"), {})[3]
     assert pool["kind"] == "GpuPool"
     pool["status"] = {"capacity": 128, "allocated": 0, "free": 128}

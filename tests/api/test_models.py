@@ -45,8 +45,13 @@ def test_examples_cover_the_fleet_the_dev_clusters_run() -> None:
 def test_example_training_gang_is_16_by_8_and_eu_only() -> None:
     workloads = [Workload.model_validate(o) for o in gpufleet_examples() if o["kind"] == "Workload"]
     gang = next(w for w in workloads if w.spec.total_accelerators == 128)
-    assert (gang.spec.replicas, gang.spec.accelerators_per_replica, gang.spec.gang_size) == (16, 8, 16)
-    assert gang.spec.residency is not None and gang.spec.residency.regions == ["EU"]
+    assert (gang.spec.replicas, gang.spec.accelerators_per_replica, gang.spec.gang_size) == (
+        16,
+        8,
+        16,
+    )
+    assert gang.spec.residency is not None
+    assert gang.spec.residency.regions == ["EU"]
     assert any(w.spec.accelerator_classes == ["aws-trainium2"] for w in workloads)
     assert any(w.spec.total_accelerators == 1 for w in workloads)
 
@@ -72,7 +77,7 @@ def test_wire_format_is_camel_case_and_python_is_snake_case() -> None:
 def test_models_do_not_coerce_strings_into_numbers() -> None:
     obj = first_example("Workload")
     obj["spec"]["replicas"] = "16"
-    with pytest.raises(ValidationError, match="spec.replicas"):
+    with pytest.raises(ValidationError, match=r"spec\.replicas"):
         Workload.model_validate(obj)
 
 
@@ -144,7 +149,8 @@ def test_queue_and_residency_are_immutable_once_admitted(phase: str) -> None:
 def test_placement_may_be_cleared_but_not_changed() -> None:
     old = _admitted(Workload.model_validate(first_example("Workload")))
     moved = old.model_copy(deep=True)
-    assert moved.status is not None and moved.status.placement is not None
+    assert moved.status is not None
+    assert moved.status.placement is not None
     moved.status.placement.site = "factory-osl"
     with pytest.raises(TransitionError, match=r"status\.placement is immutable"):
         check_update(old, moved)

@@ -11,9 +11,7 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_api_server_rejects_and_names_the_field(
-    case: Case, server: Server, namespace: str
-) -> None:
+def test_api_server_rejects_and_names_the_field(case: Case, server: Server, namespace: str) -> None:
     obj = base(case.kind, namespace)
     server.create(obj, dry_run=True)  # the unbroken object is fine
     case.mutate(obj)

@@ -180,10 +180,11 @@ def contended_fleets(draw: st.DrawFn) -> Fleet:
     nested = draw(st.booleans())
     parents: list[str | None] = [None]
     if nested:
-        queues = [Queue(name="d0", deserved={CLASSES[0]: budget // 2}), Queue(name="d1")]
+        half = {CLASSES[0]: budget // 2}
+        queues = [Queue(name="d0", deserved=half), Queue(name="d1", deserved=half)]
         parents = ["d0", "d1"]
     for t in range(draw(st.integers(2, 4))):
-        share = draw(st.sampled_from([0, 8, 16]))
+        share = 0 if t == 0 else draw(st.sampled_from([8, 16]))
         share = min(share, budget)
         budget -= share
         queues.append(
@@ -206,12 +207,15 @@ def contended_fleets(draw: st.DrawFn) -> Fleet:
 @st.composite
 def contended_workloads(draw: st.DrawFn, fleet: Fleet, prefix: str, now: float) -> list[Workload]:
     out = []
-    for i in range(draw(st.integers(0, 6))):
+    # The first wave floods one queue (it borrows everything idle); later waves
+    # come from everyone, so queues below deserved must reclaim.
+    first = prefix == "c0"
+    for i in range(draw(st.integers(3, 8) if first else st.integers(0, 6))):
         replicas = draw(st.integers(1, 3))
         out.append(
             Workload(
                 key=f"ns/{prefix}-{i}",
-                queue=draw(st.sampled_from(fleet.leaves)),
+                queue=fleet.leaves[0] if first else draw(st.sampled_from(fleet.leaves)),
                 replicas=replicas,
                 min_replicas=draw(st.integers(1, replicas)),
                 accelerators_per_replica=draw(st.sampled_from([2, 4, 8])),

@@ -80,8 +80,7 @@ def _structural(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
     if "$ref" in node:
         name = node.pop("$ref").removeprefix("#/$defs/")
         # Keywords beside the reference (a field's description) win over the target's.
-        node = {**_structural(defs[name], defs, path), **_structural(node, defs, path)}
-        return node
+        return {**_structural(defs[name], defs, path), **_structural(node, defs, path)}
 
     nullable = False
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
@@ -136,6 +135,13 @@ def _structural(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
 
     if nullable:
         node["nullable"] = True
+
+    if "x-kubernetes-validations" in node:
+        # Shared types (timestamps) write "{field}"; name the field they sit in.
+        node["x-kubernetes-validations"] = [
+            {**rule, "message": rule["message"].replace("{field}", path)}
+            for rule in node["x-kubernetes-validations"]
+        ]
 
     unknown = set(node) - _ALLOWED
     if unknown:

@@ -42,7 +42,35 @@ ZA ZM ZW
 
 JURISDICTIONS: tuple[str, ...] = tuple(_ISO_3166_1_ALPHA_2.split())
 
-_EU = ("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK").split()
+_EU = [
+    "AT",
+    "BE",
+    "BG",
+    "CY",
+    "CZ",
+    "DE",
+    "DK",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "HU",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SE",
+    "SI",
+    "SK",
+]
 _EFTA = ["CH", "IS", "LI", "NO"]
 
 # Region name -> member jurisdictions. Only groups with a stable, commonly
@@ -65,10 +93,47 @@ _REGIONS: dict[str, tuple[str, ...]] = {
     # Asia and Oceania.
     "APAC": tuple(
         sorted(
-            (
-                "AU BD BN BT CN FJ HK ID IN JP KH KR LA LK MM MN MO MV MY NP NZ PG PH PK SB SG "
-                "TH TL TW VN VU WS TO KI FM MH NR PW TV"
-            ).split()
+            [
+                "AU",
+                "BD",
+                "BN",
+                "BT",
+                "CN",
+                "FJ",
+                "HK",
+                "ID",
+                "IN",
+                "JP",
+                "KH",
+                "KR",
+                "LA",
+                "LK",
+                "MM",
+                "MN",
+                "MO",
+                "MV",
+                "MY",
+                "NP",
+                "NZ",
+                "PG",
+                "PH",
+                "PK",
+                "SB",
+                "SG",
+                "TH",
+                "TL",
+                "TW",
+                "VN",
+                "VU",
+                "WS",
+                "TO",
+                "KI",
+                "FM",
+                "MH",
+                "NR",
+                "PW",
+                "TV",
+            ]
         )
     ),
     # Latin America: Spanish- and Portuguese-speaking Americas.

@@ -127,8 +127,9 @@ class SchedulingLoop:
         lifecycle = plan_lifecycle(view, inputs, now, self.origin)  # 4
         self._apply_lifecycle(view.workloads, inputs, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
-        # Workloads whose phase just changed are left out of this cycle's decisions.
-        usable = [w for w in inputs.workloads if w.key not in busy]
+        # A workload whose phase just changed is not placed again this cycle, but if it holds
+        # nodes it still counts: leaving it out would make its accelerators look free.
+        usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
         result: core.CycleResult | None = None
         try:
             snapshot = core.Snapshot.build(inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now)
@@ -136,8 +137,11 @@ class SchedulingLoop:
         except core.ModelError as exc:
             log.error("the fleet could not be scheduled: %s", exc)
         if result is not None:
-            self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
-            self._apply_admissions(view.workloads, inputs, result.admissions, now)  # 7
+            failed = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
+            # An admission that counted on room from an eviction that was not recorded would
+            # overcommit the nodes: it waits for the next cycle instead.
+            admissions = [a for a in result.admissions if a.workload not in failed]
+            self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now)  # 9
         self.view.summary = summary
@@ -190,12 +194,22 @@ class SchedulingLoop:
         create_pods(conn.api_client, plans)
 
     # -- 6 ----------------------------------------------------------------------
-    def _apply_evictions(self, bodies: dict[str, dict[str, Any]], inputs: Inputs, evictions: list[core.Eviction], now: float) -> None:
+    def _apply_evictions(
+        self, bodies: dict[str, dict[str, Any]], inputs: Inputs, evictions: list[core.Eviction], now: float
+    ) -> set[str]:
+        """Evict; return the preemptors whose room was not made."""
+        failed: set[str] = set()
+
         def evict(e: core.Eviction) -> None:
             body = bodies.get(e.workload)
-            if body is None:
-                return
-            if self._write_workload(body, eviction_status(body, e, now)):
+            written = None
+            try:
+                written = self._write_workload(body, eviction_status(body, e, now)) if body is not None else None
+            finally:
+                if written is None:
+                    failed.add(e.preemptor)
+            if written is not None:
+                log.info("evicted %s (%s) for %s", e.workload, e.reason, e.preemptor)
                 self.writer.event(body, "Warning", e.reason, f"evicted to make room for {e.preemptor}")
                 if self.metrics is not None:
                     self.metrics.count_preemption(
@@ -214,6 +228,7 @@ class SchedulingLoop:
                         delete_pods(conn.api_client, [f"{ns}/{pod_name(name, placement.epoch, r.index)}" for r in placement.replicas])
 
         self._run_all([lambda e=e: evict(e) for e in evictions])
+        return failed
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(self, bodies: dict[str, dict[str, Any]], inputs: Inputs, admissions: list[core.Admission], now: float) -> None:
@@ -226,6 +241,7 @@ class SchedulingLoop:
             written = self._write_workload(body, patch)
             if written is None:
                 return
+            log.info("admitted %s to %s/%s on %d node(s), epoch %s", a.workload, a.site, a.pool, len(nodes), patch["epoch"])
             model = inputs.workload_models.get(a.workload)
             if self.metrics is not None and model is not None:
                 created = timestamp(body["metadata"].get("creationTimestamp"))

@@ -25,7 +25,7 @@ from gpufleet.core.placement import PoolFit, place_in_pool
 from gpufleet.core.snapshot import Snapshot
 from gpufleet.core.state import CycleState
 
-EligibleKey = tuple[int, Residency, tuple[str, ...], tuple[str, ...]]
+EligibleKey = tuple[tuple[bool, ...], Residency, tuple[str, ...], tuple[str, ...]]
 
 
 def candidate_pools(snap: Snapshot, w: Workload) -> list[int]:
@@ -73,6 +73,11 @@ class Cycle:
         self.admitted: set[str] = set()
         self.order: list[str] = []
         self._eligible: dict[EligibleKey, list[int]] = {}
+        self.commits = 0  # bumped by every admission and eviction
+        self._victim_order: dict[int, list[int]] = {}
+        self._by_queue: dict[tuple[int, int], list[int]] | None = None
+        self._lowest_priority: dict[int, float] | None = None
+        self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
         self.run_by_pool: list[list[int]] = [[] for _ in snap.pools]
         self.run_by_queue: list[list[int]] = [[] for _ in snap.queues]
         for r, (p, q) in enumerate(zip(snap.run_pool, snap.run_queue, strict=True)):
@@ -80,7 +85,8 @@ class Cycle:
             self.run_by_queue[q].append(r)
 
     def eligible(self, w: Workload, queue: int) -> list[int]:
-        key = (queue, w.residency, w.accelerator_classes, w.site_preferences)
+        # Keyed by the queue's entitlement row, not the queue: few distinct rows.
+        key = (self.snap.entitled[queue], w.residency, w.accelerator_classes, w.site_preferences)
         pools = self._eligible.get(key)
         if pools is None:
             pools = self._eligible[key] = candidate_pools(self.snap, w)
@@ -123,9 +129,29 @@ class Cycle:
         if best is not None:
             self.admit(w, q, best[0], best[1])
             return
-        if self.try_with_victims(w, q, reclaim=True):
+        if self._may_reclaim(w, q, pools) and self.try_with_victims(w, q, reclaim=True):
             return
-        self.try_with_victims(w, q, reclaim=False)
+        if self._lowest_own_priority(q) < w.priority:
+            self.try_with_victims(w, q, reclaim=False)
+
+    def _may_reclaim(self, w: Workload, q: int, pools: list[int]) -> bool:
+        """A queue reclaims only while the admission keeps it within its deserved share."""
+        st = self.state
+        classes = {self.snap.pool_class[p] for p in pools}
+        return any(
+            st.deserved_room(q, c, w.accelerators_per_replica) >= w.min_replicas for c in classes
+        )
+
+    def _lowest_own_priority(self, q: int) -> float:
+        """Lowest priority among the queue's preemptible running workloads (inf if none)."""
+        if self._lowest_priority is None:
+            low: dict[int, float] = {}
+            for p in range(len(self.snap.pools)):
+                for r in self._static_victims(p):
+                    vq = self.snap.run_queue[r]
+                    low[vq] = min(low.get(vq, INF), self.snap.running[r].priority)
+            self._lowest_priority = low
+        return self._lowest_priority.get(q, INF)
 
     def _cap(self, w: Workload, q: int, pool: int) -> float:
         st = self.state
@@ -167,6 +193,7 @@ class Cycle:
 
     def admit(self, w: Workload, q: int, pool: int, fit: PoolFit) -> None:
         snap = self.snap
+        self.commits += 1
         self.state.claim(w, q, pool, fit.nodes)
         names = tuple(snap.nodes[int(n)].name for n in fit.nodes)
         site = snap.sites[snap.pool_site[pool]].name
@@ -175,39 +202,56 @@ class Cycle:
 
     # -- 5. reclaim and preemption ------------------------------------------------
 
+    def _static_victims(self, pool: int) -> list[int]:
+        """Running workloads of `pool` that may ever be evicted this cycle, in eviction
+        order: lowest priority, then youngest, then key."""
+        hit = self._victim_order.get(pool)
+        if hit is None:
+            snap = self.snap
+            cands = []
+            for r in self.run_by_pool[pool]:
+                v = snap.running[r]
+                assert v.placement is not None
+                vqueue = snap.queues[snap.run_queue[r]]
+                if v.preemptible and snap.now - v.placement.started_at >= vqueue.min_runtime_seconds:
+                    cands.append((v.priority, -v.placement.started_at, v.key, r))
+            cands.sort()
+            hit = self._victim_order[pool] = [c[3] for c in cands]
+        return hit
+
+    def _own_victims(self, pool: int, q: int) -> list[int]:
+        """`_static_victims` of one queue, for priority preemption inside the queue."""
+        if self._by_queue is None:
+            self._by_queue = {}
+            for p in range(len(self.snap.pools)):
+                for r in self._static_victims(p):
+                    self._by_queue.setdefault((p, self.snap.run_queue[r]), []).append(r)
+        return self._by_queue.get((pool, q), [])
+
     def victims(self, w: Workload, q: int, pool: int, reclaim: bool) -> list[int]:
         """Eligible victims in `pool`, in eviction order, each checked as if the previous went."""
         snap = self.snap
-        st = self.state
-        now = snap.now
-        cands = []
-        for r in self.run_by_pool[pool]:
-            if r in self.evicted:
-                continue
-            v = snap.running[r]
-            vq = snap.run_queue[r]
-            if not v.preemptible:
-                continue
-            if (vq != q) if not reclaim else (vq == q):
-                continue
-            vqueue = snap.queues[vq]
-            if reclaim and not vqueue.reclaimable:
-                continue
-            if not reclaim and v.priority >= w.priority:
-                continue
-            assert v.placement is not None
-            if now - v.placement.started_at < vqueue.min_runtime_seconds:
-                continue
-            cands.append((v.priority, -v.placement.started_at, v.key, r))
-        cands.sort()
         if not reclaim:
-            return [c[3] for c in cands]
+            return [
+                r
+                for r in self._own_victims(pool, q)
+                if snap.running[r].priority < w.priority and r not in self.evicted
+            ]
+        # The reclaim list depends only on the queue, the pool and the committed state,
+        # and a queue's workloads come one after another while they fail: cache it.
+        key = (q, pool, self.commits)
+        hit = self._reclaim_cache.get(key)
+        if hit is not None:
+            return hit
+        st = self.state
         cls = snap.pool_class[pool]
         mine = set(snap.chains[q])
         sim: dict[int, float] = {}
         out = []
-        for *_, r in cands:
+        for r in self._static_victims(pool):
             vq = snap.run_queue[r]
+            if vq == q or r in self.evicted or not snap.queues[vq].reclaimable:
+                continue
             chain = [x for x in snap.chains[vq] if x not in mine]
             alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]
             size = snap.run_accelerators[r]
@@ -221,18 +265,38 @@ class Cycle:
             for x, a in zip(chain, alloc, strict=True):
                 sim[x] = a - size
             out.append(r)
+        if len(self._reclaim_cache) > 4096:
+            self._reclaim_cache.clear()
+        self._reclaim_cache[key] = out
         return out
+
+    def _room_bound(self, w: Workload, pool: int, victims: list[int]) -> int:
+        """Upper bound on replicas that fit once `victims` are gone (no node work):
+        floor((free + freed) / a) <= floor(free / a) + ceil(freed / a) per node."""
+        snap = self.snap
+        a = w.accelerators_per_replica
+        bound = self.state.upper_bound(pool, a)
+        for r in victims:
+            v = snap.running[r]
+            bound += len(snap.run_nodes[r]) * -(-v.accelerators_per_replica // a)
+            if bound >= w.min_replicas:
+                break
+        return bound
 
     def try_with_victims(self, w: Workload, q: int, reclaim: bool) -> bool:
         snap = self.snap
         st = self.state
         a = w.accelerators_per_replica
+        room: dict[int, bool] = {}
         for p in self.eligible(w, q):
             cls = snap.pool_class[p]
-            if reclaim and st.deserved_room(q, cls, a) < w.min_replicas:
-                continue
+            if reclaim:
+                if cls not in room:
+                    room[cls] = st.deserved_room(q, cls, a) >= w.min_replicas
+                if not room[cls]:
+                    continue
             vs = self.victims(w, q, p, reclaim)
-            if not vs:
+            if not vs or self._room_bound(w, p, vs) < w.min_replicas:
                 continue
 
             def attempt(m: int, p: int = p, vs: list[int] = vs, cls: int = cls) -> PoolFit | None:
@@ -254,6 +318,7 @@ class Cycle:
             assert fit is not None
             kept = self._prune(w, q, p, cls, fit, chosen) if reclaim else chosen
             reason = "Reclaimed" if reclaim else "Preempted"
+            self.commits += 1
             for r in kept:
                 self.evicted.add(r)
                 self.evictions.append(Eviction(snap.running[r].key, reason, w.key))

@@ -43,9 +43,11 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
     want = min(w.replicas, cap)
     if want < w.min_replicas or lay.end == lay.start:
         return None
+    keys = snap.pools[pool].topology_keys
+    if w.required_topology is None and topology_level(keys, w.preferred_topology) is None:
+        return _by_buckets(state, w, pool, int(want), missed=w.preferred_topology is not None)
     f = state.fit(lay.start, lay.end, w)
     total = int(f.sum())
-    keys = snap.pools[pool].topology_keys
     lo, hi = 0, len(f)
     missed = False
     if w.required_topology is not None:
@@ -73,6 +75,42 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
                     missed = False
     nodes = best_fit(f[lo:hi], state.acc[lay.start + lo : lay.start + hi], count)
     return PoolFit(count, nodes + (lay.start + lo), missed)
+
+
+def _by_buckets(state: CycleState, w: Workload, pool: int, want: int, missed: bool) -> PoolFit | None:
+    """Pool-wide best fit without scanning the pool: walk the nodes by free accelerators
+    (ascending, the same order `best_fit` sorts into) only until the gang is complete."""
+    lay = state.snap.layouts[pool]
+    acc = state.acc[lay.start : lay.end]
+    hist = state.hist[pool]
+    parts: list[IntArray] = []
+    takes: list[IntArray] = []
+    got = 0
+    for k in range(w.accelerators_per_replica, len(hist)):
+        if hist[k] == 0:
+            continue  # no ready node has exactly k free
+        idx = np.flatnonzero(acc == k)
+        f = state.fit_at(idx + lay.start, w)
+        keep = f > 0
+        idx, f = idx[keep], f[keep]
+        if len(f) == 0:
+            continue
+        cum = np.cumsum(f)
+        if got + int(cum[-1]) >= want:
+            cut = int(np.searchsorted(cum, want - got))
+            take = f[: cut + 1].copy()
+            take[-1] -= got + int(cum[cut]) - want
+            parts.append(idx[: cut + 1])
+            takes.append(take)
+            got = want
+            break
+        parts.append(idx)
+        takes.append(f)
+        got += int(cum[-1])
+    if got < w.min_replicas or got == 0:
+        return None
+    nodes = np.repeat(np.concatenate(parts), np.concatenate(takes)) + lay.start
+    return PoolFit(got, nodes, missed)
 
 
 def _tightest(sums: IntArray, starts: IntArray, count: int, length: int) -> tuple[int, int]:

@@ -98,6 +98,18 @@ class CycleState:
         np.maximum(f, 0, out=f)
         return f
 
+    def fit_at(self, nodes: IntArray, w: Workload) -> IntArray:
+        """`fit` for the given node indices."""
+        f = self.acc[nodes] // w.accelerators_per_replica
+        if w.cpu_millis_per_replica:
+            np.minimum(f, self.cpu[nodes] // w.cpu_millis_per_replica, out=f)
+        if w.memory_bytes_per_replica:
+            np.minimum(f, self.mem[nodes] // w.memory_bytes_per_replica, out=f)
+        np.minimum(f, self.pods[nodes], out=f)
+        f *= self.ready_i[nodes]
+        np.maximum(f, 0, out=f)
+        return f
+
     # -- claim / release ----------------------------------------------------------
 
     def _touch_nodes(self, nodes: IntArray | tuple[int, ...], w: Workload, sign: int) -> None:
@@ -105,6 +117,9 @@ class CycleState:
         cpu = w.cpu_millis_per_replica
         mem = w.memory_bytes_per_replica
         top = self.max_acc
+        if len(nodes) > 8:
+            self._touch_many(np.asarray(nodes, dtype=np.int64), a, cpu, mem, sign)
+            return
         acc = self.acc
         for n in nodes:
             n = int(n)
@@ -118,6 +133,29 @@ class CycleState:
                 h = self.hist[int(self.node_pool[n])]
                 h[min(max(int(before), 0), top)] -= 1
                 h[min(max(int(after), 0), top)] += 1
+
+    def _touch_many(self, nodes: IntArray, a: int, cpu: int, mem: int, sign: int) -> None:
+        """`_touch_nodes` for large gangs: array updates and one histogram delta per pool."""
+        top = self.max_acc
+        u, count = np.unique(nodes, return_counts=True)
+        before = self.acc[u]
+        after = before + sign * a * count
+        self.acc[u] = after
+        if cpu:
+            self.cpu[u] += sign * cpu * count
+        if mem:
+            self.mem[u] += sign * mem * count
+        self.pods[u] += sign * count
+        ready = self.ready[u]
+        pools = self.node_pool[u]
+        for p in np.unique(pools[ready]).tolist():
+            sel = ready & (pools == p)
+            delta = np.bincount(np.clip(after[sel], 0, top), minlength=top + 1) - np.bincount(
+                np.clip(before[sel], 0, top), minlength=top + 1
+            )
+            h = self.hist[p]
+            for k, d in enumerate(delta.tolist()):
+                h[k] += d
 
     def _account(self, queue: int, pool: int, accelerators: int, sign: int) -> None:
         snap = self.snap

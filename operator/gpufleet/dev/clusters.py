@@ -338,18 +338,45 @@ def up(
     state_dir().mkdir(parents=True, exist_ok=True)
     try:
         for spec in fleet.clusters:
-            cluster = create_cluster(tools, fleet_name, spec, runtime, progress)
-            running.clusters[spec.name] = cluster
+            running.clusters[spec.name] = _bring_up(tools, fleet_name, spec, runtime, progress, node_progress)
             _state_file(fleet_name).write_text(json.dumps(running.to_json(), indent=2))
-            tick = node_progress(spec.name, cluster.nodes) if node_progress else None
-            progress(f"{spec.name}: creating {cluster.nodes} GPU nodes")
-            create_nodes(cluster, iter_node_manifests(spec), progress=tick)
-            wait_nodes_ready(cluster, cluster.nodes)
     except BaseException:
         progress("bring-up failed; tearing down what was started")
         down(fleet_name, progress=progress)
         raise
     return running
+
+
+def _bring_up(
+    tools: Toolset,
+    fleet_name: str,
+    spec: ClusterSpec,
+    runtime: str,
+    progress: Progress,
+    node_progress: Callable[[str, int], Callable[[int], None]] | None,
+    attempts: int = 2,
+) -> Cluster:
+    """One cluster with its nodes; a cluster whose nodes never turn Ready is made again once.
+
+    On a loaded two-core machine a component occasionally loses the race for a randomly
+    chosen port; a fresh start gets new ports.
+    """
+    for attempt in range(1, attempts + 1):
+        cluster = create_cluster(tools, fleet_name, spec, runtime, progress)
+        tick = node_progress(spec.name, cluster.nodes) if node_progress and attempt == 1 else None
+        progress(f"{spec.name}: creating {cluster.nodes} GPU nodes")
+        create_nodes(cluster, iter_node_manifests(spec), progress=tick)
+        try:
+            wait_nodes_ready(cluster, cluster.nodes, timeout=max(90.0, cluster.nodes / 10))
+            return cluster
+        except FleetError as exc:
+            log = kwok_workdir() / "clusters" / cluster.kwok_name / "logs" / "kwok-controller.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+            _kwokctl(tools, "delete", "cluster", "--name", cluster.kwok_name, timeout=120)
+            if attempt == attempts:
+                raise FleetError(f"{exc}\nkwok-controller log (tail):\n{tail}") from exc
+            progress(f"{spec.name}: nodes did not become Ready ({exc}); recreating the cluster")
+    raise AssertionError("unreachable")
 
 
 def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:

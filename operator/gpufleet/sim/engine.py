@@ -76,6 +76,7 @@ class _Recorder:
         self.rows: list[tuple[float, float, float, float]] = []
         self.queue_alloc: list[list[float]] = []
         self.queue_fair: list[list[float]] = []
+        self.saturated: tuple[float, float] = (np.nan, np.nan)
 
     def record(
         self,
@@ -84,10 +85,17 @@ class _Recorder:
         used: list[int],
         demand: list[int],
         shapes: Counter[Shape],
+        decided: bool,
     ) -> None:
+        """Snapshot the state at `now`; the fleet counts as saturated only after a decision
+        left jobs waiting, so GPUs freed between two cycles are not called fragmentation."""
         capacity = self.fleet.total_gpus
         idle = float(free.sum())
-        if shapes:
+        if not shapes:
+            frag = waiting_idle = np.nan
+        elif not decided:
+            frag, waiting_idle = self.saturated
+        else:
             usable = np.zeros(free.shape, dtype=np.bool_)
             smallest: dict[tuple[frozenset[str], frozenset[str]], int] = {}
             for (_, per, classes, residency), count in shapes.items():
@@ -96,10 +104,10 @@ class _Recorder:
                     smallest[key] = min(per, smallest.get(key, per))
             for (classes, residency), per in smallest.items():
                 usable |= self.fleet.eligible(classes, residency) & (free >= per)
-            frag = float(free[~usable].sum())
-            row = (now, capacity - idle, frag, idle)
-        else:
-            row = (now, capacity - idle, np.nan, np.nan)
+            frag, waiting_idle = float(free[~usable].sum()), idle
+        if decided:
+            self.saturated = (frag, waiting_idle)
+        row = (now, capacity - idle, frag, waiting_idle)
         if self.rows and self.rows[-1][0] == now:
             self.rows.pop()
             self.queue_alloc.pop()
@@ -208,13 +216,15 @@ class _Replay:
                 elif self.next_decide is None:
                     self.next_decide = tick
                     heapq.heappush(heap, (tick, _DECIDE, -1, 0))
+            decided = False
             if decide and dirty:
                 # Nothing waits: no policy here admits or evicts without a pending job.
                 if self.pending:
                     self._decide(now)
+                    decided = True
                 dirty = False
-            if changed or decide:
-                self.recorder.record(now, self.free, self.used, self.demand, +self.shapes)
+            if changed or decided:
+                self.recorder.record(now, self.free, self.used, self.demand, +self.shapes, decided)
             if progress is not None:
                 progress(events)
         result = self.result

@@ -20,16 +20,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
-    StrictStr,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    StrictInt,
+    StrictStr,
     WithJsonSchema,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
-from pydantic.alias_generators import to_camel
 
 from gpufleet.api import regions
 from gpufleet.api.quantity import NON_NEGATIVE_QUANTITY_PATTERN, QuantityError, parse_quantity
@@ -227,7 +227,22 @@ Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339_text),
     Field(strict=False),
-    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": 64}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "maxLength": 64,
+            # kube-apiserver 1.37 skips the type check of a string with a
+            # `format` when the value is a list (["x"] is stored as a time);
+            # evaluating any CEL rule on it does check the type.
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == google.protobuf.Timestamp",
+                    "message": "{field} must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z",
+                }
+            ],
+        }
+    ),
 ]
 
 # --- Lists ------------------------------------------------------------------
@@ -371,7 +386,7 @@ class ObjectMeta(BaseModel):
 class Resource(ApiModel):
     """Base of the top-level kinds."""
 
-    api_version: Literal["gpufleet.io/v1alpha1"] = API_VERSION
+    api_version: Literal["gpufleet.io/v1alpha1"] = "gpufleet.io/v1alpha1"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 
     def to_manifest(self) -> dict[str, Any]:

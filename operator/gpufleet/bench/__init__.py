@@ -1,0 +1,1 @@
+"""Benchmarks of the scheduling core on synthetic fleets (`gpufleet bench core`)."""

@@ -1,0 +1,179 @@
+"""`gpufleet simulate` and `gpufleet frag`: what-if replays on top of the real core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gpufleet.sim import plots, report
+from gpufleet.sim.compare import compare
+from gpufleet.sim.frag import fill_experiment
+from gpufleet.sim.jobs import TraceError
+from gpufleet.sim.openb import read_pods
+from gpufleet.sim.policies.registry import make
+from gpufleet.sim.setup import policy_list, prepare
+from gpufleet.sim.tenants import assign_queues, default_queues
+from gpufleet.sim.traces import TraceFormat
+
+err = Console(stderr=True)
+out = Console()
+
+_PROGRESS_EVERY = 500  # events between progress redraws; redrawing each event costs more than it
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)
+    app.command("frag")(frag)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print("[red]error:[/red]", end=" ")
+    # No markup (messages hold brackets such as deserved[h100]) and no wrapping (paths).
+    err.print(message, markup=False, soft_wrap=True, highlight=False)
+    return typer.Exit(code=1)
+
+
+def simulate(
+    fleet: Annotated[Path, typer.Option(help="Dev fleet file (YAML) or a trace node list (CSV).")],
+    trace: Annotated[Path, typer.Option(help="openb pod list or gpufleet CSV trace.")],
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="gpufleet, fifo-first-fit, best-fit, kueue-like (repeat; default all)."),
+    ] = None,
+    trace_format: Annotated[str, typer.Option("--format", help="auto, openb or csv.")] = "auto",
+    load: Annotated[
+        float | None,
+        typer.Option(help="Re-time arrivals as a seeded Poisson process at this offered load."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the re-timing.")] = 1,
+    fleet_fraction: Annotated[
+        float, typer.Option(help="Keep this fraction of each pool's nodes (0-1].")
+    ] = 1.0,
+    cycle: Annotated[
+        float, typer.Option(help="Seconds between scheduling cycles (0: at every event).")
+    ] = 0.0,
+    queues: Annotated[int, typer.Option(help="Queues for a trace without tenants.")] = 4,
+    shares: Annotated[
+        str | None, typer.Option(help="Deserved shares: '0.4,0.3,...' or 'name=w,...'.")
+    ] = None,
+    max_runtime: Annotated[float | None, typer.Option(help="Cap job runtimes (seconds).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
+) -> None:
+    """Replay a trace on a fleet under several policies and compare them side by side."""
+    if trace_format not in ("auto", "openb", "csv"):
+        raise _fail(f"--format: must be auto, openb or csv (got {trace_format!r})")
+    fmt: TraceFormat = trace_format  # type: ignore[assignment]
+    try:
+        jobs, sim_fleet, queue_specs = prepare(
+            fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
+        )
+        names = policy_list(policy)
+        make(names, jobs.jobs)  # fail on a bad name before any work
+    except (TraceError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    total = 2 * len(jobs.jobs)
+    with _progress() as bar:
+        tasks = {n: bar.add_task(n, total=total) for n in names}
+
+        def step(name: str, done: int) -> None:
+            if done % _PROGRESS_EVERY == 0 or done >= total:
+                bar.update(tasks[name], completed=done)
+
+        result = compare(jobs, sim_fleet, queue_specs, names, cycle, step)
+    if as_json:
+        payload = {
+            "trace": jobs.source,
+            "fleet": sim_fleet.name,
+            "capacity_gpus": sim_fleet.total_gpus,
+            "queues": {q.name: q.share for q in queue_specs},
+            "cycle_seconds": cycle,
+            "policies": [m.model_dump() for m in result.metrics],
+        }
+        out.print_json(json.dumps(payload))
+    else:
+        title = (
+            f"{len(jobs.jobs)} jobs on {sim_fleet.total_gpus} GPUs ({sim_fleet.name}),"
+            f" {len(queue_specs)} queues; replay took {result.wall_seconds:.1f} s"
+        )
+        out.print(report.metrics_table(result.metrics, title))
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(report.metrics_markdown(result.metrics))
+    if plot is not None:
+        for path in plots.write_all(result.results, result.metrics, plot):
+            err.print(f"wrote {path}")
+
+
+def frag(
+    fleet: Annotated[Path, typer.Option(help="Trace node list (CSV) or dev fleet file.")],
+    pods: Annotated[Path, typer.Option(help="openb pod list to draw pods from.")],
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Policies (repeat; default all).")
+    ] = None,
+    levels: Annotated[
+        str, typer.Option(help="Comma-separated fractions of capacity asked.")
+    ] = "1.0,1.05,1.1,1.15,1.2,1.25,1.3",
+    seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
+    batch: Annotated[int, typer.Option(help="Pods arriving between two decisions.")] = 1,
+    queues: Annotated[int, typer.Option(help="Queues the pods are spread over.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write the chart to this PNG file.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
+) -> None:
+    """Fill the fleet from a pod list to 100-130% of capacity; GPUs left unallocated."""
+    from gpufleet.sim.fleetfile import load_sim_fleet
+    from gpufleet.sim.jobs import Job, Trace
+
+    try:
+        sim_fleet = load_sim_fleet(fleet)
+        raw, _ = read_pods(pods)
+        fractions = [float(x) for x in levels.split(",") if x.strip()]
+        queue_specs = default_queues(queues)
+        jobs = [
+            Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
+            for i, p in enumerate(raw)
+        ]
+        jobs = list(assign_queues(Trace(tuple(jobs), str(pods)), queue_specs).jobs)
+        chosen = make(policy_list(policy), jobs)
+    except (TraceError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    with _progress() as bar:
+        tasks = {p.name: bar.add_task(p.name, total=1) for p in chosen}
+
+        def step(name: str, done: int, total: int) -> None:
+            if done % _PROGRESS_EVERY == 0 or done >= total:
+                bar.update(tasks[name], completed=done, total=total)
+
+        result = fill_experiment(jobs, sim_fleet, queue_specs, chosen, fractions, seed, batch, step)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        title = (
+            f"GPUs left unallocated, {sim_fleet.name} ({result.capacity_gpus} GPUs), {pods.name}"
+        )
+        out.print(report.frag_table(result, title))
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(report.frag_markdown(result))
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plots.fragmentation(result, plot, f"Fill to saturation: {pods.name}")
+        err.print(f"wrote {plot}")

@@ -1,0 +1,25 @@
+"""Read a trace in either supported format, telling them apart by the header row."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Literal
+
+from gpufleet.sim import csvtrace, openb
+from gpufleet.sim.jobs import Trace, TraceError
+
+TraceFormat = Literal["auto", "openb", "csv"]
+
+
+def detect(path: Path) -> Literal["openb", "csv"]:
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle), [])
+    return "openb" if "num_gpu" in {h.strip() for h in header} else "csv"
+
+
+def load_trace(path: Path, fmt: TraceFormat = "auto") -> Trace:
+    if not path.is_file():
+        raise TraceError([f"trace: {path} is not a readable file"])
+    kind = detect(path) if fmt == "auto" else fmt
+    return openb.read_trace(path) if kind == "openb" else csvtrace.read_trace(path)

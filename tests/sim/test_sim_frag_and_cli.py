@@ -1,0 +1,105 @@
+"""The fill-to-saturation experiment and the `simulate` / `frag` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from builders import job, one_site
+from typer.testing import CliRunner
+
+from gpufleet.sim.cli import register
+from gpufleet.sim.frag import fill_experiment
+from gpufleet.sim.policies.registry import make
+from gpufleet.sim.tenants import default_queues
+
+
+def test_fill_leaves_the_gpus_no_pod_can_use_unallocated() -> None:
+    # Two 4-GPU nodes, 3-GPU pods: after two pods each node has 1 GPU left that
+    # no 3-GPU pod can use, at 100% asked (9 GPUs) and beyond.
+    pods = [job(0, 0, 1, 3)]
+    policies = make(["gpufleet", "fifo-first-fit", "best-fit", "kueue-like"], pods)
+    report = fill_experiment(pods, one_site(4, 4), default_queues(2), policies, (1.0, 1.3))
+    assert [lv.requested_gpus for lv in report.levels] == [9, 12]
+    for level in report.levels:
+        assert level.unallocated == {p.name: 2 for p in policies}
+
+
+def test_fill_best_fit_keeps_the_big_node_free_for_a_big_pod() -> None:
+    # Nodes of 2 and 4 GPUs. Pods ask 2 GPUs, then 4, in an order fixed by the seed;
+    # a pod list of one size per run makes the draw irrelevant.
+    twos = [job(0, 0, 1, 2)]
+    report = fill_experiment(
+        twos, one_site(4, 2), default_queues(1), make(["best-fit"], twos), (1.0,)
+    )
+    assert report.levels[0].unallocated == {"best-fit": 0}
+
+
+def app() -> typer.Typer:
+    root = typer.Typer()
+    register(root)
+    return root
+
+
+def test_simulate_prints_json_writes_charts_and_markdown(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,2,T4\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "name,arrival,runtime,replicas,accelerators,classes,queue,residency\n"
+        "a,0,10,1,2,,,\nc,1,5,1,4,,,\nd,12,1,1,1,,,\n"
+    )
+    result = CliRunner().invoke(
+        app(),
+        [
+            "simulate", "--fleet", str(nodes), "--trace", str(trace), "--queues", "1",
+            "--policy", "fifo-first-fit", "--policy", "best-fit", "--json",
+            "--plot", str(tmp_path / "plots"), "--markdown", str(tmp_path / "t.md"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    waits = {p["policy"]: p["wait_mean"] for p in payload["policies"]}
+    assert waits == {"fifo-first-fit": 3.0, "best-fit": 0.0}
+    for name in ("allocation.png", "wait-cdf.png", "queue-shares.png"):
+        assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")
+    assert "| fifo-first-fit |" in (tmp_path / "t.md").read_text()
+
+
+def test_simulate_names_the_bad_line_of_a_trace(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,runtime,accelerators\n0,10,1\n0,ten,1\n")
+    result = CliRunner().invoke(app(), ["simulate", "--fleet", str(nodes), "--trace", str(trace)])
+    assert result.exit_code == 1
+    assert f"{trace}:3: runtime:" in result.output
+
+
+def test_simulate_refuses_an_unknown_policy(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,runtime,accelerators\n0,10,1\n")
+    result = CliRunner().invoke(
+        app(), ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--policy", "magic"]
+    )
+    assert result.exit_code == 1
+    assert "policy: unknown magic" in result.output
+
+
+def test_frag_command_reports_unallocated_gpus(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,4,T4\n")
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1,1,3,1000\n")
+    result = CliRunner().invoke(
+        app(),
+        ["frag", "--fleet", str(nodes), "--pods", str(pods), "--levels", "1.0", "--json",
+         "--policy", "best-fit", "--plot", str(tmp_path / "frag.png")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["levels"][0]["unallocated"] == {"best-fit": 2}
+    assert (tmp_path / "frag.png").read_bytes().startswith(b"\x89PNG")
