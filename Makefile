@@ -55,7 +55,8 @@ test: venv tools lint ## Everything: lint, pure tests, cluster tests against rea
 cluster-up: venv tools ## Bring up the three-site dev fleet
 	@$(BIN)/gpufleet dev up --reuse
 
-cluster-down: venv ## Stop the dev fleet (no process left behind)
+cluster-down: venv ## Stop the dev fleet and the demo operator (no process left behind)
+	@if [ -f $(GPUFLEET_CACHE)/demo/operator.pid ]; then kill $$(cat $(GPUFLEET_CACHE)/demo/operator.pid) 2>/dev/null || true; rm -f $(GPUFLEET_CACHE)/demo/operator.pid; fi
 	@$(BIN)/gpufleet dev down
 
 demo: venv tools ## Dev fleet + operator + examples; shows where each workload runs and why

@@ -19,7 +19,8 @@ from gpufleet.api.v1alpha1 import GROUP, KINDS, VERSION, Resource
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CRDS = ROOT / "crds"
-EXAMPLE_FILES = ("namespaces.yaml", "fleet.yaml", "queues.yaml", "workloads.yaml")
+# The core examples first (namespaces before what lives in them), then any others.
+CORE_EXAMPLES = ("namespaces.yaml", "fleet.yaml", "queues.yaml", "workloads.yaml")
 
 MODELS: dict[str, type[Resource]] = {kind.__name__: kind for kind in KINDS}
 PLURALS = {kind.__name__: kind.crd.plural for kind in KINDS}  # type: ignore[attr-defined]
@@ -27,9 +28,15 @@ PLURALS = {kind.__name__: kind.crd.plural for kind in KINDS}  # type: ignore[att
 Obj = dict[str, Any]
 
 
+def example_files() -> list[str]:
+    others = sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name not in CORE_EXAMPLES)
+    return [*CORE_EXAMPLES, *others]
+
+
 def load_examples(*names: str) -> list[Obj]:
+    """Every document of the named example files (default: all of them, core first)."""
     objects: list[Obj] = []
-    for name in names or EXAMPLE_FILES:
+    for name in names or example_files():
         with (EXAMPLES / name).open() as handle:
             objects.extend(doc for doc in yaml.safe_load_all(handle) if doc)
     return objects

@@ -154,4 +154,5 @@ def test_every_cel_rule_names_a_field(name: str) -> None:
     ],
 )
 def test_immutability_is_a_transition_rule(name: str, field: str) -> None:
-    assert any("oldSelf" in r["rule"] and r["message"].startswith(field) for r in _rules(name))
+    (rule,) = [r for r in _rules(name) if "oldSelf" in r["rule"] and r["message"].startswith(field)]
+    assert rule["reason"] == "FieldValueForbidden"

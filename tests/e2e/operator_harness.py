@@ -50,12 +50,12 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, extra: list[str] | None = None) -> None:
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gpufleet.cli", "run", "--kubeconfig", str(self.hub.kubeconfig),
-             "--namespace", self.namespace, "--metrics-port", str(self.port), "--resync", "2"],
+             "--namespace", self.namespace, "--metrics-port", str(self.port), "--resync", "2", *(extra or [])],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         wait_for("the operator to become ready", self.ready, timeout=60)

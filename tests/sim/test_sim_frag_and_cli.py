@@ -26,14 +26,23 @@ def test_fill_leaves_the_gpus_no_pod_can_use_unallocated() -> None:
         assert level.unallocated == {p.name: 2 for p in policies}
 
 
-def test_fill_best_fit_keeps_the_big_node_free_for_a_big_pod() -> None:
-    # Nodes of 2 and 4 GPUs. Pods ask 2 GPUs, then 4, in an order fixed by the seed;
-    # a pod list of one size per run makes the draw irrelevant.
+def test_fill_with_pods_that_tile_the_nodes_leaves_nothing_unallocated() -> None:
     twos = [job(0, 0, 1, 2)]
     report = fill_experiment(
         twos, one_site(4, 2), default_queues(1), make(["best-fit"], twos), (1.0,)
     )
     assert report.levels[0].unallocated == {"best-fit": 0}
+    assert report.levels[0].requested_gpus == 6
+
+
+def test_fill_in_batches_measures_after_the_whole_batch() -> None:
+    # 1-GPU pods, 4 per batch, on 10 GPUs: 50% is reached by pod 5, in the second batch,
+    # so the measure is taken after 8 pods (8 GPUs asked, 2 left unallocated).
+    ones = [job(0, 0, 1, 1)]
+    policies = make(["fifo-first-fit"], ones)
+    report = fill_experiment(ones, one_site(6, 4), default_queues(1), policies, (0.5,), batch=4)
+    assert report.levels[0].requested_gpus == 8
+    assert report.levels[0].unallocated == {"fifo-first-fit": 2}
 
 
 def app() -> typer.Typer:

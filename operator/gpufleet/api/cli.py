@@ -51,7 +51,9 @@ class Finding:
 
 def _field(loc: tuple[int | str, ...]) -> str:
     # pydantic's location, shown the way the API server names fields.
-    path = ".".join(str(part) for part in loc if not str(part).startswith(("function-", "int", "str")))
+    # Union members ("int", "str") and validator wrappers are pydantic's, not fields.
+    parts = [str(p) for p in loc if p not in ("int", "str") and not str(p).startswith("function-")]
+    path = ".".join(parts)
     return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", path)
 
 

@@ -62,7 +62,9 @@ def _pods_by_workload(view: CacheView) -> dict[str, list[tuple[str, PodRecord]]]
     return out
 
 
-def plan_lifecycle(view: CacheView, inputs: Inputs, now: float, origin: str) -> LifecyclePlan:
+def plan_lifecycle(
+    view: CacheView, inputs: Inputs, now: float, origin: str, site_loss_after: float = 90.0
+) -> LifecyclePlan:
     plan = LifecyclePlan()
     pods_of = _pods_by_workload(view)
     keep: set[tuple[str, str]] = set()  # (cluster, pod key) that belong where they are
@@ -87,7 +89,17 @@ def plan_lifecycle(view: CacheView, inputs: Inputs, now: float, origin: str) -> 
         expected = {f"{wl.metadata.namespace}/{pod_name(name, placement.epoch, r.index)}": r for r in placement.replicas}
         present = {p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting}
         keep.update((cluster, k) for k in present)
-        if state is None or not state.connected or "pods" not in state.synced:
+        if state is not None and not state.connected:
+            silent = now - state.lease_renewed_at
+            if silent > site_loss_after and wl.spec.on_site_loss == "Requeue":
+                # The site's agent has stopped our pods there by now (fence < site_loss_after).
+                plan.changes.append(StatusChange(
+                    key, "Pending", "SiteLost",
+                    f"site {placement.site} unreachable, no fence renewal for {silent:.0f}s; placing the workload again",
+                    clear_placement=True,
+                ))
+            continue
+        if state is None or "pods" not in state.synced:
             continue  # nothing can be known or done about this site's pods right now
         plan_one(plan, key, wl, phase, cluster, placement.site, pool.spec.resource_name, expected, present, now)
 

@@ -81,7 +81,9 @@ class SchedulingLoop:
         debounce_seconds: float = 0.05,
         status_interval_seconds: float = 2.0,
         workers: int = 8,
+        site_loss_after: float = 90.0,
     ) -> None:
+        self.site_loss_after = site_loss_after
         self.cache = cache
         self.connections = connections
         self.writer = writer
@@ -124,7 +126,7 @@ class SchedulingLoop:
         inputs = translate(view, namespaces)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
-        lifecycle = plan_lifecycle(view, inputs, now, self.origin)  # 4
+        lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
         self._apply_lifecycle(view.workloads, inputs, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
         # A workload whose phase just changed is not placed again this cycle, but if it holds

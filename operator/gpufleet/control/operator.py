@@ -26,6 +26,12 @@ class OperatorConfig:
     metrics_port: int = 8080
     resync_seconds: float = 5.0
     kubeconfig: str | None = None
+    # A member is marked disconnected after this long without an answer (probes every 5 s).
+    disconnect_after_seconds: float = 20.0
+    # The member's agent stops our pods after this long without a lease renewal...
+    fence_seconds: int = 60
+    # ...and the operator re-places them only after fence + grace (+ a probe's worth of slack).
+    site_loss_grace_seconds: float = 30.0
 
 
 def hub_client(kubeconfig: str | None) -> Any:
@@ -62,13 +68,17 @@ class Operator:
         # The first cycle must see every object: a workload it does not know about would
         # make its pods look stray. Kopf's watch keeps the cache current from here on.
         await asyncio.to_thread(self._list_all, api)
-        self.connections = ConnectionManager(api, self.config.namespace, self.cache)
+        self.connections = ConnectionManager(
+            api, self.config.namespace, self.cache, origin=self.config.origin,
+            fence_seconds=self.config.fence_seconds, disconnect_after=self.config.disconnect_after_seconds,
+        )
         self.connections.start_hub()
         view = SummaryView()
         registry, metrics = create_registry(view)
         self.loop = SchedulingLoop(
             self.cache, self.connections, Writer(api), origin=self.config.origin, metrics=metrics,
             view=view, resync_seconds=self.config.resync_seconds,
+            site_loss_after=self.config.fence_seconds + self.config.site_loss_grace_seconds + 5.0,
         )
         if self.config.metrics_port >= 0:
             self.server = serve(registry, self.config.metrics_host, self.config.metrics_port,

@@ -16,7 +16,6 @@ Recipe (ARCHITECTURE.md, "Scheduling semantics"):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairshare import INF
@@ -299,23 +298,22 @@ class Cycle:
             if not vs or self._room_bound(w, p, vs) < w.min_replicas:
                 continue
 
-            def attempt(m: int, p: int = p, vs: list[int] = vs, cls: int = cls) -> PoolFit | None:
-                return self._with_removed(vs[:m], lambda: self._fit_for(w, q, p, cls, reclaim))
-
-            if attempt(len(vs)) is None:
-                continue
-            lo, hi = 1, len(vs)  # smallest prefix that makes room (monotone in m)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if attempt(mid) is None:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            chosen = vs[:lo]
-            for r in chosen:
+            # Remove victims in order until the gang fits: the smallest prefix that
+            # makes room. The histogram bound skips the exact check while hopeless.
+            chosen: list[int] = []
+            fit: PoolFit | None = None
+            for r in vs:
                 st.release_running(r)
-            fit = self._fit_for(w, q, p, cls, reclaim)
-            assert fit is not None
+                chosen.append(r)
+                if st.upper_bound(p, a) < w.min_replicas:
+                    continue
+                fit = self._fit_for(w, q, p, cls, reclaim)
+                if fit is not None:
+                    break
+            if fit is None:
+                for r in reversed(chosen):
+                    st.restore_running(r)
+                continue
             kept = self._prune(w, q, p, cls, fit, chosen) if reclaim else chosen
             reason = "Reclaimed" if reclaim else "Preempted"
             self.commits += 1
@@ -333,18 +331,6 @@ class Cycle:
         if cap < w.min_replicas:
             return None
         return place_in_pool(self.state, w, p, cap)
-
-    def _with_removed(
-        self, removed: list[int], probe: Callable[[], PoolFit | None]
-    ) -> PoolFit | None:
-        st = self.state
-        for r in removed:
-            st.release_running(r)
-        try:
-            return probe()
-        finally:
-            for r in reversed(removed):
-                st.restore_running(r)
 
     def _prune(
         self, w: Workload, q: int, p: int, cls: int, fit: PoolFit, chosen: list[int]

@@ -210,3 +210,30 @@ def register_command(
     except clusters.FleetError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})")
+
+
+@dev.command("throughput")
+def throughput_command(
+    nodes: Annotated[int, typer.Option(help="Fake 8-GPU nodes in the cluster.")] = 1000,
+    workloads: Annotated[int, typer.Option(help="Single-pod workloads to admit.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Workloads admitted and running per second, next to the API server's own pod ceiling."""
+    from gpufleet.dev.throughput import measure
+
+    try:
+        result = measure(nodes, workloads, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except (ToolsMissingError, clusters.FleetError, TimeoutError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"{workloads} single-pod workloads on {nodes} nodes")
+    table.add_column("measure")
+    table.add_column("per second", justify="right")
+    for k, v in result["api_server_ceiling"].items():
+        table.add_row(f"API server ceiling: {k}", str(v))
+    for k, v in result["operator"].items():
+        table.add_row(f"gpufleet: {k}", str(v))
+    table.add_row("ratio (running/s vs ceiling)", str(result["ratio_running_vs_ceiling"]))
+    out.print(table)

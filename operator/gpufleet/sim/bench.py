@@ -7,7 +7,7 @@
    node list holds all pods at once, so it never queues), four queues with deserved
    shares 40/30/20/10 %, a 10 s scheduling cycle, all four policies.
 2. Fill to saturation (openb paper): the whole GPU node list, pods drawn from the
-   default and the multigpu20 lists, 50 pods per scheduling cycle.
+   default and the multigpu20 lists (and its multi-GPU pods alone), 50 pods per cycle.
 """
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ class ReplaySettings(BaseModel):
 
 
 class FragSettings(BaseModel):
-    pod_lists: tuple[str, ...] = ("openb_pod_list_default.csv", "openb_pod_list_multigpu20.csv")
+    # (pod list, smallest pod kept): whole-GPU allocation leaves 1-GPU pods no gaps to
+    # strand, so the third run keeps only multi-GPU pods, where packing matters.
+    runs: tuple[tuple[str, int], ...] = (
+        ("openb_pod_list_default.csv", 1),
+        ("openb_pod_list_multigpu20.csv", 1),
+        ("openb_pod_list_multigpu20.csv", 2),
+    )
     batch: int = 50
     seed: int = 0
 
@@ -94,11 +100,12 @@ def run_frag(data: Path, out: Path, console: Console) -> list[tuple[str, FragRep
     fleet = load_sim_fleet(data / NODES)
     queues = default_queues(4)
     done = []
-    for name in settings.pod_lists:
+    for name, min_gpus in settings.runs:
         raw, _ = read_pods(data / name)
         pods = [
             Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
             for i, p in enumerate(raw)
+            if p.gpus >= min_gpus
         ]
         pods = list(assign_queues(Trace(tuple(pods), name), queues).jobs)
         started = time.perf_counter()
@@ -108,6 +115,7 @@ def run_frag(data: Path, out: Path, console: Console) -> list[tuple[str, FragRep
         )  # fmt: skip
         wall = time.perf_counter() - started
         stem = name.removeprefix("openb_pod_list_").removesuffix(".csv")
+        stem += f"-min{min_gpus}gpu" if min_gpus > 1 else ""
         console.print(report.frag_table(rep, f"fill to saturation, {stem} ({wall:.1f} s)"))
         plots.fragmentation(rep, out / f"frag-{stem}.png", f"Fill to saturation: {stem} pod list")
         done.append((stem, rep, wall))
@@ -135,9 +143,10 @@ def summary(replay: ReplayOutcome, frag: list[tuple[str, FragReport, float]]) ->
         "![Queue shares against fair shares](queue-shares.png)\n",
         "## Fill to saturation\n",
         "Pods drawn (seeded, with replacement) from a pod list arrive and never leave, on all"
-        f" {frag[0][1].capacity_gpus if frag else 0} GPUs of the openb GPU node list; 50 pods"
-        " arrive between two scheduling cycles. The table gives the GPUs left unallocated when"
-        " the pods asked reach each share of capacity.\n",
+        f" {frag[0][1].capacity_gpus if frag else 0} GPUs of the openb GPU node list;"
+        f" {FragSettings().batch} pods arrive before each scheduling cycle. The table gives"
+        " the GPUs left unallocated after the batch in which the pods asked reach each share"
+        " of capacity.\n",
     ]
     for stem, rep, wall in frag:
         parts.append(f"### `{stem}` pod list ({rep.pods_drawn} pods drawn, {wall:.1f} s)\n")

@@ -134,6 +134,7 @@ def frag(
     seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
     batch: Annotated[int, typer.Option(help="Pods arriving between two decisions.")] = 1,
     queues: Annotated[int, typer.Option(help="Queues the pods are spread over.")] = 4,
+    min_gpus: Annotated[int, typer.Option(help="Draw only pods asking at least this many.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write the chart to this PNG file.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
@@ -150,6 +151,7 @@ def frag(
         jobs = [
             Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
             for i, p in enumerate(raw)
+            if p.gpus >= min_gpus
         ]
         jobs = list(assign_queues(Trace(tuple(jobs), str(pods)), queue_specs).jobs)
         chosen = make(policy_list(policy), jobs)

@@ -1,9 +1,10 @@
 """The fill-to-saturation experiment of the openb paper (Weng et al., ATC 2023).
 
-Pods drawn from a pod list (seeded, with replacement) arrive one per second and never
-leave; each policy places them as it would. When the GPUs asked reach each level
-(100%, 105%, ... 130% of capacity), the GPUs left unallocated are what fragmentation
-(and, for strict FIFO, head-of-line blocking) wasted.
+Pods drawn from a pod list (seeded, with replacement) arrive in batches, one batch per
+scheduling cycle, and never leave; each policy places them as it would. After the
+batch in which the GPUs asked reach each level (100%, 105%, ... 130% of capacity), the
+GPUs left unallocated are what fragmentation (and, for strict FIFO, head-of-line
+blocking) wasted.
 """
 
 from __future__ import annotations
@@ -38,28 +39,26 @@ class FragReport(BaseModel):
     levels: list[FragLevel]
 
 
-def draw(pods: Sequence[Job], capacity: int, top: float, seed: int) -> list[Job]:
-    """Pods in a seeded random order (with replacement) until `top` x capacity is asked."""
+def draw(pods: Sequence[Job], capacity: int, top: float, seed: int, batch: int = 1) -> list[Job]:
+    """Pods in a seeded random order (with replacement) until `top` x capacity is asked,
+    completing the last batch; pod i arrives at second i // batch."""
     if not pods:
         raise ValueError("pod list: no GPU pods to draw from")
     rng = np.random.default_rng(seed)
     out: list[Job] = []
     asked = 0
-    while asked < top * capacity:
-        for i in rng.integers(0, len(pods), size=256):
-            pod = pods[int(i)]
-            out.append(
-                replace(
-                    pod,
-                    id=len(out),
-                    name=f"fill-{len(out)}",
-                    arrival=float(len(out)),
-                    runtime=NEVER_ENDS,
-                )
+    while asked < top * capacity or len(out) % batch:
+        pod = pods[int(rng.integers(0, len(pods)))]
+        out.append(
+            replace(
+                pod,
+                id=len(out),
+                name=f"fill-{len(out)}",
+                arrival=float(len(out) // batch),
+                runtime=NEVER_ENDS,
             )
-            asked += pod.gpus
-            if asked >= top * capacity:
-                break
+        )
+        asked += pod.gpus
     return out
 
 
@@ -73,18 +72,19 @@ def fill_experiment(
     batch: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> FragReport:
-    """`batch` pods arrive between two decisions (1 = one by one, as in the paper)."""
+    """`batch` pods arrive together before each decision (1 = one by one, as in the paper)."""
     if not levels or any(lv <= 0 for lv in levels):
         raise ValueError(f"levels: must be positive fractions of capacity (got {list(levels)})")
     if batch < 1:
         raise ValueError(f"batch: must be >= 1 (got {batch})")
     capacity = fleet.total_gpus
-    jobs = draw(pods, capacity, max(levels), seed)
+    jobs = draw(pods, capacity, max(levels), seed, batch)
     trace = assign_queues(Trace(tuple(jobs), "fill"), queues)
     asked = np.cumsum([j.gpus for j in jobs])
-    # The arrival at which the asked GPUs first reach each level, and the decision after it.
-    reach = [int(np.searchsorted(asked, lv * capacity)) for lv in levels]
-    ticks = [float(np.ceil(jobs[min(i, len(jobs) - 1)].arrival / batch) * batch) for i in reach]
+    # The batch in which the asked GPUs first reach each level, and all it asked.
+    reach = [min(int(np.searchsorted(asked, lv * capacity)), len(jobs) - 1) for lv in levels]
+    ticks = [jobs[i].arrival for i in reach]
+    asked_by_tick = [int(asked[min((i // batch + 1) * batch, len(jobs)) - 1]) for i in reach]
     unallocated: list[dict[str, int]] = [{} for _ in levels]
     for policy in policies:
 
@@ -92,7 +92,7 @@ def fill_experiment(
             if progress is not None:
                 progress(name, done, len(jobs))
 
-        result = replay(trace, fleet, queues, policy, progress=step, cycle_seconds=float(batch))
+        result = replay(trace, fleet, queues, policy, progress=step)
         times, allocated = result.timeline.times, result.timeline.allocated
         for k, tick in enumerate(ticks):
             at = int(np.searchsorted(times, tick, side="right")) - 1
@@ -104,7 +104,7 @@ def fill_experiment(
         seed=seed,
         batch=batch,
         levels=[
-            FragLevel(level=lv, requested_gpus=int(asked[min(i, len(jobs) - 1)]), unallocated=u)
-            for lv, i, u in zip(levels, reach, unallocated, strict=True)
+            FragLevel(level=lv, requested_gpus=a, unallocated=u)
+            for lv, a, u in zip(levels, asked_by_tick, unallocated, strict=True)
         ],
     )

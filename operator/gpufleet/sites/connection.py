@@ -28,6 +28,7 @@ class ClusterSink(Protocol):
     def namespace_event(self, cluster: str, labels: dict[str, str] | None, name: str) -> None: ...
     def resync(self, cluster: str, what: str, keys: set[str]) -> None: ...
     def health_changed(self, cluster: str, connected: bool, reason: str, message: str) -> None: ...
+    def lease_renewed(self, cluster: str, at: float) -> None: ...
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ClusterConnection:
         sink: ClusterSink,
         *,
         watch_namespaces: bool = False,
+        fence: tuple[str, str, int] | None = None,
         probe_interval: float = 5.0,
         disconnect_after: float = 20.0,
     ) -> None:
@@ -55,6 +57,8 @@ class ClusterConnection:
         self.api_client = api_client
         self.sink = sink
         self.watch_namespaces = watch_namespaces
+        # (namespace, holder, fence seconds): renew the member's fence Lease while reachable.
+        self.fence = fence
         self.probe_interval = probe_interval
         self.disconnect_after = disconnect_after
         self.health = Health()
@@ -93,6 +97,11 @@ class ClusterConnection:
         while not self._stop.is_set():
             try:
                 version_api.get_code(_request_timeout=(3, 4))
+                if self.fence is not None:
+                    from gpufleet.sites.fence import renew
+
+                    renew(self.api_client, *self.fence)
+                    self.sink.lease_renewed(self.name, time.time())
                 first_failure = None
                 self.health.last_ok = time.time()
                 if not self.health.connected:

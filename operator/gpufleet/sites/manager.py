@@ -22,7 +22,20 @@ log = logging.getLogger(__name__)
 
 
 class ConnectionManager:
-    def __init__(self, hub_client: Any, namespace: str, sink: ClusterSink, *, retry_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        hub_client: Any,
+        namespace: str,
+        sink: ClusterSink,
+        *,
+        retry_seconds: float = 10.0,
+        origin: str = "gpufleet",
+        fence_seconds: int = 60,
+        disconnect_after: float = 20.0,
+    ) -> None:
+        self.origin = origin
+        self.fence_seconds = fence_seconds
+        self.disconnect_after = disconnect_after
         self.hub_client = hub_client
         self.namespace = namespace
         self.sink = sink
@@ -81,7 +94,10 @@ class ConnectionManager:
         old = self.connections.pop(name, None)
         if old is not None:
             old.stop()
-        conn = ClusterConnection(name, client, self.sink)
+        conn = ClusterConnection(
+            name, client, self.sink, fence=(self.namespace, self.origin, self.fence_seconds),
+            disconnect_after=self.disconnect_after,
+        )
         conn.start()
         self.connections[name] = conn
         self._secret_versions[name] = version

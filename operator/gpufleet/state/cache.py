@@ -32,6 +32,9 @@ class ClusterState:
     message: str = "no health probe has completed yet"
     since: float = field(default_factory=time.time)
     synced: set[str] = field(default_factory=set)
+    # Until a renewal is seen, count from when the operator first knew the cluster: an earlier
+    # incarnation may have renewed just before it stopped.
+    lease_renewed_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,10 @@ class FleetCache:
             )
         self._changed()
 
+    def lease_renewed(self, cluster: str, at: float) -> None:
+        with self._lock:
+            self.clusters.setdefault(cluster, ClusterState()).lease_renewed_at = at
+
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:
         with self._lock:
@@ -162,6 +169,7 @@ class FleetCache:
                     message=s.message,
                     since=s.since,
                     synced=set(s.synced),
+                    lease_renewed_at=s.lease_renewed_at,
                 )
                 for name, s in self.clusters.items()
             }

@@ -67,6 +67,9 @@ class Rule:
         out = {"rule": self.cel, "message": self.message}
         if self.field_path is not None:
             out["fieldPath"] = self.field_path
+        if self.check_update is not None:
+            # A change that is not allowed at all reads "Forbidden", not "Invalid value".
+            out["reason"] = "FieldValueForbidden"
         return out
 
 

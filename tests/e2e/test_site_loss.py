@@ -1,0 +1,127 @@
+"""A site cut off from the operator: detected, waited for, fenced, re-placed once, never twice."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from e2e.operator_harness import Fleet, OperatorProcess, queue_obj, wait_for, workload_obj
+from e2e.tcp_proxy import CuttableProxy
+from kubernetes import client
+
+from gpufleet.dev.clusters import RunningFleet
+from gpufleet.dev.register import flat_kubeconfig, secret_name
+
+SITE = "localzone-ams"
+FENCE = 10
+
+
+@pytest.fixture
+def partitionable(op_fleet: RunningFleet, fleet: Fleet, operator: OperatorProcess, tmp_path: Path) -> Iterator[CuttableProxy]:
+    """Route the operator's connection to SITE through a proxy; run the site's fence agent."""
+    member = op_fleet.clusters[SITE]
+    kubeconfig = yaml.safe_load(flat_kubeconfig(member))
+    url = urlparse(kubeconfig["clusters"][0]["cluster"]["server"])
+    proxy = CuttableProxy(url.hostname or "127.0.0.1", url.port or 443)
+    proxied = yaml.safe_load(flat_kubeconfig(member))
+    proxied["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    operator.stop()
+    fleet.apply(_secret(proxied))
+    operator.start(extra=["--fence-seconds", str(FENCE), "--site-loss-grace", "5"])
+    agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "gpufleet.cli", "agent", "--kubeconfig", str(member.kubeconfig),
+         "--fence-seconds", str(FENCE)],
+        stdout=agent_log, stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proxy
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+        agent_log.close()
+        proxy.restore()
+        operator.stop()
+        fleet.apply(_secret(kubeconfig))
+        operator.start()
+        proxy.close()
+
+
+def _secret(kubeconfig: dict[str, Any]) -> dict[str, Any]:
+    data = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name(SITE), "namespace": "gpufleet-system"},
+            "type": "Opaque", "data": {"kubeconfig": data}}
+
+
+def _live_pods(fleet: Fleet, cluster: str, ns: str, name: str) -> list[Any]:
+    core = client.CoreV1Api(fleet.clients[cluster])
+    sel = f"gpufleet.io/workload={name},gpufleet.io/workload-namespace={ns}"
+    return [p for p in core.list_namespaced_pod(ns, label_selector=sel).items
+            if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
+
+
+def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
+    fleet: Fleet, team: str, partitionable: CuttableProxy
+) -> None:
+    q = f"q-{team}"
+    fleet.apply(queue_obj(q, [team], [{"acceleratorClass": "nvidia-h200", "deserved": 16},
+                                      {"acceleratorClass": "nvidia-h100", "deserved": 16}]))
+    try:
+        common: dict[str, Any] = {"gpus": 8, "classes": ("nvidia-h200", "nvidia-h100"),
+                                  "residency": {"regions": ["EU"]}, "sitePreferences": [SITE]}
+        fleet.apply(workload_obj(team, "movable", q, onSiteLoss="Requeue", **common),
+                    workload_obj(team, "patient", q, onSiteLoss="Wait", **common))
+        for name in ("movable", "patient"):
+            w = fleet.wait_phase(team, name, {"Running"})
+            assert w["status"]["placement"]["site"] == SITE
+
+        cut_at = time.monotonic()
+        partitionable.cut()
+
+        def disconnected() -> bool:
+            conds = (fleet.site(SITE).get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Connected" and c["status"] == "False" for c in conds)
+
+        wait_for("the site to be marked disconnected", disconnected, timeout=60)
+        detected = time.monotonic() - cut_at
+        print(f"site disconnection detected after {detected:.1f}s")
+        assert detected <= 40, f"took {detected:.0f}s"
+        # Within the grace period the workload is kept where it is.
+        assert fleet.workload(team, "movable")["status"]["placement"]["site"] == SITE
+
+        overlaps = 0
+
+        def moved() -> dict[str, Any] | None:
+            nonlocal overlaps
+            at_site = _live_pods(fleet, SITE, team, "movable")
+            elsewhere = _live_pods(fleet, "onprem-fra", team, "movable")
+            if at_site and elsewhere:
+                overlaps += 1
+            w = fleet.workload(team, "movable")
+            placement = (w.get("status") or {}).get("placement") or {}
+            return w if placement.get("site") == "onprem-fra" and elsewhere else None
+
+        w = wait_for("the movable workload to be placed again", moved, timeout=90, interval=0.5)
+        assert w["status"]["placement"]["epoch"] == 2
+        assert overlaps == 0, "the workload ran at two sites at once"
+        assert not _live_pods(fleet, SITE, team, "movable"), "the fence agent left the old pods running"
+        # The patient one waits for its site.
+        patient = fleet.workload(team, "patient")
+        assert patient["status"]["placement"]["site"] == SITE
+
+        partitionable.restore()
+        wait_for("the site to reconnect", lambda: not disconnected(), timeout=60)
+        wait_for("the patient workload's pods to be back at its site",
+                 lambda: len(_live_pods(fleet, SITE, team, "patient")) == 1, timeout=60)
+        assert not _live_pods(fleet, SITE, team, "movable")
+        assert len(_live_pods(fleet, "onprem-fra", team, "movable")) == 1
+    finally:
+        fleet.hub.kubectl("delete", "queue", q, "--wait=false", check=False)
