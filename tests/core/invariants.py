@@ -12,7 +12,7 @@ from collections import defaultdict
 from gpufleet.core import CycleResult, Snapshot, Workload
 
 
-class InvariantViolation(AssertionError):
+class InvariantError(AssertionError):
     pass
 
 
@@ -56,20 +56,20 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
 
     admissions = {a.workload: a for a in result.admissions}
     if len(admissions) != len(result.admissions):
-        raise InvariantViolation("a workload was admitted twice (more than one site)")
+        raise InvariantError("a workload was admitted twice (more than one site)")
     evicted_for: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen_victims: set[str] = set()
     for e in result.evictions:
         if e.workload in seen_victims:
-            raise InvariantViolation(f"{e.workload} evicted twice")
+            raise InvariantError(f"{e.workload} evicted twice")
         seen_victims.add(e.workload)
         victim = by_key.get(e.workload)
         if victim is None or victim.placement is None:
-            raise InvariantViolation(f"evicted {e.workload} is not running")
+            raise InvariantError(f"evicted {e.workload} is not running")
         if not victim.preemptible:
-            raise InvariantViolation(f"evicted {e.workload} is not preemptible")
+            raise InvariantError(f"evicted {e.workload} is not preemptible")
         if e.preemptor not in admissions:
-            raise InvariantViolation(f"{e.workload} evicted for {e.preemptor}, which was not admitted")
+            raise InvariantError(f"{e.workload} evicted for {e.preemptor}, which was not admitted")
         evicted_for[e.preemptor].append((e.workload, e.reason))
 
     for key in result.queue_order:
@@ -78,7 +78,7 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
         a = admissions[key]
         w = by_key[key]
         if key not in pending:
-            raise InvariantViolation(f"admitted {key} was not pending")
+            raise InvariantError(f"admitted {key} was not pending")
         for victim_key, reason in evicted_for.get(key, []):
             v = by_key[victim_key]
             assert v.placement is not None
@@ -86,52 +86,51 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
             if reason == "Reclaimed":
                 deserved = queues[v.queue].deserved.get(cls, 0)
                 if alloc[v.queue, cls] <= deserved:
-                    raise InvariantViolation(
+                    raise InvariantError(
                         f"{victim_key} reclaimed from queue {v.queue} at or below deserved"
                         f" ({alloc[v.queue, cls]} <= {deserved} {cls})"
                     )
                 if v.queue == w.queue:
-                    raise InvariantViolation(f"{victim_key} reclaimed by its own queue")
+                    raise InvariantError(f"{victim_key} reclaimed by its own queue")
             elif reason == "Preempted":
                 if v.queue != w.queue or v.priority >= w.priority:
-                    raise InvariantViolation(f"{victim_key} preempted by {key} without priority")
+                    raise InvariantError(f"{victim_key} preempted by {key} without priority")
             else:
-                raise InvariantViolation(f"unknown eviction reason {reason!r}")
+                raise InvariantError(f"unknown eviction reason {reason!r}")
             use(v, v.placement.pool, v.placement.nodes, -1)
         # Gang whole or nothing, one site, one pool.
         if not (w.min_replicas <= len(a.nodes) <= w.replicas):
-            raise InvariantViolation(
-                f"{key} placed with {len(a.nodes)} replicas outside"
-                f" {w.min_replicas}..{w.replicas}"
+            raise InvariantError(
+                f"{key} placed with {len(a.nodes)} replicas outside {w.min_replicas}..{w.replicas}"
             )
         pool = pools[a.pool]
         if pool.site != a.site:
-            raise InvariantViolation(f"{key} pool {a.pool} is not at site {a.site}")
+            raise InvariantError(f"{key} pool {a.pool} is not at site {a.site}")
         if any(nodes[n].pool != a.pool for n in a.nodes):
-            raise InvariantViolation(f"{key} has nodes outside pool {a.pool}")
+            raise InvariantError(f"{key} has nodes outside pool {a.pool}")
         if pool.accelerator_class not in w.accelerator_classes:
-            raise InvariantViolation(f"{key} placed on class {pool.accelerator_class}")
+            raise InvariantError(f"{key} placed on class {pool.accelerator_class}")
         site = sites[a.site]
         if not w.residency.allows_location(site) or w.residency.missing_certifications(site):
-            raise InvariantViolation(f"{key} placed at {a.site}, outside its residency")
+            raise InvariantError(f"{key} placed at {a.site}, outside its residency")
         if not (site.schedulable and site.connected):
-            raise InvariantViolation(f"{key} placed at unschedulable or disconnected {a.site}")
+            raise InvariantError(f"{key} placed at unschedulable or disconnected {a.site}")
         for q in chain(w.queue):
             queue = queues[q]
             if queue.allowed_sites is not None and site.name not in queue.allowed_sites:
-                raise InvariantViolation(f"{key} placed at {a.site}, queue {q} not entitled")
+                raise InvariantError(f"{key} placed at {a.site}, queue {q} not entitled")
             if (
                 queue.allowed_jurisdictions is not None
                 and site.jurisdiction not in queue.allowed_jurisdictions
             ):
-                raise InvariantViolation(f"{key} placed in {site.jurisdiction}, queue {q} not entitled")
+                raise InvariantError(f"{key} placed in {site.jurisdiction}, queue {q} not entitled")
         if any(not nodes[n].ready for n in a.nodes):
-            raise InvariantViolation(f"{key} placed on a node that is not ready")
+            raise InvariantError(f"{key} placed on a node that is not ready")
         if w.required_topology is not None:
             level = pool.topology_keys.index(w.required_topology)
             domains = {nodes[n].topology[: level + 1] for n in a.nodes}
             if len(domains) != 1:
-                raise InvariantViolation(f"{key} spans {len(domains)} {w.required_topology} domains")
+                raise InvariantError(f"{key} spans {len(domains)} {w.required_topology} domains")
         use(w, a.pool, a.nodes, +1)
         for n in set(a.nodes):
             node = nodes[n]
@@ -141,19 +140,19 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
                 or mem[n] > node.memory_bytes
                 or pods[n] > node.pods
             ):
-                raise InvariantViolation(f"node {n} above capacity after admitting {key}")
+                raise InvariantError(f"node {n} above capacity after admitting {key}")
         cls = pool.accelerator_class
         for q in chain(w.queue):
             lim = queues[q].limit.get(cls)
             if lim is not None and alloc[q, cls] > lim:
-                raise InvariantViolation(f"queue {q} above its {cls} limit after admitting {key}")
+                raise InvariantError(f"queue {q} above its {cls} limit after admitting {key}")
         if pool.watts_per_accelerator > 0 and site.power_budget_watts is not None:
             used = sum(
                 acc_used * pools_by_node_watts
                 for acc_used, pools_by_node_watts in _site_power(snap, site.name, acc)
             )
             if used > site.power_budget_watts + 1e-6:
-                raise InvariantViolation(f"site {site.name} above power budget after {key}")
+                raise InvariantError(f"site {site.name} above power budget after {key}")
 
 
 def _site_power(snap: Snapshot, site: str, acc: dict[str, int]) -> list[tuple[int, float]]:

@@ -67,9 +67,7 @@ def fleets(draw: st.DrawFn) -> Fleet:
                         cpu_millis=draw(st.sampled_from([16_000, 64_000])),
                         memory_bytes=draw(st.sampled_from([64, 512])) * 2**30,
                         pods=draw(st.sampled_from([2, 8, 110])),
-                        topology=tuple(
-                            draw(st.sampled_from(["a", "b"])) for _ in keys
-                        ),
+                        topology=tuple(draw(st.sampled_from(["a", "b"])) for _ in keys),
                         ready=draw(st.sampled_from([True, True, True, True, False])),
                     )
                 )
@@ -143,7 +141,9 @@ def workloads(draw: st.DrawFn, fleet: Fleet, prefix: str, now: float) -> list[Wo
                 residency=residency,
                 required_topology=draw(st.sampled_from([None, None, "rack", "nvlink"])),
                 preferred_topology=draw(st.sampled_from([None, "rack"])),
-                site_preferences=tuple(draw(st.lists(st.sampled_from(["s0", "s1", "s2"]), max_size=2, unique=True))),
+                site_preferences=tuple(
+                    draw(st.lists(st.sampled_from(["s0", "s1", "s2"]), max_size=2, unique=True))
+                ),
             )
         )
     return out

@@ -75,7 +75,11 @@ def test_water_fill_properties(available: int, queues: list[tuple[int, int, floa
         for s, g, c in zip(share, guaranteed, cap, strict=True):
             assert g - 1e-9 <= s <= max(c, g) + 1e-6
         # Nothing left idle while someone with weight still wants more.
-        wanting = [i for i, (s, c, w) in enumerate(zip(share, cap, weight, strict=True)) if w > 0 and s < c - 1e-6]
+        wanting = [
+            i
+            for i, (s, c, w) in enumerate(zip(share, cap, weight, strict=True))
+            if w > 0 and s < c - 1e-6
+        ]
         if wanting:
             assert sum(share) == pytest.approx(available)
     else:

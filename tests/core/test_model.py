@@ -85,7 +85,10 @@ QUEUE = Queue("q")
         ({"queues": [Queue("a", parent="zz")]}, "parent", "unknown queue"),
         ({"workloads": [workload(queue="nope")]}, "queue", "unknown queue"),
         (
-            {"queues": [Queue("dept"), Queue("q", parent="dept")], "workloads": [workload(queue="dept")]},
+            {
+                "queues": [Queue("dept"), Queue("q", parent="dept")],
+                "workloads": [workload(queue="dept")],
+            },
             "queue",
             "leaf queue",
         ),
@@ -138,8 +141,10 @@ def test_residency_location_rule() -> None:
     us = Site("iad", "US", ("NA",))
     assert Residency().allows_location(us)
     eu = Residency(regions=frozenset({"EU"}))
-    assert eu.allows_location(de) and not eu.allows_location(us)
+    assert eu.allows_location(de)
+    assert not eu.allows_location(us)
     either = Residency(jurisdictions=frozenset({"US"}), regions=frozenset({"EU"}))
-    assert either.allows_location(de) and either.allows_location(us)
+    assert either.allows_location(de)
+    assert either.allows_location(us)
     certs = Residency(certifications=frozenset({"c5"}))
     assert certs.missing_certifications(de) == {"c5"}

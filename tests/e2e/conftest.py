@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REQUIRE, REUSE
+from e2e.operator_harness import Fleet, OperatorProcess
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
 from gpufleet.dev.register import register
 from gpufleet.dev.tools import ToolsMissingError, find_tools
-from conftest import REQUIRE, REUSE
-from e2e.operator_harness import Fleet, OperatorProcess
 
 FLEET_NAME = "test-op"
 
@@ -37,7 +37,9 @@ def op_fleet() -> Iterator[clusters.RunningFleet]:
 
 
 @pytest.fixture(scope="session")
-def operator(op_fleet: clusters.RunningFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    op_fleet: clusters.RunningFleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(op_fleet.hub, tmp_path_factory.mktemp("operator-logs"))
     proc.start()
     try:

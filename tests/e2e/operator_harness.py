@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5
+) -> T:
     """Poll until `probe` returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -54,9 +56,24 @@ class OperatorProcess:
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gpufleet.cli", "run", "--kubeconfig", str(self.hub.kubeconfig),
-             "--namespace", self.namespace, "--metrics-port", str(self.port), "--resync", "2", *(extra or [])],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "gpufleet.cli",
+                "run",
+                "--kubeconfig",
+                str(self.hub.kubeconfig),
+                "--namespace",
+                self.namespace,
+                "--metrics-port",
+                str(self.port),
+                "--resync",
+                "2",
+                *(extra or []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         wait_for("the operator to become ready", self.ready, timeout=60)
 
@@ -106,10 +123,16 @@ class Fleet:
         self.hub.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(list(objects)))
 
     def workload(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "workloads", name))
+        return dict(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "workloads", name)
+        )
 
     def workloads(self, namespace: str) -> list[dict[str, Any]]:
-        return list(self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "workloads")["items"])
+        return list(
+            self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "workloads")[
+                "items"
+            ]
+        )
 
     def queue(self, name: str) -> dict[str, Any]:
         return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, "queues", name))
@@ -120,14 +143,21 @@ class Fleet:
     def phase(self, namespace: str, name: str) -> str:
         return str((self.workload(namespace, name).get("status") or {}).get("phase", "Pending"))
 
-    def wait_phase(self, namespace: str, name: str, phases: set[str], timeout: float = 60) -> dict[str, Any]:
+    def wait_phase(
+        self, namespace: str, name: str, phases: set[str], timeout: float = 60
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             w = self.workload(namespace, name)
             return w if (w.get("status") or {}).get("phase") in phases else None
 
         return wait_for(f"workload {namespace}/{name} to reach {sorted(phases)}", probe, timeout)
 
-    def pods(self, cluster: str, namespace: str | None = None, selector: str = "gpufleet.io/managed-by=gpufleet") -> list[Any]:
+    def pods(
+        self,
+        cluster: str,
+        namespace: str | None = None,
+        selector: str = "gpufleet.io/managed-by=gpufleet",
+    ) -> list[Any]:
         core = client.CoreV1Api(self.clients[cluster])
         if namespace is None:
             return list(core.list_pod_for_all_namespaces(label_selector=selector).items)
@@ -149,13 +179,17 @@ class Fleet:
             for pod in pods:
                 if pod.status.phase in ("Succeeded", "Failed"):
                     continue
-                body = {"status": {"phase": phase, "conditions": [{"type": "Ready", "status": "False"}]}}
+                body = {
+                    "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "False"}]}
+                }
                 core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
                 done += 1
         return done
 
     def delete_all_workloads(self, namespace: str) -> None:
-        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "workloads")
+        self.custom.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, namespace, "workloads"
+        )
 
     def close(self) -> None:
         self.api.close()
@@ -163,22 +197,39 @@ class Fleet:
             c.close()
 
 
-def queue_obj(name: str, namespaces: list[str], resources: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+def queue_obj(
+    name: str, namespaces: list[str], resources: list[dict[str, Any]], **spec: Any
+) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Queue", "metadata": {"name": name},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Queue",
+        "metadata": {"name": name},
         "spec": {"namespaces": namespaces, "resources": resources, **spec},
     }
 
 
-def workload_obj(namespace: str, name: str, queue: str, *, replicas: int = 1, gpus: int = 1,
-                 classes: tuple[str, ...] = ("nvidia-h100", "nvidia-h200"), **spec: Any) -> dict[str, Any]:
+def workload_obj(
+    namespace: str,
+    name: str,
+    queue: str,
+    *,
+    replicas: int = 1,
+    gpus: int = 1,
+    classes: tuple[str, ...] = ("nvidia-h100", "nvidia-h200"),
+    **spec: Any,
+) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Workload",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "queue": queue, "replicas": replicas, "acceleratorsPerReplica": gpus,
+            "queue": queue,
+            "replicas": replicas,
+            "acceleratorsPerReplica": gpus,
             "acceleratorClasses": list(classes),
-            "template": {"spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}},
+            "template": {
+                "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+            },
             **spec,
         },
     }

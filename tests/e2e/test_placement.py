@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from e2e.operator_harness import Fleet, queue_obj, wait_for, workload_obj
 
 H100 = "nvidia-h100"
@@ -14,26 +15,52 @@ H200 = "nvidia-h200"
 @pytest.fixture
 def queue(fleet: Fleet, team: str) -> Iterator[str]:
     name = f"q-{team}"
-    fleet.apply(queue_obj(name, [team], [
-        {"acceleratorClass": H100, "deserved": 64, "limit": 128},
-        {"acceleratorClass": H200, "deserved": 64, "limit": 288},
-        {"acceleratorClass": "aws-trainium2", "deserved": 0, "limit": 128},
-    ]))
+    fleet.apply(
+        queue_obj(
+            name,
+            [team],
+            [
+                {"acceleratorClass": H100, "deserved": 64, "limit": 128},
+                {"acceleratorClass": H200, "deserved": 64, "limit": 288},
+                {"acceleratorClass": "aws-trainium2", "deserved": 0, "limit": 128},
+            ],
+        )
+    )
     yield name
     fleet.hub.kubectl("delete", "queue", name, "--wait=false", check=False)
 
 
 def _pods_by_cluster(fleet: Fleet, ns: str, name: str) -> dict[str, list[str]]:
-    return {c: [p.spec.node_name for p in pods] for c, pods in fleet.workload_pods(ns, name).items() if pods}
+    return {
+        c: [p.spec.node_name for p in pods]
+        for c, pods in fleet.workload_pods(ns, name).items()
+        if pods
+    }
 
 
 def test_eu_restricted_gang_lands_whole_on_an_eu_site(fleet: Fleet, team: str, queue: str) -> None:
-    fleet.apply(workload_obj(team, "eu-gang", queue, replicas=4, gpus=8, classes=(H200,),
-                             residency={"regions": ["EU"]}))
+    fleet.apply(
+        workload_obj(
+            team,
+            "eu-gang",
+            queue,
+            replicas=4,
+            gpus=8,
+            classes=(H200,),
+            residency={"regions": ["EU"]},
+        )
+    )
     w = fleet.wait_phase(team, "eu-gang", {"Running"})
     placement = w["status"]["placement"]
     assert placement["site"] == "localzone-ams"  # the only EU site with H200
-    pods = wait_for("four pods", lambda: (p if sum(map(len, (p := _pods_by_cluster(fleet, team, "eu-gang")).values())) == 4 else None))
+    pods = wait_for(
+        "four pods",
+        lambda: (
+            p
+            if sum(map(len, (p := _pods_by_cluster(fleet, team, "eu-gang")).values())) == 4
+            else None
+        ),
+    )
     assert set(pods) == {"localzone-ams"}
     assert sorted(pods["localzone-ams"]) == sorted(r["node"] for r in placement["replicas"])
 
@@ -42,8 +69,17 @@ def test_gang_that_fits_only_outside_its_residency_stays_pending_and_says_why(
     fleet: Fleet, team: str, queue: str
 ) -> None:
     # 5 x 8 H200 does not fit in the EU's 32 H200; Norway has room but is not in the EU.
-    fleet.apply(workload_obj(team, "too-big-for-eu", queue, replicas=5, gpus=8, classes=(H200,),
-                             residency={"regions": ["EU"]}))
+    fleet.apply(
+        workload_obj(
+            team,
+            "too-big-for-eu",
+            queue,
+            replicas=5,
+            gpus=8,
+            classes=(H200,),
+            residency={"regions": ["EU"]},
+        )
+    )
 
     def verdicts() -> dict[str, str] | None:
         st = fleet.workload(team, "too-big-for-eu").get("status") or {}
@@ -57,10 +93,21 @@ def test_gang_that_fits_only_outside_its_residency_stays_pending_and_says_why(
     assert not any(fleet.workload_pods(team, "too-big-for-eu").values())
 
 
-def test_rack_level_gang_of_16_by_8_lands_within_one_rack(fleet: Fleet, team: str, queue: str) -> None:
-    fleet.apply(workload_obj(team, "rack-gang", queue, replicas=16, gpus=8, classes=(H200,),
-                             topology={"required": "topology.gpufleet.io/rack"},
-                             residency={"jurisdictions": ["NO"]}))
+def test_rack_level_gang_of_16_by_8_lands_within_one_rack(
+    fleet: Fleet, team: str, queue: str
+) -> None:
+    fleet.apply(
+        workload_obj(
+            team,
+            "rack-gang",
+            queue,
+            replicas=16,
+            gpus=8,
+            classes=(H200,),
+            topology={"required": "topology.gpufleet.io/rack"},
+            residency={"jurisdictions": ["NO"]},
+        )
+    )
     w = fleet.wait_phase(team, "rack-gang", {"Running"}, timeout=90)
     placement = w["status"]["placement"]
     assert placement["site"] == "factory-osl"
@@ -92,20 +139,28 @@ def test_finished_pods_release_quota_and_the_next_workload_starts(fleet: Fleet, 
         fleet.hub.kubectl("delete", "queue", name, "--wait=false", check=False)
 
 
-def test_a_failed_replica_fails_the_workload_and_stops_the_gang(fleet: Fleet, team: str, queue: str) -> None:
+def test_a_failed_replica_fails_the_workload_and_stops_the_gang(
+    fleet: Fleet, team: str, queue: str
+) -> None:
     fleet.apply(workload_obj(team, "fragile", queue, replicas=2, gpus=8, classes=(H100,)))
     fleet.wait_phase(team, "fragile", {"Running"})
     pods = fleet.workload_pods(team, "fragile")["onprem-fra"]
     from kubernetes import client
 
     client.CoreV1Api(fleet.clients["onprem-fra"]).patch_namespaced_pod_status(
-        pods[0].metadata.name, team, {"status": {"phase": "Failed", "reason": "OOMKilled"}})
+        pods[0].metadata.name, team, {"status": {"phase": "Failed", "reason": "OOMKilled"}}
+    )
     w = fleet.wait_phase(team, "fragile", {"Failed"})
     finished = next(c for c in w["status"]["conditions"] if c["type"] == "Finished")
-    assert finished["reason"] == "PodFailed" and "OOMKilled" in finished["message"]
-    wait_for("the surviving replica to be stopped", lambda: all(
-        p.status.phase in ("Failed", "Succeeded") or p.metadata.deletion_timestamp
-        for p in fleet.workload_pods(team, "fragile")["onprem-fra"]))
+    assert finished["reason"] == "PodFailed"
+    assert "OOMKilled" in finished["message"]
+    wait_for(
+        "the surviving replica to be stopped",
+        lambda: all(
+            p.status.phase in ("Failed", "Succeeded") or p.metadata.deletion_timestamp
+            for p in fleet.workload_pods(team, "fragile")["onprem-fra"]
+        ),
+    )
 
 
 def test_max_runtime_is_enforced(fleet: Fleet, team: str, queue: str) -> None:
@@ -115,8 +170,12 @@ def test_max_runtime_is_enforced(fleet: Fleet, team: str, queue: str) -> None:
     assert finished["reason"] == "MaxRuntimeExceeded"
 
 
-def test_deleting_a_workload_removes_its_pods_on_the_remote_cluster(fleet: Fleet, team: str, queue: str) -> None:
-    fleet.apply(workload_obj(team, "remote", queue, replicas=2, gpus=16, classes=("aws-trainium2",)))
+def test_deleting_a_workload_removes_its_pods_on_the_remote_cluster(
+    fleet: Fleet, team: str, queue: str
+) -> None:
+    fleet.apply(
+        workload_obj(team, "remote", queue, replicas=2, gpus=16, classes=("aws-trainium2",))
+    )
     fleet.wait_phase(team, "remote", {"Running"})
     assert len(fleet.workload_pods(team, "remote")["factory-osl"]) == 2
     fleet.hub.kubectl("delete", "workload", "-n", team, "remote")

@@ -18,34 +18,71 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
     borrower_ns = f"{team}-b"
     fleet.hub.kubectl("create", "namespace", borrower_ns)
     resources = [{"acceleratorClass": H100, "deserved": 64, "limit": 128}]
-    fleet.apply(queue_obj(lender, [lender_ns], resources), queue_obj(borrower, [borrower_ns], resources))
+    fleet.apply(
+        queue_obj(lender, [lender_ns], resources), queue_obj(borrower, [borrower_ns], resources)
+    )
     try:
         # The borrower takes the whole H100 pool (128) while the lender is idle.
-        fleet.apply(*[
-            workload_obj(borrower_ns, f"b{i:02d}", borrower, gpus=8, classes=(H100,), residency={"jurisdictions": ["DE"]})
-            for i in range(16)
-        ])
-        wait_for("the borrower to hold all 128 H100", lambda: all(
-            fleet.phase(borrower_ns, f"b{i:02d}") == "Running" for i in range(16)), timeout=90)
+        fleet.apply(
+            *[
+                workload_obj(
+                    borrower_ns,
+                    f"b{i:02d}",
+                    borrower,
+                    gpus=8,
+                    classes=(H100,),
+                    residency={"jurisdictions": ["DE"]},
+                )
+                for i in range(16)
+            ]
+        )
+        wait_for(
+            "the borrower to hold all 128 H100",
+            lambda: all(fleet.phase(borrower_ns, f"b{i:02d}") == "Running" for i in range(16)),
+            timeout=90,
+        )
         # The lender now asks for half of the pool, its deserved share.
-        fleet.apply(*[
-            workload_obj(lender_ns, f"l{i}", lender, gpus=8, classes=(H100,), residency={"jurisdictions": ["DE"]})
-            for i in range(8)
-        ])
-        wait_for("the lender to get its deserved 64", lambda: all(
-            fleet.phase(lender_ns, f"l{i}") == "Running" for i in range(8)), timeout=90)
+        fleet.apply(
+            *[
+                workload_obj(
+                    lender_ns,
+                    f"l{i}",
+                    lender,
+                    gpus=8,
+                    classes=(H100,),
+                    residency={"jurisdictions": ["DE"]},
+                )
+                for i in range(8)
+            ]
+        )
+        wait_for(
+            "the lender to get its deserved 64",
+            lambda: all(fleet.phase(lender_ns, f"l{i}") == "Running" for i in range(8)),
+            timeout=90,
+        )
         phases = Counter(fleet.phase(borrower_ns, f"b{i:02d}") for i in range(16))
         assert phases["Running"] == 8, phases  # never pushed below its own deserved 64
         assert phases["Preempted"] + phases["Pending"] == 8, phases
         evicted = next(
-            w for w in fleet.workloads(borrower_ns) if (w.get("status") or {}).get("phase") in ("Preempted", "Pending")
+            w
+            for w in fleet.workloads(borrower_ns)
+            if (w.get("status") or {}).get("phase") in ("Preempted", "Pending")
             and any(c["type"] == "Evicted" for c in w["status"].get("conditions") or [])
         )
         cond = next(c for c in evicted["status"]["conditions"] if c["type"] == "Evicted")
-        assert cond["reason"] == "Reclaimed" and lender_ns in cond["message"]
-        allocated = {q: (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated") for q in (lender, borrower)}
-        wait_for("queue statuses to show 64/64", lambda: all(
-            (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated") == 64 for q in (lender, borrower)))
+        assert cond["reason"] == "Reclaimed"
+        assert lender_ns in cond["message"]
+        allocated = {
+            q: (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated")
+            for q in (lender, borrower)
+        }
+        wait_for(
+            "queue statuses to show 64/64",
+            lambda: all(
+                (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated") == 64
+                for q in (lender, borrower)
+            ),
+        )
         assert allocated  # read above, asserted by the wait
     finally:
         fleet.delete_all_workloads(borrower_ns)
@@ -69,8 +106,17 @@ def _burst(team: str, queues: list[str], n: int) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {}
         if residency:
             spec["residency"] = residency
-        out.append(workload_obj(team, f"w{i:03d}", queues[i % len(queues)], replicas=replicas, gpus=gpus,
-                                classes=classes, **spec))
+        out.append(
+            workload_obj(
+                team,
+                f"w{i:03d}",
+                queues[i % len(queues)],
+                replicas=replicas,
+                gpus=gpus,
+                classes=classes,
+                **spec,
+            )
+        )
     return out
 
 
@@ -79,9 +125,19 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
 ) -> None:
     queues = [f"q-{team}-{k}" for k in range(3)]
     limits = {"nvidia-h100": 48, "nvidia-h200": 96, "aws-trainium2": 64}
-    fleet.apply(*[queue_obj(q, [team], [
-        {"acceleratorClass": cls, "deserved": lim // 2, "limit": lim} for cls, lim in limits.items()
-    ]) for q in queues])
+    fleet.apply(
+        *[
+            queue_obj(
+                q,
+                [team],
+                [
+                    {"acceleratorClass": cls, "deserved": lim // 2, "limit": lim}
+                    for cls, lim in limits.items()
+                ],
+            )
+            for q in queues
+        ]
+    )
     try:
         burst = _burst(team, queues, 200)
         fleet.apply(*burst[:100])
@@ -114,7 +170,9 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         for cluster in fleet.clients:
             for pod in fleet.pods(cluster, team):
                 if pod.metadata.deletion_timestamp is None:
-                    pods_by_workload[pod.metadata.labels["gpufleet.io/workload"]].append((cluster, pod))
+                    pods_by_workload[pod.metadata.labels["gpufleet.io/workload"]].append(
+                        (cluster, pod)
+                    )
         duplicates = 0
         for w in running:
             placement = w["status"]["placement"]
@@ -124,28 +182,48 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
             replicas = Counter(p.metadata.labels["gpufleet.io/replica"] for _, p in pods)
             duplicates += sum(n - 1 for n in replicas.values())
             assert len(replicas) == len(placement["replicas"]), w["metadata"]["name"]
-            assert {p.metadata.labels["gpufleet.io/epoch"] for _, p in pods} == {str(placement["epoch"])}
+            assert {p.metadata.labels["gpufleet.io/epoch"] for _, p in pods} == {
+                str(placement["epoch"])
+            }
             assert {p.spec.node_name for _, p in pods} == {r["node"] for r in placement["replicas"]}
         assert duplicates == 0
-        assert not pods_by_workload, f"pods of workloads that are not running: {sorted(pods_by_workload)}"
+        assert not pods_by_workload, (
+            f"pods of workloads that are not running: {sorted(pods_by_workload)}"
+        )
         # No queue above its limit.
         used: Counter[tuple[str, str]] = Counter()
-        pool_class = {"fra-h100": "nvidia-h100", "ams-h200": "nvidia-h200", "osl-h200": "nvidia-h200", "osl-trn2": "aws-trainium2"}
+        pool_class = {
+            "fra-h100": "nvidia-h100",
+            "ams-h200": "nvidia-h200",
+            "osl-h200": "nvidia-h200",
+            "osl-trn2": "aws-trainium2",
+        }
         for w in running:
             p = w["status"]["placement"]
-            used[(w["spec"]["queue"], pool_class[p["pool"]])] += len(p["replicas"]) * w["spec"]["acceleratorsPerReplica"]
+            used[(w["spec"]["queue"], pool_class[p["pool"]])] += (
+                len(p["replicas"]) * w["spec"]["acceleratorsPerReplica"]
+            )
         for (q, cls), n in used.items():
             assert n <= limits[cls], (q, cls, n)
         # Residency held for every placement.
-        site_juris = {"onprem-fra": ("DE", {"EU", "EEA"}), "localzone-ams": ("NL", {"EU", "EEA"}),
-                      "factory-osl": ("NO", {"EEA", "EFTA"})}
+        site_juris = {
+            "onprem-fra": ("DE", {"EU", "EEA"}),
+            "localzone-ams": ("NL", {"EU", "EEA"}),
+            "factory-osl": ("NO", {"EEA", "EFTA"}),
+        }
         for w in running:
             res = w["spec"].get("residency") or {}
             j, regions = site_juris[w["status"]["placement"]["site"]]
             if res:
-                assert j in res.get("jurisdictions", []) or regions & set(res.get("regions", [])), w["metadata"]["name"]
+                assert j in res.get("jurisdictions", []) or regions & set(res.get("regions", [])), (
+                    w["metadata"]["name"]
+                )
     finally:
         fleet.delete_all_workloads(team)
         fleet.hub.kubectl("delete", "queue", *queues, "--wait=false", check=False)
-        wait_for("the burst's pods to be removed", lambda: not any(
-            fleet.pods(c, team) for c in fleet.clients), timeout=120, interval=2)
+        wait_for(
+            "the burst's pods to be removed",
+            lambda: not any(fleet.pods(c, team) for c in fleet.clients),
+            timeout=120,
+            interval=2,
+        )

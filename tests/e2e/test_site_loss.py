@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from e2e.operator_harness import Fleet, OperatorProcess, queue_obj, wait_for, workload_obj
-from e2e.tcp_proxy import CuttableProxy
 from kubernetes import client
 
+from e2e.operator_harness import Fleet, OperatorProcess, queue_obj, wait_for, workload_obj
+from e2e.tcp_proxy import CuttableProxy
 from gpufleet.dev.clusters import RunningFleet
 from gpufleet.dev.register import flat_kubeconfig, secret_name
 
@@ -25,7 +25,9 @@ FENCE = 10
 
 
 @pytest.fixture
-def partitionable(op_fleet: RunningFleet, fleet: Fleet, operator: OperatorProcess, tmp_path: Path) -> Iterator[CuttableProxy]:
+def partitionable(
+    op_fleet: RunningFleet, fleet: Fleet, operator: OperatorProcess, tmp_path: Path
+) -> Iterator[CuttableProxy]:
     """Route the operator's connection to SITE through a proxy; run the site's fence agent."""
     member = op_fleet.clusters[SITE]
     kubeconfig = yaml.safe_load(flat_kubeconfig(member))
@@ -38,9 +40,18 @@ def partitionable(op_fleet: RunningFleet, fleet: Fleet, operator: OperatorProces
     operator.start(extra=["--fence-seconds", str(FENCE), "--site-loss-grace", "5"])
     agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
     agent = subprocess.Popen(
-        [sys.executable, "-m", "gpufleet.cli", "agent", "--kubeconfig", str(member.kubeconfig),
-         "--fence-seconds", str(FENCE)],
-        stdout=agent_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gpufleet.cli",
+            "agent",
+            "--kubeconfig",
+            str(member.kubeconfig),
+            "--fence-seconds",
+            str(FENCE),
+        ],
+        stdout=agent_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield proxy
@@ -57,28 +68,50 @@ def partitionable(op_fleet: RunningFleet, fleet: Fleet, operator: OperatorProces
 
 def _secret(kubeconfig: dict[str, Any]) -> dict[str, Any]:
     data = base64.b64encode(yaml.safe_dump(kubeconfig).encode()).decode()
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name(SITE), "namespace": "gpufleet-system"},
-            "type": "Opaque", "data": {"kubeconfig": data}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name(SITE), "namespace": "gpufleet-system"},
+        "type": "Opaque",
+        "data": {"kubeconfig": data},
+    }
 
 
 def _live_pods(fleet: Fleet, cluster: str, ns: str, name: str) -> list[Any]:
     core = client.CoreV1Api(fleet.clients[cluster])
     sel = f"gpufleet.io/workload={name},gpufleet.io/workload-namespace={ns}"
-    return [p for p in core.list_namespaced_pod(ns, label_selector=sel).items
-            if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")]
+    return [
+        p
+        for p in core.list_namespaced_pod(ns, label_selector=sel).items
+        if p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")
+    ]
 
 
 def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
     fleet: Fleet, team: str, partitionable: CuttableProxy
 ) -> None:
     q = f"q-{team}"
-    fleet.apply(queue_obj(q, [team], [{"acceleratorClass": "nvidia-h200", "deserved": 16},
-                                      {"acceleratorClass": "nvidia-h100", "deserved": 16}]))
+    fleet.apply(
+        queue_obj(
+            q,
+            [team],
+            [
+                {"acceleratorClass": "nvidia-h200", "deserved": 16},
+                {"acceleratorClass": "nvidia-h100", "deserved": 16},
+            ],
+        )
+    )
     try:
-        common: dict[str, Any] = {"gpus": 8, "classes": ("nvidia-h200", "nvidia-h100"),
-                                  "residency": {"regions": ["EU"]}, "sitePreferences": [SITE]}
-        fleet.apply(workload_obj(team, "movable", q, onSiteLoss="Requeue", **common),
-                    workload_obj(team, "patient", q, onSiteLoss="Wait", **common))
+        common: dict[str, Any] = {
+            "gpus": 8,
+            "classes": ("nvidia-h200", "nvidia-h100"),
+            "residency": {"regions": ["EU"]},
+            "sitePreferences": [SITE],
+        }
+        fleet.apply(
+            workload_obj(team, "movable", q, onSiteLoss="Requeue", **common),
+            workload_obj(team, "patient", q, onSiteLoss="Wait", **common),
+        )
         for name in ("movable", "patient"):
             w = fleet.wait_phase(team, name, {"Running"})
             assert w["status"]["placement"]["site"] == SITE
@@ -112,15 +145,20 @@ def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
         w = wait_for("the movable workload to be placed again", moved, timeout=90, interval=0.5)
         assert w["status"]["placement"]["epoch"] == 2
         assert overlaps == 0, "the workload ran at two sites at once"
-        assert not _live_pods(fleet, SITE, team, "movable"), "the fence agent left the old pods running"
+        assert not _live_pods(fleet, SITE, team, "movable"), (
+            "the fence agent left the old pods running"
+        )
         # The patient one waits for its site.
         patient = fleet.workload(team, "patient")
         assert patient["status"]["placement"]["site"] == SITE
 
         partitionable.restore()
         wait_for("the site to reconnect", lambda: not disconnected(), timeout=60)
-        wait_for("the patient workload's pods to be back at its site",
-                 lambda: len(_live_pods(fleet, SITE, team, "patient")) == 1, timeout=60)
+        wait_for(
+            "the patient workload's pods to be back at its site",
+            lambda: len(_live_pods(fleet, SITE, team, "patient")) == 1,
+            timeout=60,
+        )
         assert not _live_pods(fleet, SITE, team, "movable")
         assert len(_live_pods(fleet, "onprem-fra", team, "movable")) == 1
     finally:

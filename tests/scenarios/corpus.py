@@ -173,7 +173,7 @@ def build(doc: dict[str, Any], source: str) -> Scenario:
 
 
 def load_corpus(root: Path = CORPUS) -> list[Scenario]:
-    out = []
+    out: list[Scenario] = []
     for path in sorted(root.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
         docs = data["scenarios"] if isinstance(data, dict) and "scenarios" in data else [data]

@@ -15,7 +15,7 @@ from scenarios.corpus import CORPUS, build
 
 
 def _docs() -> list[Any]:
-    params = []
+    params: list[Any] = []
     for path in sorted(CORPUS.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
         docs = data["scenarios"] if isinstance(data, dict) and "scenarios" in data else [data]
@@ -64,7 +64,9 @@ def test_scenario(doc: dict[str, Any], source: str) -> None:
     for key, by_site in (expect.get("verdicts") or {}).items():
         verdicts = {v.site: v for v in result.verdicts[key]}
         for site, want in by_site.items():
-            rule, nearest = (want, None) if isinstance(want, str) else (want["rule"], want.get("nearest"))
+            rule, nearest = (
+                (want, None) if isinstance(want, str) else (want["rule"], want.get("nearest"))
+            )
             assert verdicts[site].rule == rule, (key, site, verdicts[site])
             assert verdicts[site].message
             if nearest is not None:

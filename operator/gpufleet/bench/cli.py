@@ -11,12 +11,19 @@ from rich.table import Table
 
 from gpufleet.bench.core import bench_core
 
-bench_app = typer.Typer(help="Benchmarks of gpufleet's components.", no_args_is_help=True)
+bench_app = typer.Typer(no_args_is_help=True)
+
+
+@bench_app.callback()
+def bench_group() -> None:
+    """Benchmarks of gpufleet's components."""
 
 
 @bench_app.command("core")
 def core_command(
-    gpus: Annotated[int, typer.Option(min=96, help="Accelerators in the fleet (8 per node).")] = 100_000,
+    gpus: Annotated[
+        int, typer.Option(min=96, help="Accelerators in the fleet (8 per node).")
+    ] = 100_000,
     queues: Annotated[int, typer.Option(min=2, help="Queues (departments and teams).")] = 1000,
     pending: Annotated[int, typer.Option(min=0, help="Pending workloads.")] = 100_000,
     repeats: Annotated[int, typer.Option(min=1, help="Cycles to time.")] = 5,
@@ -28,11 +35,17 @@ def core_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic fleet.")] = 0,
+    fill: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of nodes busy with running workloads."),
+    ] = 0.85,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build a synthetic fleet and time full scheduling cycles on it."""
     run_reference = gpus <= 100_000 if reference is None else reference
-    result = bench_core(gpus, queues, pending, repeats=repeats, reference=run_reference, seed=seed)
+    result = bench_core(
+        gpus, queues, pending, repeats=repeats, reference=run_reference, seed=seed, fill=fill
+    )
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -26,11 +26,12 @@ def bench_core(
     repeats: int = 5,
     reference: bool = True,
     seed: int = 0,
+    fill: float = 0.85,
     verdict_sample: int = 1000,
 ) -> dict[str, Any]:
     """Build the fleet and snapshot once, then time `repeats` cycles on it."""
     t0 = time.perf_counter()
-    fleet = build_fleet(gpus, queues, pending, seed=seed)
+    fleet = build_fleet(gpus, queues, pending, seed=seed, fill=fill)
     generate_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     snap = Snapshot.build(
@@ -59,6 +60,7 @@ def bench_core(
         "queues": len(fleet.queues),
         "pending": fleet.pending,
         "running": fleet.running,
+        "fill": fill,
         "admitted": len(result.admissions),
         "evicted": len(result.evictions),
         "repeats": len(times),

@@ -21,7 +21,7 @@ ACCELERATORS_PER_NODE = 8
 NODES_PER_RACK = 16
 NODES_PER_NVLINK = 8
 CLASSES = ("nvidia-h200", "nvidia-h100", "nvidia-a100")
-SITES = (
+SITES: tuple[tuple[str, str, tuple[str, ...], frozenset[str], float], ...] = (
     # name, jurisdiction, regions, certifications, cost factor
     ("factory-muc", "DE", ("EU",), frozenset({"c5", "iso27001"}), 1.0),
     ("onprem-fra", "DE", ("EU",), frozenset({"iso27001"}), 0.8),
@@ -116,7 +116,7 @@ def build_fleet(
                     ),
                 )
             )
-    capacity = {c: 0 for c in CLASSES}
+    capacity = dict.fromkeys(CLASSES, 0)
     for pool, count in zip(pools, per_pool, strict=True):
         capacity[pool.accelerator_class] += int(count) * ACCELERATORS_PER_NODE
 
@@ -126,17 +126,17 @@ def build_fleet(
     team_class = [CLASSES[t % len(CLASSES)] for t in range(n_teams)]
     team_dept = rng.integers(0, n_depts, n_teams)
     weights = rng.uniform(0.5, 2.0, n_teams)
-    class_weight = {c: weights[[i for i, tc in enumerate(team_class) if tc == c]].sum() for c in CLASSES}
+    class_weight = {
+        c: weights[[i for i, tc in enumerate(team_class) if tc == c]].sum() for c in CLASSES
+    }
     team_deserved = [
         int(0.8 * capacity[c] * weights[t] / class_weight[c]) // 8 * 8
         for t, c in enumerate(team_class)
     ]
-    dept_deserved: list[dict[str, int]] = [{c: 0 for c in CLASSES} for _ in range(n_depts)]
+    dept_deserved: list[dict[str, int]] = [dict.fromkeys(CLASSES, 0) for _ in range(n_depts)]
     for t in range(n_teams):
         dept_deserved[team_dept[t]][team_class[t]] += team_deserved[t]
-    queue_list = [
-        Queue(f"dept-{d:03d}", None, deserved=dept_deserved[d]) for d in range(n_depts)
-    ]
+    queue_list = [Queue(f"dept-{d:03d}", None, deserved=dept_deserved[d]) for d in range(n_depts)]
     for t in range(n_teams):
         limit = {}
         if rng.random() < 0.2:

@@ -73,7 +73,11 @@ def plan_lifecycle(
         status = wl.status
         phase = status.phase if status and status.phase else "Pending"
         placement = status.placement if status else None
-        mine = [(c, p) for c, p in pods_of.get(key, []) if p.labels.get("gpufleet.io/workload-uid") == wl.metadata.uid]
+        mine = [
+            (c, p)
+            for c, p in pods_of.get(key, [])
+            if p.labels.get("gpufleet.io/workload-uid") == wl.metadata.uid
+        ]
         if phase in ("Succeeded", "Failed"):
             # Finished pods stay for their logs; anything still running goes.
             keep.update((c, p.key) for c, p in mine if p.terminal)
@@ -86,29 +90,50 @@ def plan_lifecycle(
             continue
         state = view.clusters.get(cluster)
         name = wl.metadata.name or ""
-        expected = {f"{wl.metadata.namespace}/{pod_name(name, placement.epoch, r.index)}": r for r in placement.replicas}
-        present = {p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting}
+        expected = {
+            f"{wl.metadata.namespace}/{pod_name(name, placement.epoch, r.index)}": r
+            for r in placement.replicas
+        }
+        present = {
+            p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting
+        }
         keep.update((cluster, k) for k in present)
         if state is not None and not state.connected:
             silent = now - state.lease_renewed_at
             if silent > site_loss_after and wl.spec.on_site_loss == "Requeue":
                 # The site's agent has stopped our pods there by now (fence < site_loss_after).
-                plan.changes.append(StatusChange(
-                    key, "Pending", "SiteLost",
-                    f"site {placement.site} unreachable, no fence renewal for {silent:.0f}s; placing the workload again",
-                    clear_placement=True,
-                ))
+                plan.changes.append(
+                    StatusChange(
+                        key,
+                        "Pending",
+                        "SiteLost",
+                        f"site {placement.site} unreachable, no fence renewal for {silent:.0f}s; placing the workload again",
+                        clear_placement=True,
+                    )
+                )
             continue
         if state is None or "pods" not in state.synced:
             continue  # nothing can be known or done about this site's pods right now
-        plan_one(plan, key, wl, phase, cluster, placement.site, pool.spec.resource_name, expected, present, now)
+        plan_one(
+            plan,
+            key,
+            wl,
+            phase,
+            cluster,
+            placement.site,
+            pool.spec.resource_name,
+            expected,
+            present,
+            now,
+        )
 
     for cluster, state in view.clusters.items():
         if not state.connected or "pods" not in state.synced:
             continue
         stray = tuple(
             sorted(
-                p.key for p in state.pods.values()
+                p.key
+                for p in state.pods.values()
                 if p.managed
                 and p.labels.get(LABEL_ORIGIN) == origin
                 and not p.deleting
@@ -116,7 +141,9 @@ def plan_lifecycle(
             )
         )
         if stray:
-            plan.deletes.append(PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement"))
+            plan.deletes.append(
+                PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement")
+            )
     return plan
 
 
@@ -133,38 +160,65 @@ def plan_one(
     now: float,
 ) -> None:
     status = wl.status
-    assert status is not None and status.placement is not None
+    assert status is not None
+    assert status.placement is not None
     placement = status.placement
     failed = [p for p in present.values() if p.phase == "Failed"]
     live = tuple(sorted(k for k, p in present.items() if not p.terminal))
     if failed:
         first = failed[0]
-        plan.changes.append(StatusChange(
-            key, "Failed", "PodFailed",
-            f"pod {first.name} failed on {first.node}: {first.reason or 'no reason given'}", finished=True,
-        ))
+        plan.changes.append(
+            StatusChange(
+                key,
+                "Failed",
+                "PodFailed",
+                f"pod {first.name} failed on {first.node}: {first.reason or 'no reason given'}",
+                finished=True,
+            )
+        )
         if live:
             plan.deletes.append(PodDelete(cluster, live, "GangMemberFailed"))
         return
     max_runtime = wl.spec.max_runtime_seconds
     started = timestamp(status.started_at) if status.started_at else None
     if max_runtime is not None and started is not None and now - started > max_runtime:
-        plan.changes.append(StatusChange(
-            key, "Failed", "MaxRuntimeExceeded",
-            f"ran {now - started:.0f}s, more than spec.maxRuntimeSeconds={max_runtime}", finished=True,
-        ))
+        plan.changes.append(
+            StatusChange(
+                key,
+                "Failed",
+                "MaxRuntimeExceeded",
+                f"ran {now - started:.0f}s, more than spec.maxRuntimeSeconds={max_runtime}",
+                finished=True,
+            )
+        )
         if live:
             plan.deletes.append(PodDelete(cluster, live, "MaxRuntimeExceeded"))
         return
     if len(present) == len(expected) and all(p.phase == "Succeeded" for p in present.values()):
-        plan.changes.append(StatusChange(key, "Succeeded", "AllReplicasSucceeded",
-                                         f"all {len(expected)} replicas succeeded", finished=True))
+        plan.changes.append(
+            StatusChange(
+                key,
+                "Succeeded",
+                "AllReplicasSucceeded",
+                f"all {len(expected)} replicas succeeded",
+                finished=True,
+            )
+        )
         return
     missing = tuple(sorted(r.index for k, r in expected.items() if k not in present))
     if missing:
         nodes = tuple(r.node for r in sorted(placement.replicas, key=lambda r: r.index))
-        plan.creates.append(PodCreate(key, cluster, site, placement.epoch, nodes, missing, resource))
+        plan.creates.append(
+            PodCreate(key, cluster, site, placement.epoch, nodes, missing, resource)
+        )
         return
     if phase == "Admitted" and all(p.phase in ("Running", "Succeeded") for p in present.values()):
-        plan.changes.append(StatusChange(key, "Running", "AllReplicasRunning",
-                                         f"all {len(expected)} replicas running at {site}", started=True))
+        plan.changes.append(
+            StatusChange(
+                key,
+                "Running",
+                "AllReplicasRunning",
+                f"all {len(expected)} replicas running at {site}",
+                started=True,
+            )
+        )

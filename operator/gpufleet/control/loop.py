@@ -20,6 +20,7 @@ starting again from the API servers loses, duplicates or double-counts nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -28,9 +29,14 @@ from typing import Any
 
 from gpufleet import core
 from gpufleet.control.lifecycle import LifecyclePlan, PodCreate, plan_lifecycle
-from gpufleet.control.statuses import admission_status, eviction_status, lifecycle_status, pending_status
+from gpufleet.control.statuses import (
+    admission_status,
+    eviction_status,
+    lifecycle_status,
+    pending_status,
+)
 from gpufleet.control.summary import FleetSummary, summarise
-from gpufleet.control.writer import Conflict, Writer
+from gpufleet.control.writer import ConflictError, Writer
 from gpufleet.metrics import (
     EvictionReason,
     OperatorMetrics,
@@ -80,7 +86,7 @@ class SchedulingLoop:
         resync_seconds: float = 5.0,
         debounce_seconds: float = 0.05,
         status_interval_seconds: float = 2.0,
-        workers: int = 8,
+        workers: int = 16,
         site_loss_after: float = 90.0,
     ) -> None:
         self.site_loss_after = site_loss_after
@@ -94,6 +100,8 @@ class SchedulingLoop:
         self.debounce_seconds = debounce_seconds
         self.status_interval_seconds = status_interval_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpufleet-apply")
+        # Events are informative: they are posted beside the cycle and never hold it up.
+        self.events = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpufleet-events")
         self.cycles = 0
         self.last_cycle_at = 0.0
         self._last_fleet_status = 0.0
@@ -102,10 +110,8 @@ class SchedulingLoop:
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=self.resync_seconds)
-            except TimeoutError:
-                pass
             await asyncio.sleep(self.debounce_seconds)  # let a burst of events land first
             wake.clear()
             try:
@@ -122,7 +128,8 @@ class SchedulingLoop:
         view = self.cache.view()  # 1
         first = translate(view)
         self.connections.reconcile(first.site_models)  # 2
-        namespaces = view.clusters.get(HUB).namespaces if HUB in view.clusters else {}
+        hub = view.clusters.get(HUB)
+        namespaces = hub.namespaces if hub is not None else {}
         inputs = translate(view, namespaces)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
@@ -134,7 +141,9 @@ class SchedulingLoop:
         usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
         result: core.CycleResult | None = None
         try:
-            snapshot = core.Snapshot.build(inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now)
+            snapshot = core.Snapshot.build(
+                inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
+            )
             result = core.schedule(snapshot)  # 5
         except core.ModelError as exc:
             log.error("the fleet could not be scheduled: %s", exc)
@@ -156,15 +165,27 @@ class SchedulingLoop:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
 
     # -- 4 ----------------------------------------------------------------------
-    def _apply_lifecycle(self, bodies: dict[str, dict[str, Any]], inputs: Inputs, plan: LifecyclePlan, now: float) -> None:
+    def _apply_lifecycle(
+        self, bodies: dict[str, dict[str, Any]], inputs: Inputs, plan: LifecyclePlan, now: float
+    ) -> None:
         def change(c: Any) -> None:
             body = bodies.get(c.workload)
             if body is None:
                 return
-            patch = lifecycle_status(body, c.phase, c.reason, c.message, started=c.started,
-                                     finished=c.finished, clear_placement=c.clear_placement, now=now)
+            patch = lifecycle_status(
+                body,
+                c.phase,
+                c.reason,
+                c.message,
+                started=c.started,
+                finished=c.finished,
+                clear_placement=c.clear_placement,
+                now=now,
+            )
             if self._write_workload(body, patch):
-                self.writer.event(body, "Warning" if c.phase == "Failed" else "Normal", c.reason, c.message)
+                self._event(
+                    body, "Warning" if c.phase == "Failed" else "Normal", c.reason, c.message
+                )
                 if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
                     self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
 
@@ -172,7 +193,9 @@ class SchedulingLoop:
             body = bodies.get(c.workload)
             if body is None:
                 return
-            self._create_pods(body, c.cluster, c.site, c.epoch, list(c.nodes), c.resource_name, c.missing)
+            self._create_pods(
+                body, c.cluster, c.site, c.epoch, list(c.nodes), c.resource_name, c.missing
+            )
 
         def delete(d: Any) -> None:
             conn = self.connections.connections.get(d.cluster)
@@ -181,23 +204,44 @@ class SchedulingLoop:
                 if self.metrics is not None and d.reason == "NotPartOfAnyPlacement":
                     self.metrics.count_eviction(EvictionReason.STALE_EPOCH, len(d.pods))
 
-        self._run_all([lambda c=c: change(c) for c in plan.changes]
-                      + [lambda c=c: create(c) for c in plan.creates]
-                      + [lambda d=d: delete(d) for d in plan.deletes])
+        self._run_all(
+            [lambda c=c: change(c) for c in plan.changes]
+            + [lambda c=c: create(c) for c in plan.creates]
+            + [lambda d=d: delete(d) for d in plan.deletes]
+        )
 
-    def _create_pods(self, body: dict[str, Any], cluster: str, site: str, epoch: int, nodes: list[str],
-                     resource: str, only: tuple[int, ...] | None = None) -> None:
+    def _create_pods(
+        self,
+        body: dict[str, Any],
+        cluster: str,
+        site: str,
+        epoch: int,
+        nodes: list[str],
+        resource: str,
+        only: tuple[int, ...] | None = None,
+    ) -> None:
         conn = self.connections.connections.get(cluster)
         if conn is None:
             return
-        plans = plan_pods(workload=body, site=site, nodes=nodes, epoch=epoch, resource_name=resource, origin=self.origin)
+        plans = plan_pods(
+            workload=body,
+            site=site,
+            nodes=nodes,
+            epoch=epoch,
+            resource_name=resource,
+            origin=self.origin,
+        )
         if only is not None:
             plans = [p for i, p in enumerate(plans) if i in only]
         create_pods(conn.api_client, plans)
 
     # -- 6 ----------------------------------------------------------------------
     def _apply_evictions(
-        self, bodies: dict[str, dict[str, Any]], inputs: Inputs, evictions: list[core.Eviction], now: float
+        self,
+        bodies: dict[str, dict[str, Any]],
+        inputs: Inputs,
+        evictions: list[core.Eviction],
+        now: float,
     ) -> set[str]:
         """Evict; return the preemptors whose room was not made."""
         failed: set[str] = set()
@@ -206,16 +250,25 @@ class SchedulingLoop:
             body = bodies.get(e.workload)
             written = None
             try:
-                written = self._write_workload(body, eviction_status(body, e, now)) if body is not None else None
+                written = (
+                    self._write_workload(body, eviction_status(body, e, now))
+                    if body is not None
+                    else None
+                )
             finally:
                 if written is None:
                     failed.add(e.preemptor)
-            if written is not None:
+            if written is not None and body is not None:
                 log.info("evicted %s (%s) for %s", e.workload, e.reason, e.preemptor)
-                self.writer.event(body, "Warning", e.reason, f"evicted to make room for {e.preemptor}")
+                self._event(
+                    body, "Warning", e.reason, f"evicted to make room for {e.preemptor}"
+                )
                 if self.metrics is not None:
                     self.metrics.count_preemption(
-                        PreemptionReason.RECLAIM if e.reason == "Reclaimed" else PreemptionReason.PRIORITY_IN_QUEUE)
+                        PreemptionReason.RECLAIM
+                        if e.reason == "Reclaimed"
+                        else PreemptionReason.PRIORITY_IN_QUEUE
+                    )
                     self.metrics.count_eviction(EvictionReason.PREEMPTED)
                 # The pods go now; the stray-pod sweep would remove them next cycle anyway.
                 model = inputs.workload_models.get(e.workload)
@@ -227,13 +280,25 @@ class SchedulingLoop:
                         from gpufleet.sites.dispatch import pod_name
 
                         ns, name = e.workload.split("/", 1)
-                        delete_pods(conn.api_client, [f"{ns}/{pod_name(name, placement.epoch, r.index)}" for r in placement.replicas])
+                        delete_pods(
+                            conn.api_client,
+                            [
+                                f"{ns}/{pod_name(name, placement.epoch, r.index)}"
+                                for r in placement.replicas
+                            ],
+                        )
 
         self._run_all([lambda e=e: evict(e) for e in evictions])
         return failed
 
     # -- 7 ----------------------------------------------------------------------
-    def _apply_admissions(self, bodies: dict[str, dict[str, Any]], inputs: Inputs, admissions: list[core.Admission], now: float) -> None:
+    def _apply_admissions(
+        self,
+        bodies: dict[str, dict[str, Any]],
+        inputs: Inputs,
+        admissions: list[core.Admission],
+        now: float,
+    ) -> None:
         def admit(a: core.Admission) -> None:
             body = bodies.get(a.workload)
             if body is None:
@@ -243,12 +308,24 @@ class SchedulingLoop:
             written = self._write_workload(body, patch)
             if written is None:
                 return
-            log.info("admitted %s to %s/%s on %d node(s), epoch %s", a.workload, a.site, a.pool, len(nodes), patch["epoch"])
+            log.info(
+                "admitted %s to %s/%s on %d node(s), epoch %s",
+                a.workload,
+                a.site,
+                a.pool,
+                len(nodes),
+                patch["epoch"],
+            )
             model = inputs.workload_models.get(a.workload)
             if self.metrics is not None and model is not None:
                 created = timestamp(body["metadata"].get("creationTimestamp"))
                 self.metrics.observe_admission(model.spec.queue, max(now - created, 0.0))
-            self.writer.event(body, "Normal", "Admitted", patch["conditions"][0]["message"] if patch.get("conditions") else "admitted")
+            self._event(
+                body,
+                "Normal",
+                "Admitted",
+                patch["conditions"][0]["message"] if patch.get("conditions") else "admitted",
+            )
             cluster = inputs.site_cluster[a.site]
             resource = inputs.pool_models[a.pool].spec.resource_name
             self._create_pods(written, cluster, a.site, int(patch["epoch"]), nodes, resource)
@@ -256,13 +333,22 @@ class SchedulingLoop:
         self._run_all([lambda a=a: admit(a) for a in admissions])
 
     # -- 8 ----------------------------------------------------------------------
-    def _apply_verdicts(self, bodies: dict[str, dict[str, Any]], inputs: Inputs, result: core.CycleResult,
-                        busy: set[str], now: float) -> None:
+    def _apply_verdicts(
+        self,
+        bodies: dict[str, dict[str, Any]],
+        inputs: Inputs,
+        result: core.CycleResult,
+        busy: set[str],
+        now: float,
+    ) -> None:
         admitted = {a.workload for a in result.admissions}
         tasks = []
         for key, verdict in inputs.blocked.items():
             body = bodies.get(key)
-            if body is not None and (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            if body is not None and (body.get("status") or {}).get("phase") not in (
+                "Succeeded",
+                "Failed",
+            ):
                 patch = pending_status(body, [verdict], None, now)
                 if patch is not None:
                     tasks.append(lambda b=body, p=patch: self._write_workload(b, p))
@@ -290,23 +376,33 @@ class SchedulingLoop:
                 if body is None:
                     continue
                 comparable = _without_times(status)
-                if self._written.get((kind, name)) == comparable and _without_times(body.get("status") or {}) == comparable:
+                if (
+                    self._written.get((kind, name)) == comparable
+                    and _without_times(body.get("status") or {}) == comparable
+                ):
                     continue
-                tasks.append(lambda k=kind, b=body, s=status, c=comparable: self._write_fleet(k, b, s, c))
+                tasks.append(
+                    lambda k=kind, b=body, s=status, c=comparable: self._write_fleet(k, b, s, c)
+                )
         self._run_all(tasks)
 
-    def _write_fleet(self, kind: str, body: dict[str, Any], status: dict[str, Any], comparable: dict[str, Any]) -> None:
+    def _write_fleet(
+        self, kind: str, body: dict[str, Any], status: dict[str, Any], comparable: dict[str, Any]
+    ) -> None:
         try:
             self.writer.patch_status(kind, body, status, cas=False)
             self._written[(kind, body["metadata"]["name"])] = comparable
-        except Conflict:
+        except ConflictError:
             pass
 
     # -- helpers ----------------------------------------------------------------
+    def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.submit(self.writer.event, body, type_, reason, message)
+
     def _write_workload(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
             written = self.writer.patch_status("Workload", body, patch)
-        except Conflict as exc:
+        except ConflictError as exc:
             log.info("not recorded, will retry on fresh state: %s", exc)
             return None
         meta = written["metadata"]
@@ -326,7 +422,8 @@ class SchedulingLoop:
 def _without_times(status: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in status.items() if k not in ("conditions", "connection")}
     out["conditions"] = sorted(
-        (c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in status.get("conditions") or []
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or []
     )
     conn = status.get("connection")
     if conn:

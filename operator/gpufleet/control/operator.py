@@ -69,22 +69,38 @@ class Operator:
         # make its pods look stray. Kopf's watch keeps the cache current from here on.
         await asyncio.to_thread(self._list_all, api)
         self.connections = ConnectionManager(
-            api, self.config.namespace, self.cache, origin=self.config.origin,
-            fence_seconds=self.config.fence_seconds, disconnect_after=self.config.disconnect_after_seconds,
+            api,
+            self.config.namespace,
+            self.cache,
+            origin=self.config.origin,
+            fence_seconds=self.config.fence_seconds,
+            disconnect_after=self.config.disconnect_after_seconds,
         )
         self.connections.start_hub()
         view = SummaryView()
         registry, metrics = create_registry(view)
         self.loop = SchedulingLoop(
-            self.cache, self.connections, Writer(api), origin=self.config.origin, metrics=metrics,
-            view=view, resync_seconds=self.config.resync_seconds,
+            self.cache,
+            self.connections,
+            Writer(api),
+            origin=self.config.origin,
+            metrics=metrics,
+            view=view,
+            resync_seconds=self.config.resync_seconds,
             site_loss_after=self.config.fence_seconds + self.config.site_loss_grace_seconds + 5.0,
         )
         if self.config.metrics_port >= 0:
-            self.server = serve(registry, self.config.metrics_host, self.config.metrics_port,
-                                health=self.healthy, ready=self.ready)
+            self.server = serve(
+                registry,
+                self.config.metrics_host,
+                self.config.metrics_port,
+                health=self.healthy,
+                ready=self.ready,
+            )
             log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, self.server.port)
-        self.task = asyncio.create_task(self.loop.run(self.wake, self.stop), name="gpufleet-scheduling-loop")
+        self.task = asyncio.create_task(
+            self.loop.run(self.wake, self.stop), name="gpufleet-scheduling-loop"
+        )
 
     def _list_all(self, api: Any) -> None:
         from kubernetes import client

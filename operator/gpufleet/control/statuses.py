@@ -49,7 +49,9 @@ def admission_status(
     status = dict(body.get("status") or {})
     epoch = int(status.get("epoch") or 0) + 1
     gen = body["metadata"].get("generation")
-    message = f"admitted to {admission.site}/{admission.pool} on {len(nodes)} node(s), epoch {epoch}"
+    message = (
+        f"admitted to {admission.site}/{admission.pool} on {len(nodes)} node(s), epoch {epoch}"
+    )
     return {
         "phase": "Admitted",
         "epoch": epoch,
@@ -63,7 +65,9 @@ def admission_status(
         "verdicts": None,
         "queuePosition": None,
         "observedGeneration": gen,
-        "conditions": set_condition(status.get("conditions"), "Admitted", "True", "Admitted", message, gen, now),
+        "conditions": set_condition(
+            status.get("conditions"), "Admitted", "True", "Admitted", message, gen, now
+        ),
     }
 
 
@@ -71,7 +75,9 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
     message = f"evicted to make room for {eviction.preemptor}"
-    conds = set_condition(status.get("conditions"), "Evicted", "True", eviction.reason, message, gen, now)
+    conds = set_condition(
+        status.get("conditions"), "Evicted", "True", eviction.reason, message, gen, now
+    )
     conds = set_condition(conds, "Admitted", "False", eviction.reason, message, gen, now)
     return {
         "phase": "Preempted",
@@ -83,8 +89,15 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
 
 
 def lifecycle_status(
-    body: dict[str, Any], phase: str, reason: str, message: str, *, started: bool, finished: bool,
-    clear_placement: bool, now: float,
+    body: dict[str, Any],
+    phase: str,
+    reason: str,
+    message: str,
+    *,
+    started: bool,
+    finished: bool,
+    clear_placement: bool,
+    now: float,
 ) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
@@ -127,7 +140,9 @@ def pending_status(
     if phase not in ("Pending", "Preempted"):
         phase = "Pending"
     summary = _summary(verdicts)
-    conds = set_condition(status.get("conditions"), "Admitted", "False", summary[0], summary[1], gen, now)
+    conds = set_condition(
+        status.get("conditions"), "Admitted", "False", summary[0], summary[1], gen, now
+    )
     if (
         status.get("verdicts") == items
         and status.get("queuePosition") == position
@@ -136,7 +151,13 @@ def pending_status(
         and status.get("observedGeneration") == gen
     ):
         return None
-    return {"phase": phase, "verdicts": items, "queuePosition": position, "observedGeneration": gen, "conditions": conds}
+    return {
+        "phase": phase,
+        "verdicts": items,
+        "queuePosition": position,
+        "observedGeneration": gen,
+        "conditions": conds,
+    }
 
 
 def _summary(verdicts: Sequence[core.SiteVerdict]) -> tuple[str, str]:
@@ -150,6 +171,8 @@ def _summary(verdicts: Sequence[core.SiteVerdict]) -> tuple[str, str]:
 
 def _same_conditions(a: Sequence[dict[str, Any]] | None, b: Sequence[dict[str, Any]]) -> bool:
     def strip(cs: Sequence[dict[str, Any]] | None) -> list[tuple[Any, ...]]:
-        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in cs or [])
+        return sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in cs or []
+        )
 
     return strip(a) == strip(b)

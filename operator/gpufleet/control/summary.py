@@ -9,7 +9,14 @@ from typing import Any
 
 from gpufleet import core
 from gpufleet.control.statuses import rfc3339, set_condition
-from gpufleet.metrics import PoolState, QueueShare, SiteConnection, SiteState, WorkloadGroup, WorkloadPhase
+from gpufleet.metrics import (
+    PoolState,
+    QueueShare,
+    SiteConnection,
+    SiteState,
+    WorkloadGroup,
+    WorkloadPhase,
+)
 from gpufleet.state.cache import CacheView
 from gpufleet.state.translate import Inputs, timestamp
 
@@ -25,7 +32,9 @@ class FleetSummary:
     queue_status: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def summarise(view: CacheView, inputs: Inputs, result: core.CycleResult | None, now: float) -> FleetSummary:
+def summarise(
+    view: CacheView, inputs: Inputs, result: core.CycleResult | None, now: float
+) -> FleetSummary:
     out = FleetSummary()
     pools = {p.name: p for p in inputs.pools}
     nodes_by_pool: dict[str, list[core.Node]] = defaultdict(list)
@@ -43,9 +52,13 @@ def summarise(view: CacheView, inputs: Inputs, result: core.CycleResult | None, 
             for node in w.placement.nodes:
                 used_on_node[node] += w.accelerators_per_replica
         elif w.placement is None:
-            pending_queue[(w.queue, w.accelerator_classes[0])] += w.replicas * w.accelerators_per_replica
+            pending_queue[(w.queue, w.accelerator_classes[0])] += (
+                w.replicas * w.accelerators_per_replica
+            )
 
-    class_capacity: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    class_capacity: dict[str, dict[str, list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0])
+    )
     for name, pool in sorted(pools.items()):
         members = nodes_by_pool.get(name, [])
         ready = [n for n in members if n.ready]
@@ -53,18 +66,34 @@ def summarise(view: CacheView, inputs: Inputs, result: core.CycleResult | None, 
         capacity = sum(n.accelerators for n in members)
         allocated = allocated_pool.get(name, 0)
         free = max(sum(n.accelerators - used_on_node.get(n.name, 0) for n in ready), 0)
-        sizes = [w.accelerators_per_replica for w in inputs.workloads if w.placement and w.placement.pool == name]
+        sizes = [
+            w.accelerators_per_replica
+            for w in inputs.workloads
+            if w.placement and w.placement.pool == name
+        ]
         common = max(set(sizes), key=sizes.count) if sizes else 1
         stranded = sum(
-            left for n in ready if 0 < (left := n.accelerators - used_on_node.get(n.name, 0)) < common
+            left
+            for n in ready
+            if 0 < (left := n.accelerators - used_on_node.get(n.name, 0)) < common
         )
-        out.pool_states.append(PoolState(
-            name=name, site=pool.site, accelerator_class=pool.accelerator_class,
-            capacity=capacity, allocated=min(allocated, capacity) if capacity else allocated, free=free,
-        ))
-        model = inputs.pool_models[name]
-        gen = model.metadata.generation
-        old = dict(model.status.model_dump(by_alias=True, exclude_none=True, mode="json")) if model.status else {}
+        out.pool_states.append(
+            PoolState(
+                name=name,
+                site=pool.site,
+                accelerator_class=pool.accelerator_class,
+                capacity=capacity,
+                allocated=min(allocated, capacity) if capacity else allocated,
+                free=free,
+            )
+        )
+        pool_model = inputs.pool_models[name]
+        gen = pool_model.metadata.generation
+        old = (
+            dict(pool_model.status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+            if pool_model.status
+            else {}
+        )
         message = f"{len(ready)}/{len(members)} nodes ready, {free} of {capacity} accelerators free"
         out.pool_status[name] = {
             "observedGeneration": gen,
@@ -74,38 +103,74 @@ def summarise(view: CacheView, inputs: Inputs, result: core.CycleResult | None, 
             "allocated": allocated,
             "free": free,
             "fragmentation": round(stranded / free, 4) if free else 0.0,
-            "conditions": set_condition(old.get("conditions"), "Ready", "True" if ready else "False",
-                                        "NodesReady" if ready else "NoReadyNodes", message, gen, now),
+            "conditions": set_condition(
+                old.get("conditions"),
+                "Ready",
+                "True" if ready else "False",
+                "NodesReady" if ready else "NoReadyNodes",
+                message,
+                gen,
+                now,
+            ),
         }
         cap = class_capacity[pool.site][pool.accelerator_class]
         cap[0] += capacity
         cap[1] += allocated
 
     for site in inputs.sites:
-        model = inputs.site_models[site.name]
+        site_model = inputs.site_models[site.name]
         cluster = inputs.site_cluster[site.name]
         state = view.clusters.get(cluster)
         watts = sum(
-            allocated_pool.get(p.name, 0) * p.watts_per_accelerator for p in inputs.pools if p.site == site.name
+            allocated_pool.get(p.name, 0) * p.watts_per_accelerator
+            for p in inputs.pools
+            if p.site == site.name
         )
-        connection = SiteConnection.CONNECTED if site.connected else (
-            SiteConnection.UNKNOWN if state is None else SiteConnection.DISCONNECTED)
-        out.site_states.append(SiteState(
-            name=site.name, connection=connection, power_in_use_watts=watts,
-            power_budget_watts=site.power_budget_watts,
-        ))
-        gen = model.metadata.generation
-        old = dict(model.status.model_dump(by_alias=True, exclude_none=True, mode="json")) if model.status else {}
+        connection = (
+            SiteConnection.CONNECTED
+            if site.connected
+            else (SiteConnection.UNKNOWN if state is None else SiteConnection.DISCONNECTED)
+        )
+        out.site_states.append(
+            SiteState(
+                name=site.name,
+                connection=connection,
+                power_in_use_watts=watts,
+                power_budget_watts=site.power_budget_watts,
+            )
+        )
+        gen = site_model.metadata.generation
+        old = (
+            dict(site_model.status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+            if site_model.status
+            else {}
+        )
         reason = state.reason if state else "NotConnected"
         message = state.message if state else "no connection has been attempted yet"
-        conds = set_condition(old.get("conditions"), "Connected", "True" if site.connected else "False",
-                              reason, message, gen, now)
-        ready = site.connected and site.schedulable
-        conds = set_condition(conds, "Ready", "True" if ready else "False",
-                              "Ready" if ready else ("Cordoned" if not site.schedulable else reason),
-                              "accepting workloads" if ready else message, gen, now)
-        connection_status: dict[str, Any] = {"state": connection.value if connection != SiteConnection.UNKNOWN else "Unknown",
-                                             "reason": reason, "message": message[:1000]}
+        conds = set_condition(
+            old.get("conditions"),
+            "Connected",
+            "True" if site.connected else "False",
+            reason,
+            message,
+            gen,
+            now,
+        )
+        site_ready = site.connected and site.schedulable
+        conds = set_condition(
+            conds,
+            "Ready",
+            "True" if site_ready else "False",
+            "Ready" if site_ready else ("Cordoned" if not site.schedulable else reason),
+            "accepting workloads" if site_ready else message,
+            gen,
+            now,
+        )
+        connection_status: dict[str, Any] = {
+            "state": connection.value if connection != SiteConnection.UNKNOWN else "Unknown",
+            "reason": reason,
+            "message": message[:1000],
+        }
         if state is not None and site.connected:
             connection_status["lastHeartbeat"] = rfc3339(now)
         elif old.get("connection", {}).get("lastHeartbeat"):
@@ -123,44 +188,76 @@ def summarise(view: CacheView, inputs: Inputs, result: core.CycleResult | None, 
 
     fair = result.fair_shares if result is not None else {}
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for key, wl in inputs.workload_models.items():
-        phase = (wl.status.phase if wl.status and wl.status.phase else "Pending")
-        since = timestamp(wl.metadata.model_extra.get("creationTimestamp") if wl.metadata.model_extra else None)
+    for wl in inputs.workload_models.values():
+        phase: str = wl.status.phase if wl.status and wl.status.phase else "Pending"
+        since = timestamp(
+            wl.metadata.model_extra.get("creationTimestamp") if wl.metadata.model_extra else None
+        )
         groups[(wl.spec.queue, phase)].append(since)
     for (queue, phase), times in sorted(groups.items()):
         if queue in inputs.queue_models:
-            out.workload_groups.append(WorkloadGroup(
-                queue=queue, phase=WorkloadPhase(phase), count=len(times),
-                oldest_since=min(times) if phase == "Pending" and min(times) > 0 else None,
-            ))
+            out.workload_groups.append(
+                WorkloadGroup(
+                    queue=queue,
+                    phase=WorkloadPhase(phase),
+                    count=len(times),
+                    oldest_since=min(times) if phase == "Pending" and min(times) > 0 else None,
+                )
+            )
     counts: dict[tuple[str, str], int] = {(q, p): len(t) for (q, p), t in groups.items()}
     for q in inputs.queues:
-        classes = sorted(set(q.deserved) | set(fair.get(q.name, {})) | {c for (qq, c) in allocated_queue if qq == q.name})
-        rows = []
+        classes = sorted(
+            set(q.deserved)
+            | set(fair.get(q.name, {}))
+            | {c for (qq, c) in allocated_queue if qq == q.name}
+        )
+        rows: list[dict[str, Any]] = []
         for cls in classes:
             share = float(fair.get(q.name, {}).get(cls, 0.0))
             alloc = allocated_queue.get((q.name, cls), 0)
             pend = pending_queue.get((q.name, cls), 0)
-            out.queue_shares.append(QueueShare(
-                queue=q.name, accelerator_class=cls, deserved=float(q.deserved.get(cls, 0)),
-                fair_share=share, allocated=float(alloc), pending=float(pend),
-            ))
+            out.queue_shares.append(
+                QueueShare(
+                    queue=q.name,
+                    accelerator_class=cls,
+                    deserved=float(q.deserved.get(cls, 0)),
+                    fair_share=share,
+                    allocated=float(alloc),
+                    pending=float(pend),
+                )
+            )
             rows.append({"acceleratorClass": cls, "allocated": alloc, "fairShare": round(share, 3)})
-        model = inputs.queue_models[q.name]
-        gen = model.metadata.generation
-        old = dict(model.status.model_dump(by_alias=True, exclude_none=True, mode="json")) if model.status else {}
+        queue_model = inputs.queue_models[q.name]
+        gen = queue_model.metadata.generation
+        old = (
+            dict(queue_model.status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+            if queue_model.status
+            else {}
+        )
         admitted = counts.get((q.name, "Admitted"), 0) + counts.get((q.name, "Running"), 0)
         waiting = counts.get((q.name, "Pending"), 0) + counts.get((q.name, "Preempted"), 0)
         total_alloc = sum(r["allocated"] for r in rows)
         total_deserved = sum(q.deserved.values())
         below = total_alloc < total_deserved and waiting > 0
         invalid = inputs.invalid.get(("Queue", q.name))
-        conds = set_condition(old.get("conditions"), "Valid", "False" if invalid else "True",
-                              "InvalidSpec" if invalid else "Valid", invalid or "spec accepted", gen, now)
-        conds = set_condition(conds, "BelowDeserved", "True" if below else "False",
-                              "Starved" if below else "Satisfied",
-                              f"{total_alloc} of {total_deserved} deserved accelerators allocated, {waiting} waiting",
-                              gen, now)
+        conds = set_condition(
+            old.get("conditions"),
+            "Valid",
+            "False" if invalid else "True",
+            "InvalidSpec" if invalid else "Valid",
+            invalid or "spec accepted",
+            gen,
+            now,
+        )
+        conds = set_condition(
+            conds,
+            "BelowDeserved",
+            "True" if below else "False",
+            "Starved" if below else "Satisfied",
+            f"{total_alloc} of {total_deserved} deserved accelerators allocated, {waiting} waiting",
+            gen,
+            now,
+        )
         out.queue_status[q.name] = {
             "observedGeneration": gen,
             "resources": rows,

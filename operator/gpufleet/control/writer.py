@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 PLURALS = {"Site": "sites", "GpuPool": "gpupools", "Queue": "queues", "Workload": "workloads"}
 
 
-class Conflict(Exception):
+class ConflictError(Exception):
     """The object changed since the decision was taken."""
 
 
@@ -31,7 +31,9 @@ class Writer:
         self.core = client.CoreV1Api(api_client)
         self.component = component
 
-    def patch_status(self, kind: str, body: dict[str, Any], status: dict[str, Any], *, cas: bool = True) -> dict[str, Any]:
+    def patch_status(
+        self, kind: str, body: dict[str, Any], status: dict[str, Any], *, cas: bool = True
+    ) -> dict[str, Any]:
         from kubernetes.client.rest import ApiException
 
         meta = body["metadata"]
@@ -41,7 +43,13 @@ class Writer:
         try:
             if kind == "Workload":
                 result = self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, meta["namespace"], PLURALS[kind], meta["name"], patch, _request_timeout=30
+                    GROUP,
+                    VERSION,
+                    meta["namespace"],
+                    PLURALS[kind],
+                    meta["name"],
+                    patch,
+                    _request_timeout=30,
                 )
             else:
                 result = self.custom.patch_cluster_custom_object_status(
@@ -49,7 +57,9 @@ class Writer:
                 )
         except ApiException as exc:
             if exc.status in (409, 404):
-                raise Conflict(f"{kind} {meta.get('namespace', '')}/{meta['name']}: {exc.reason}") from exc
+                raise ConflictError(
+                    f"{kind} {meta.get('namespace', '')}/{meta['name']}: {exc.reason}"
+                ) from exc
             raise
         return dict(result)
 

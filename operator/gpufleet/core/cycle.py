@@ -212,7 +212,10 @@ class Cycle:
                 v = snap.running[r]
                 assert v.placement is not None
                 vqueue = snap.queues[snap.run_queue[r]]
-                if v.preemptible and snap.now - v.placement.started_at >= vqueue.min_runtime_seconds:
+                if (
+                    v.preemptible
+                    and snap.now - v.placement.started_at >= vqueue.min_runtime_seconds
+                ):
                     cands.append((v.priority, -v.placement.started_at, v.key, r))
             cands.sort()
             hit = self._victim_order[pool] = [c[3] for c in cands]

@@ -77,7 +77,9 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
     return PoolFit(count, nodes + (lay.start + lo), missed)
 
 
-def _by_buckets(state: CycleState, w: Workload, pool: int, want: int, missed: bool) -> PoolFit | None:
+def _by_buckets(
+    state: CycleState, w: Workload, pool: int, want: int, missed: bool
+) -> PoolFit | None:
     """Pool-wide best fit without scanning the pool: walk the nodes by free accelerators
     (ascending, the same order `best_fit` sorts into) only until the gang is complete."""
     lay = state.snap.layouts[pool]

@@ -10,6 +10,7 @@ touch the node arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -176,6 +177,11 @@ class CycleState:
         snap = self.snap
         self._touch_nodes(snap.run_nodes[r], snap.running[r], +1)
         self._account(snap.run_queue[r], snap.run_pool[r], snap.run_accelerators[r], -1)
+
+    def simulate_removal(self, r: int) -> Callable[[], None]:
+        """Remove running workload `r` from the state; the returned function undoes it."""
+        self.release_running(r)
+        return lambda: self.restore_running(r)
 
     def restore_running(self, r: int) -> None:
         snap = self.snap

@@ -190,10 +190,16 @@ def bench_command(
 
 @dev.command("register")
 def register_command(
-    fleet_file: Annotated[Path, typer.Argument(help="The fleet file the fleet was started from.")] = DEFAULT_FLEET,
+    fleet_file: Annotated[
+        Path, typer.Argument(help="The fleet file the fleet was started from.")
+    ] = DEFAULT_FLEET,
     name: Annotated[str | None, typer.Option(help="Name the fleet runs under.")] = None,
-    namespace: Annotated[str, typer.Option(help="The operator's namespace (holds member kubeconfigs).")] = "gpufleet-system",
-    sites: Annotated[bool, typer.Option(help="Also create Sites and GpuPools from the fleet file.")] = True,
+    namespace: Annotated[
+        str, typer.Option(help="The operator's namespace (holds member kubeconfigs).")
+    ] = "gpufleet-system",
+    sites: Annotated[
+        bool, typer.Option(help="Also create Sites and GpuPools from the fleet file.")
+    ] = True,
 ) -> None:
     """Install the CRDs on the hub, store member kubeconfigs as Secrets, create Sites and GpuPools."""
     from gpufleet.dev.register import register
@@ -209,7 +215,9 @@ def register_command(
         register(fleet, running, namespace, sites=sites)
     except clusters.FleetError as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})")
+    console.print(
+        f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})"
+    )
 
 
 @dev.command("throughput")

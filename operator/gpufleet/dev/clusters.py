@@ -338,7 +338,9 @@ def up(
     state_dir().mkdir(parents=True, exist_ok=True)
     try:
         for spec in fleet.clusters:
-            running.clusters[spec.name] = _bring_up(tools, fleet_name, spec, runtime, progress, node_progress)
+            running.clusters[spec.name] = _bring_up(
+                tools, fleet_name, spec, runtime, progress, node_progress
+            )
             _state_file(fleet_name).write_text(json.dumps(running.to_json(), indent=2))
     except BaseException:
         progress("bring-up failed; tearing down what was started")

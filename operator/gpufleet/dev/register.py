@@ -30,9 +30,16 @@ def fleet_objects(fleet: Fleet) -> list[dict[str, Any]]:
         if spec.hub:
             nodes = {"local": {"nodeSelector": {"matchLabels": {LABEL_SITE: site.name}}}}
         else:
-            nodes = {"member": {"kubeconfigSecretRef": {"name": secret_name(site.name), "key": "kubeconfig"}}}
+            nodes = {
+                "member": {
+                    "kubeconfigSecretRef": {"name": secret_name(site.name), "key": "kubeconfig"}
+                }
+            }
         site_spec: dict[str, Any] = {
-            "type": site.type, "jurisdiction": site.jurisdiction, "schedulable": True, "nodes": nodes,
+            "type": site.type,
+            "jurisdiction": site.jurisdiction,
+            "schedulable": True,
+            "nodes": nodes,
         }
         if site.regions:
             site_spec["regions"] = list(site.regions)
@@ -42,7 +49,14 @@ def fleet_objects(fleet: Fleet) -> list[dict[str, Any]]:
             site_spec["perimeter"] = site.perimeter
         if site.power_budget_kw is not None:
             site_spec["powerBudgetKw"] = site.power_budget_kw
-        objs.append({"apiVersion": "gpufleet.io/v1alpha1", "kind": "Site", "metadata": {"name": site.name}, "spec": site_spec})
+        objs.append(
+            {
+                "apiVersion": "gpufleet.io/v1alpha1",
+                "kind": "Site",
+                "metadata": {"name": site.name},
+                "spec": site_spec,
+            }
+        )
         for group in spec.node_groups:
             keys = []
             if group.topology.nodes_per_rack:
@@ -59,7 +73,14 @@ def fleet_objects(fleet: Fleet) -> list[dict[str, Any]]:
             }
             if keys:
                 pool_spec["topologyKeys"] = keys
-            objs.append({"apiVersion": "gpufleet.io/v1alpha1", "kind": "GpuPool", "metadata": {"name": group.name}, "spec": pool_spec})
+            objs.append(
+                {
+                    "apiVersion": "gpufleet.io/v1alpha1",
+                    "kind": "GpuPool",
+                    "metadata": {"name": group.name},
+                    "spec": pool_spec,
+                }
+            )
     return objs
 
 
@@ -74,12 +95,19 @@ def secret_objects(fleet: Fleet, running: RunningFleet, namespace: str) -> list[
         if spec.hub:
             continue
         data = base64.b64encode(flat_kubeconfig(running.clusters[spec.name]).encode()).decode()
-        out.append({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": secret_name(spec.site.name), "namespace": namespace,
-                         "labels": {"gpufleet.io/site": spec.site.name}},
-            "data": {"kubeconfig": data},
-        })
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": secret_name(spec.site.name),
+                    "namespace": namespace,
+                    "labels": {"gpufleet.io/site": spec.site.name},
+                },
+                "data": {"kubeconfig": data},
+            }
+        )
     return out
 
 

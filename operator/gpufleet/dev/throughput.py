@@ -23,17 +23,32 @@ Progress = Callable[[str], None]
 
 
 def _fleet(nodes: int) -> Any:
-    return parse_fleet({
-        "name": "bench-op",
-        "clusters": [{
-            "name": "bench", "hub": True,
-            "site": {"name": "bench", "type": "AIFactory", "jurisdiction": "DE", "regions": ["EU"]},
-            "nodeGroups": [{
-                "name": "bench-h100", "count": nodes, "acceleratorClass": "nvidia-h100",
-                "acceleratorsPerNode": 8, "topology": {"nodesPerRack": 16},
-            }],
-        }],
-    })
+    return parse_fleet(
+        {
+            "name": "bench-op",
+            "clusters": [
+                {
+                    "name": "bench",
+                    "hub": True,
+                    "site": {
+                        "name": "bench",
+                        "type": "AIFactory",
+                        "jurisdiction": "DE",
+                        "regions": ["EU"],
+                    },
+                    "nodeGroups": [
+                        {
+                            "name": "bench-h100",
+                            "count": nodes,
+                            "acceleratorClass": "nvidia-h100",
+                            "acceleratorsPerNode": 8,
+                            "topology": {"nodesPerRack": 16},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 def _parallel(items: list[Any], fn: Callable[[Any], None], workers: int = 16) -> None:
@@ -41,7 +56,9 @@ def _parallel(items: list[Any], fn: Callable[[Any], None], workers: int = 16) ->
         list(pool.map(fn, items))
 
 
-def _wait(what: str, probe: Callable[[], int], target: int, timeout: float, progress: Progress) -> float:
+def _wait(
+    what: str, probe: Callable[[], int], target: int, timeout: float, progress: Progress
+) -> float:
     start = time.monotonic()
     last = -1
     while time.monotonic() - start < timeout:
@@ -76,11 +93,22 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
         node_names = [f"bench-h100-{i:05d}" for i in range(nodes)]
 
         def plain(i: int) -> None:
-            core.create_namespaced_pod("ceiling", {
-                "metadata": {"name": f"p{i:05d}"},
-                "spec": {"nodeName": node_names[i % nodes], "containers": [{
-                    "name": "c", "image": "pause", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
-            })
+            core.create_namespaced_pod(
+                "ceiling",
+                {
+                    "metadata": {"name": f"p{i:05d}"},
+                    "spec": {
+                        "nodeName": node_names[i % nodes],
+                        "containers": [
+                            {
+                                "name": "c",
+                                "image": "pause",
+                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                            }
+                        ],
+                    },
+                },
+            )
 
         progress(f"ceiling: creating {workloads} plain pods")
         t0 = time.monotonic()
@@ -91,35 +119,79 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
             pods = core.list_namespaced_pod(ns, _request_timeout=60).items
             return sum(1 for p in pods if p.status.phase == "Running")
 
-        t_run = _wait("ceiling pods running", lambda: running_pods("ceiling"), workloads, 600, progress)
-        ceiling = {"created_per_second": round(workloads / created, 1),
-                   "running_per_second": round(workloads / (t_run - t0), 1),
-                   "seconds": round(t_run - t0, 2)}
+        t_run = _wait(
+            "ceiling pods running", lambda: running_pods("ceiling"), workloads, 600, progress
+        )
+        ceiling = {
+            "created_per_second": round(workloads / created, 1),
+            "running_per_second": round(workloads / (t_run - t0), 1),
+            "seconds": round(t_run - t0, 2),
+        }
         core.delete_collection_namespaced_pod("ceiling", grace_period_seconds=0)
-        _wait("ceiling pods removed", lambda: workloads - len(core.list_namespaced_pod("ceiling").items), workloads, 600, progress)
+        _wait(
+            "ceiling pods removed",
+            lambda: workloads - len(core.list_namespaced_pod("ceiling").items),
+            workloads,
+            600,
+            progress,
+        )
 
         # 2. The operator.
-        custom.create_cluster_custom_object(GROUP, VERSION, "queues", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Queue", "metadata": {"name": "bench"},
-            "spec": {"namespaces": ["bench"], "resources": [{"acceleratorClass": "nvidia-h100", "deserved": nodes * 8}]},
-        })
+        custom.create_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "queues",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Queue",
+                "metadata": {"name": "bench"},
+                "spec": {
+                    "namespaces": ["bench"],
+                    "resources": [{"acceleratorClass": "nvidia-h100", "deserved": nodes * 8}],
+                },
+            },
+        )
         log = open(clusters.state_dir() / "bench-op-operator.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gpufleet.cli", "run", "--kubeconfig", str(hub.kubeconfig), "--metrics-port", "-1"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gpufleet.cli",
+                "run",
+                "--kubeconfig",
+                str(hub.kubeconfig),
+                "--metrics-port",
+                "-1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             time.sleep(3)
 
             def workload(i: int) -> None:
-                custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workloads", {
-                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload", "metadata": {"name": f"w{i:05d}"},
-                    "spec": {"queue": "bench", "acceleratorsPerReplica": 1, "acceleratorClasses": ["nvidia-h100"],
-                             "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}}},
-                })
+                custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    "bench",
+                    "workloads",
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "Workload",
+                        "metadata": {"name": f"w{i:05d}"},
+                        "spec": {
+                            "queue": "bench",
+                            "acceleratorsPerReplica": 1,
+                            "acceleratorClasses": ["nvidia-h100"],
+                            "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}},
+                        },
+                    },
+                )
 
             def phases() -> dict[str, int]:
-                items = custom.list_namespaced_custom_object(GROUP, VERSION, "bench", "workloads", _request_timeout=60)["items"]
+                items = custom.list_namespaced_custom_object(
+                    GROUP, VERSION, "bench", "workloads", _request_timeout=60
+                )["items"]
                 out: dict[str, int] = {}
                 for w in items:
                     p = (w.get("status") or {}).get("phase", "Pending")
@@ -130,9 +202,16 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
             t0 = time.monotonic()
             _parallel(list(range(workloads)), workload)
             submitted = time.monotonic() - t0
-            t_adm = _wait("workloads admitted", lambda: (lambda p: p.get("Admitted", 0) + p.get("Running", 0))(phases()),
-                          workloads, 900, progress)
-            t_run = _wait("workloads running", lambda: phases().get("Running", 0), workloads, 900, progress)
+            t_adm = _wait(
+                "workloads admitted",
+                lambda: (lambda p: p.get("Admitted", 0) + p.get("Running", 0))(phases()),
+                workloads,
+                900,
+                progress,
+            )
+            t_run = _wait(
+                "workloads running", lambda: phases().get("Running", 0), workloads, 900, progress
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -149,7 +228,9 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
             "workloads": workloads,
             "api_server_ceiling": ceiling,
             "operator": operator,
-            "ratio_running_vs_ceiling": round(operator["running_per_second"] / ceiling["running_per_second"], 3),
+            "ratio_running_vs_ceiling": round(
+                operator["running_per_second"] / ceiling["running_per_second"], 3
+            ),
         }
     finally:
         clusters.down("bench-op")

@@ -26,20 +26,43 @@ def register(app: typer.Typer) -> None:
 
 
 KubeconfigOpt = Annotated[
-    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig of the hub cluster.")
+    Path | None,
+    typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig of the hub cluster."),
 ]
 
 
 def run_command(
-    namespace: Annotated[str, typer.Option(envvar="GPUFLEET_NAMESPACE", help="The operator's namespace (member kubeconfig Secrets live here).")] = "gpufleet-system",
+    namespace: Annotated[
+        str,
+        typer.Option(
+            envvar="GPUFLEET_NAMESPACE",
+            help="The operator's namespace (member kubeconfig Secrets live here).",
+        ),
+    ] = "gpufleet-system",
     kubeconfig: KubeconfigOpt = None,
-    metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz.")] = "127.0.0.1",
-    metrics_port: Annotated[int, typer.Option(help="Port for metrics and probes; -1 disables them.")] = 8080,
-    origin: Annotated[str, typer.Option(help="Label value marking the pods this operator owns.")] = "gpufleet",
-    resync: Annotated[float, typer.Option(help="Seconds between scheduling cycles when nothing changes.")] = 5.0,
-    fence_seconds: Annotated[int, typer.Option(help="Silence after which a member's agent stops our pods.")] = 60,
-    site_loss_grace: Annotated[float, typer.Option(help="Extra wait after the fence before re-placing a lost site's workloads.")] = 30.0,
-    disconnect_after: Annotated[float, typer.Option(help="Seconds without an answer before a member is marked disconnected.")] = 20.0,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address for /metrics, /healthz, /readyz.")
+    ] = "127.0.0.1",
+    metrics_port: Annotated[
+        int, typer.Option(help="Port for metrics and probes; -1 disables them.")
+    ] = 8080,
+    origin: Annotated[
+        str, typer.Option(help="Label value marking the pods this operator owns.")
+    ] = "gpufleet",
+    resync: Annotated[
+        float, typer.Option(help="Seconds between scheduling cycles when nothing changes.")
+    ] = 5.0,
+    fence_seconds: Annotated[
+        int, typer.Option(help="Silence after which a member's agent stops our pods.")
+    ] = 60,
+    site_loss_grace: Annotated[
+        float,
+        typer.Option(help="Extra wait after the fence before re-placing a lost site's workloads."),
+    ] = 30.0,
+    disconnect_after: Annotated[
+        float,
+        typer.Option(help="Seconds without an answer before a member is marked disconnected."),
+    ] = 20.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator: watch every site, schedule, dispatch pods, keep statuses current."""
@@ -50,14 +73,21 @@ def run_command(
 
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Kopf logs every handler call at INFO; gpufleet's own log and Events say what matters.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     config = OperatorConfig(
-        namespace=namespace, origin=origin, metrics_host=metrics_host, metrics_port=metrics_port,
-        resync_seconds=resync, kubeconfig=str(kubeconfig) if kubeconfig else None,
-        fence_seconds=fence_seconds, site_loss_grace_seconds=site_loss_grace,
+        namespace=namespace,
+        origin=origin,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        resync_seconds=resync,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        fence_seconds=fence_seconds,
+        site_loss_grace_seconds=site_loss_grace,
         disconnect_after_seconds=disconnect_after,
     )
     kopf.run(standalone=True, clusterwide=True, memo=kopf.Memo(config=config))
@@ -69,7 +99,9 @@ def _custom(kubeconfig: Path | None) -> Any:
     try:
         api = config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None)
     except Exception as exc:
-        console.print(f"[red]error:[/red] cannot load a kubeconfig ({exc}); pass --kubeconfig or set KUBECONFIG")
+        console.print(
+            f"[red]error:[/red] cannot load a kubeconfig ({exc}); pass --kubeconfig or set KUBECONFIG"
+        )
         raise typer.Exit(1) from exc
     return client.CustomObjectsApi(api)
 
@@ -80,7 +112,9 @@ def _list(custom: Any, plural: str) -> list[dict[str, Any]]:
     try:
         return list(custom.list_cluster_custom_object(GROUP, VERSION, plural).get("items", []))
     except ApiException as exc:
-        console.print(f"[red]error:[/red] listing {plural}: {exc.reason}. Are gpufleet's CRDs installed (make crds; kubectl apply -f crds/)?")
+        console.print(
+            f"[red]error:[/red] listing {plural}: {exc.reason}. Are gpufleet's CRDs installed (make crds; kubectl apply -f crds/)?"
+        )
         raise typer.Exit(1) from exc
 
 
@@ -95,34 +129,83 @@ def status_command(
         out.print_json(json.dumps(data))
         return
     t = Table(title="sites")
-    for c in ("site", "type", "jurisdiction", "connection", "schedulable", "power kW (budget)", "capacity"):
+    for c in (
+        "site",
+        "type",
+        "jurisdiction",
+        "connection",
+        "schedulable",
+        "power kW (budget)",
+        "capacity",
+    ):
         t.add_column(c)
     for s in data["sites"]:
         st, sp = s.get("status") or {}, s["spec"]
-        conn = (st.get("connection") or {})
-        cap = ", ".join(f"{c['allocated']}/{c['capacity']} {c['acceleratorClass']}" for c in st.get("capacity") or [])
-        t.add_row(s["metadata"]["name"], sp["type"], sp["jurisdiction"],
-                  f"{conn.get('state', '?')} ({conn.get('reason', '')})", str(sp.get("schedulable", True)),
-                  f"{st.get('powerInUseKw', 0)} ({sp.get('powerBudgetKw', '∞')})", cap or "-")
+        conn = st.get("connection") or {}
+        cap = ", ".join(
+            f"{c['allocated']}/{c['capacity']} {c['acceleratorClass']}"
+            for c in st.get("capacity") or []
+        )
+        t.add_row(
+            s["metadata"]["name"],
+            sp["type"],
+            sp["jurisdiction"],
+            f"{conn.get('state', '?')} ({conn.get('reason', '')})",
+            str(sp.get("schedulable", True)),
+            f"{st.get('powerInUseKw', 0)} ({sp.get('powerBudgetKw', '∞')})",
+            cap or "-",
+        )
     out.print(t)
     t = Table(title="pools")
-    for c in ("pool", "site", "class", "nodes ready", "capacity", "allocated", "free", "fragmentation"):
+    for c in (
+        "pool",
+        "site",
+        "class",
+        "nodes ready",
+        "capacity",
+        "allocated",
+        "free",
+        "fragmentation",
+    ):
         t.add_column(c)
     for p in data["gpupools"]:
         st, sp = p.get("status") or {}, p["spec"]
-        t.add_row(p["metadata"]["name"], sp["site"], sp["acceleratorClass"],
-                  f"{st.get('nodesReady', '?')}/{st.get('nodesTotal', '?')}", str(st.get("capacity", "?")),
-                  str(st.get("allocated", "?")), str(st.get("free", "?")), str(st.get("fragmentation", "?")))
+        t.add_row(
+            p["metadata"]["name"],
+            sp["site"],
+            sp["acceleratorClass"],
+            f"{st.get('nodesReady', '?')}/{st.get('nodesTotal', '?')}",
+            str(st.get("capacity", "?")),
+            str(st.get("allocated", "?")),
+            str(st.get("free", "?")),
+            str(st.get("fragmentation", "?")),
+        )
     out.print(t)
     t = Table(title="queues")
-    for c in ("queue", "parent", "deserved", "fair share", "allocated", "pending", "admitted", "waiting"):
+    for c in (
+        "queue",
+        "parent",
+        "deserved",
+        "fair share",
+        "allocated",
+        "pending",
+        "admitted",
+        "waiting",
+    ):
         t.add_column(c)
     for q in data["queues"]:
         st = q.get("status") or {}
         tot = st.get("totals") or {}
-        t.add_row(q["metadata"]["name"], q["spec"].get("parent") or "", str(tot.get("deserved", "?")),
-                  str(tot.get("fairShare", "?")), str(tot.get("allocated", "?")), str(tot.get("pending", "?")),
-                  str(st.get("admittedWorkloads", "?")), str(st.get("pendingWorkloads", "?")))
+        t.add_row(
+            q["metadata"]["name"],
+            q["spec"].get("parent") or "",
+            str(tot.get("deserved", "?")),
+            str(tot.get("fairShare", "?")),
+            str(tot.get("allocated", "?")),
+            str(tot.get("pending", "?")),
+            str(st.get("admittedWorkloads", "?")),
+            str(st.get("pendingWorkloads", "?")),
+        )
     out.print(t)
     out.print(workload_table(data["workloads"]))
 
@@ -138,8 +221,14 @@ def workload_table(workloads: list[dict[str, Any]]) -> Table:
         verdicts = st.get("verdicts") or []
         why = "; ".join(f"{v.get('site') or 'fleet'}: {v['rule']}" for v in verdicts[:3])
         size = f"{sp.get('replicas', 1)}×{sp.get('acceleratorsPerReplica', 1)} {'/'.join(sp.get('acceleratorClasses', []))}"
-        t.add_row(f"{w['metadata']['namespace']}/{w['metadata']['name']}", sp["queue"], size,
-                  st.get("phase", "Pending"), where, why)
+        t.add_row(
+            f"{w['metadata']['namespace']}/{w['metadata']['name']}",
+            sp["queue"],
+            size,
+            st.get("phase", "Pending"),
+            where,
+            why,
+        )
     return t
 
 
@@ -157,21 +246,33 @@ def explain_command(
     try:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workloads", name)
     except ApiException as exc:
-        console.print(f"[red]error:[/red] Workload {ns}/{name}: {exc.reason}. List them with 'kubectl get workloads -A'.")
+        console.print(
+            f"[red]error:[/red] Workload {ns}/{name}: {exc.reason}. List them with 'kubectl get workloads -A'."
+        )
         raise typer.Exit(1) from exc
     status = obj.get("status") or {}
     if as_json:
-        out.print_json(json.dumps({"workload": f"{ns}/{name}", "phase": status.get("phase", "Pending"),
-                                   "placement": status.get("placement"), "verdicts": status.get("verdicts", []),
-                                   "queuePosition": status.get("queuePosition")}))
+        out.print_json(
+            json.dumps(
+                {
+                    "workload": f"{ns}/{name}",
+                    "phase": status.get("phase", "Pending"),
+                    "placement": status.get("placement"),
+                    "verdicts": status.get("verdicts", []),
+                    "queuePosition": status.get("queuePosition"),
+                }
+            )
+        )
         return
     phase = status.get("phase", "Pending")
     out.print(f"[bold]{ns}/{name}[/bold] in queue [bold]{obj['spec']['queue']}[/bold]: {phase}")
     placement = status.get("placement")
     if placement:
         nodes = sorted({r["node"] for r in placement.get("replicas", [])})
-        out.print(f"placed at site [green]{placement['site']}[/green], pool {placement['pool']}, epoch {placement['epoch']}, "
-                  f"{len(placement.get('replicas', []))} replica(s) on {len(nodes)} node(s): {', '.join(nodes[:8])}{' …' if len(nodes) > 8 else ''}")
+        out.print(
+            f"placed at site [green]{placement['site']}[/green], pool {placement['pool']}, epoch {placement['epoch']}, "
+            f"{len(placement.get('replicas', []))} replica(s) on {len(nodes)} node(s): {', '.join(nodes[:8])}{' …' if len(nodes) > 8 else ''}"
+        )
     if status.get("queuePosition"):
         out.print(f"position in its queue: {status['queuePosition']}")
     verdicts = status.get("verdicts") or []
@@ -180,7 +281,9 @@ def explain_command(
         for c in ("site", "rule", "why", "nearest change"):
             t.add_column(c)
         for v in verdicts:
-            t.add_row(v.get("site") or "(fleet)", v["rule"], v["message"], v.get("nearestChange") or "")
+            t.add_row(
+                v.get("site") or "(fleet)", v["rule"], v["message"], v.get("nearestChange") or ""
+            )
         out.print(t)
     for c in status.get("conditions") or []:
         out.print(f"[dim]{c['type']}={c['status']} {c['reason']}: {c.get('message', '')}[/dim]")
@@ -188,13 +291,23 @@ def explain_command(
 
 def agent_command(
     kubeconfig: KubeconfigOpt = None,
-    namespace: Annotated[str, typer.Option(help="Namespace of the fence Lease in this (member) cluster.")] = "gpufleet-system",
-    origin: Annotated[str, typer.Option(help="Origin label of the operator whose pods this agent fences.")] = "gpufleet",
-    fence_seconds: Annotated[float, typer.Option(help="Silence after which the operator's pods are stopped.")] = 60.0,
+    namespace: Annotated[
+        str, typer.Option(help="Namespace of the fence Lease in this (member) cluster.")
+    ] = "gpufleet-system",
+    origin: Annotated[
+        str, typer.Option(help="Origin label of the operator whose pods this agent fences.")
+    ] = "gpufleet",
+    fence_seconds: Annotated[
+        float, typer.Option(help="Silence after which the operator's pods are stopped.")
+    ] = 60.0,
 ) -> None:
     """Run in a member cluster: stop gpufleet's pods there when the operator goes silent."""
     from gpufleet.control.operator import hub_client
     from gpufleet.sites.fence import Agent
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Agent(hub_client(str(kubeconfig) if kubeconfig else None), namespace, origin, fence_seconds).run()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    Agent(
+        hub_client(str(kubeconfig) if kubeconfig else None), namespace, origin, fence_seconds
+    ).run()

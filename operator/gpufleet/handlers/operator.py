@@ -46,7 +46,11 @@ def _feed(kind: str) -> Any:
             return
         obj = event["object"]
         meta = obj.get("metadata", {})
-        key = f"{meta.get('namespace')}/{meta.get('name')}" if kind == "Workload" else str(meta.get("name"))
+        key = (
+            f"{meta.get('namespace')}/{meta.get('name')}"
+            if kind == "Workload"
+            else str(meta.get("name"))
+        )
         operator.cache.put_object(kind, key, None if event["type"] == "DELETED" else dict(obj))
 
     handler.__name__ = f"feed_{kind.lower()}"

@@ -33,10 +33,11 @@ def compare(
     policies: Sequence[str],
     cycle_seconds: float = 0.0,
     progress: Callable[[str, int], None] | None = None,
+    min_runtime: float = 0.0,
 ) -> Comparison:
     """`progress(policy, events done)` is called as the replays advance."""
     results = []
-    for policy in make(policies, trace.jobs):
+    for policy in make(policies, trace.jobs, min_runtime):
 
         def step(done: int, name: str = policy.name) -> None:
             if progress is not None:

@@ -77,7 +77,9 @@ class ClusterConnection:
             t.start()
             self._threads.append(t)
         if self.watch_namespaces:
-            t = threading.Thread(target=self._watch_namespaces, name=f"{self.name}-namespaces", daemon=True)
+            t = threading.Thread(
+                target=self._watch_namespaces, name=f"{self.name}-namespaces", daemon=True
+            )
             t.start()
             self._threads.append(t)
 

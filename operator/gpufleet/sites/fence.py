@@ -45,14 +45,23 @@ def renew(api_client: Any, namespace: str, holder: str, fence_seconds: int) -> N
         except ApiException as create_exc:
             if create_exc.status != 404:
                 raise
-            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}}, _request_timeout=5)
+            client.CoreV1Api(api_client).create_namespace(
+                {"metadata": {"name": namespace}}, _request_timeout=5
+            )
             coord.create_namespaced_lease(namespace, body, _request_timeout=5)
 
 
 class Agent:
     """Runs in a member cluster; stops gpufleet's pods there when the operator goes silent."""
 
-    def __init__(self, api_client: Any, namespace: str, origin: str, fence_seconds: float, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        origin: str,
+        fence_seconds: float,
+        interval: float = 1.0,
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.origin = origin
@@ -68,7 +77,9 @@ class Agent:
         from kubernetes.client.rest import ApiException
 
         try:
-            lease = client.CoordinationV1Api(self.api_client).read_namespaced_lease(LEASE_NAME, self.namespace, _request_timeout=5)
+            lease = client.CoordinationV1Api(self.api_client).read_namespaced_lease(
+                LEASE_NAME, self.namespace, _request_timeout=5
+            )
             version = lease.metadata.resource_version
         except ApiException as exc:
             if exc.status != 404:
@@ -85,14 +96,25 @@ class Agent:
         if silent < self.fence_seconds:
             return 0
         if not self.fenced:
-            log.warning("no lease renewal for %.0fs (fence %.0fs): stopping gpufleet's pods here", silent, self.fence_seconds)
+            log.warning(
+                "no lease renewal for %.0fs (fence %.0fs): stopping gpufleet's pods here",
+                silent,
+                self.fence_seconds,
+            )
         self.fenced = True
         core = client.CoreV1Api(self.api_client)
         selector = f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_ORIGIN}={self.origin}"
         deleted = 0
-        for pod in core.list_pod_for_all_namespaces(label_selector=selector, _request_timeout=10).items:
-            if pod.metadata.deletion_timestamp is None and pod.status.phase not in ("Succeeded", "Failed"):
-                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+        for pod in core.list_pod_for_all_namespaces(
+            label_selector=selector, _request_timeout=10
+        ).items:
+            if pod.metadata.deletion_timestamp is None and pod.status.phase not in (
+                "Succeeded",
+                "Failed",
+            ):
+                core.delete_namespaced_pod(
+                    pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+                )
                 deleted += 1
         return deleted
 

@@ -67,35 +67,55 @@ class ConnectionManager:
         member = site.spec.nodes.member
         assert member is not None
         ref = member.kubeconfig_secret_ref
-        if name not in self.connections and time.monotonic() - self._failed_at.get(name, -1e9) < self.retry_seconds:
+        if (
+            name not in self.connections
+            and time.monotonic() - self._failed_at.get(name, -1e9) < self.retry_seconds
+        ):
             return
         try:
             secret = self._read_secret(ref.name)
         except Exception as exc:
-            self._fail(name, "KubeconfigSecretUnreadable",
-                       f"cannot read Secret {self.namespace}/{ref.name}: {_reason(exc)}")
+            self._fail(
+                name,
+                "KubeconfigSecretUnreadable",
+                f"cannot read Secret {self.namespace}/{ref.name}: {_reason(exc)}",
+            )
             return
         if secret is None:
-            self._fail(name, "KubeconfigSecretMissing",
-                       f"Secret {self.namespace}/{ref.name} does not exist; create it with the member's kubeconfig under key {ref.key!r}")
+            self._fail(
+                name,
+                "KubeconfigSecretMissing",
+                f"Secret {self.namespace}/{ref.name} does not exist; create it with the member's kubeconfig under key {ref.key!r}",
+            )
             return
         version = secret.metadata.resource_version
         if name in self.connections and self._secret_versions.get(name) == version:
             return
         data = (secret.data or {}).get(ref.key)
         if data is None:
-            self._fail(name, "KubeconfigKeyMissing", f"Secret {self.namespace}/{ref.name} has no key {ref.key!r}")
+            self._fail(
+                name,
+                "KubeconfigKeyMissing",
+                f"Secret {self.namespace}/{ref.name} has no key {ref.key!r}",
+            )
             return
         try:
             client = _client_from_kubeconfig(base64.b64decode(data).decode())
         except Exception as exc:
-            self._fail(name, "KubeconfigInvalid", f"Secret {self.namespace}/{ref.name} key {ref.key!r}: {_reason(exc)}")
+            self._fail(
+                name,
+                "KubeconfigInvalid",
+                f"Secret {self.namespace}/{ref.name} key {ref.key!r}: {_reason(exc)}",
+            )
             return
         old = self.connections.pop(name, None)
         if old is not None:
             old.stop()
         conn = ClusterConnection(
-            name, client, self.sink, fence=(self.namespace, self.origin, self.fence_seconds),
+            name,
+            client,
+            self.sink,
+            fence=(self.namespace, self.origin, self.fence_seconds),
             disconnect_after=self.disconnect_after,
         )
         conn.start()
@@ -115,7 +135,9 @@ class ConnectionManager:
         from kubernetes.client.rest import ApiException
 
         try:
-            return client.CoreV1Api(self.hub_client).read_namespaced_secret(name, self.namespace, _request_timeout=10)
+            return client.CoreV1Api(self.hub_client).read_namespaced_secret(
+                name, self.namespace, _request_timeout=10
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -136,7 +136,12 @@ class FleetCache:
     def resync(self, cluster: str, what: str, keys: set[str]) -> None:
         with self._lock:
             state = self.clusters.setdefault(cluster, ClusterState())
-            table: dict[str, Any] = {"nodes": state.nodes, "pods": state.pods, "namespaces": state.namespaces}[what]
+            tables: dict[str, dict[str, Any]] = {
+                "nodes": state.nodes,
+                "pods": state.pods,
+                "namespaces": state.namespaces,
+            }
+            table = tables[what]
             for gone in set(table) - keys:
                 del table[gone]
             state.synced.add(what)

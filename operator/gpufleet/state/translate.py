@@ -66,16 +66,36 @@ def timestamp(value: datetime | str | None) -> float:
     return value.timestamp()
 
 
+# Parsed models by (kind, key, resourceVersion): an object that did not change is not
+# validated again, which keeps a cycle over thousands of workloads cheap.
+_PARSED: dict[tuple[str, str], tuple[str, Any, str | None]] = {}
+
+
 def _parse(kind: str, model: Any, key: str, body: dict[str, Any], out: Inputs) -> Any | None:
+    version = str(body.get("metadata", {}).get("resourceVersion", ""))
+    cached = _PARSED.get((kind, key))
+    if cached is not None and cached[0] == version and version:
+        if cached[2] is not None:
+            out.invalid[(kind, key)] = cached[2]
+        return cached[1]
+    parsed, error = None, None
     try:
-        return model.model_validate(body)
+        parsed = model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        out.invalid[(kind, key)] = f"{path}: {first['msg']}" + (
+        error = f"{path}: {first['msg']}" + (
             f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         )
-        return None
+        out.invalid[(kind, key)] = error
+    _PARSED[(kind, key)] = (version, parsed, error)
+    return parsed
+
+
+def forget_parsed(live: set[tuple[str, str]]) -> None:
+    """Drop cached parses of objects that no longer exist."""
+    for gone in set(_PARSED) - live:
+        del _PARSED[gone]
 
 
 def _error_verdict(rule: str, message: str, change: str | None = None) -> core.SiteVerdict:
@@ -93,16 +113,18 @@ def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | Non
         out.site_cluster[key] = cluster
         state = view.clusters.get(cluster)
         budget = site.spec.power_budget_kw
-        out.sites.append(core.Site(
-            name=key,
-            jurisdiction=site.spec.jurisdiction,
-            regions=tuple(site.spec.regions or ()),
-            certifications=frozenset(site.spec.certifications or ()),
-            schedulable=site.spec.schedulable,
-            connected=bool(state and state.connected and {"nodes", "pods"} <= state.synced),
-            power_budget_watts=None if budget is None else budget * 1000.0,
-            perimeter=site.spec.perimeter,
-        ))
+        out.sites.append(
+            core.Site(
+                name=key,
+                jurisdiction=site.spec.jurisdiction,
+                regions=tuple(site.spec.regions or ()),
+                certifications=frozenset(site.spec.certifications or ()),
+                schedulable=site.spec.schedulable,
+                connected=bool(state and state.connected and {"nodes", "pods"} <= state.synced),
+                power_budget_watts=None if budget is None else budget * 1000.0,
+                perimeter=site.spec.perimeter,
+            )
+        )
 
     for key, body in sorted(view.pools.items()):
         pool = _parse("GpuPool", GpuPool, key, body, out)
@@ -112,14 +134,16 @@ def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | Non
             out.invalid[("GpuPool", key)] = f"spec.site names no known Site {pool.spec.site!r}"
             continue
         out.pool_models[key] = pool
-        out.pools.append(core.Pool(
-            name=key,
-            site=pool.spec.site,
-            accelerator_class=pool.spec.accelerator_class,
-            watts_per_accelerator=pool.spec.watts_per_accelerator or 0.0,
-            cost_per_accelerator_hour=pool.spec.cost_per_accelerator_hour or 0.0,
-            topology_keys=tuple(pool.spec.topology_keys or ()),
-        ))
+        out.pools.append(
+            core.Pool(
+                name=key,
+                site=pool.spec.site,
+                accelerator_class=pool.spec.accelerator_class,
+                watts_per_accelerator=pool.spec.watts_per_accelerator or 0.0,
+                cost_per_accelerator_hour=pool.spec.cost_per_accelerator_hour or 0.0,
+                topology_keys=tuple(pool.spec.topology_keys or ()),
+            )
+        )
 
     for key, body in sorted(view.queues.items()):
         queue = _parse("Queue", Queue, key, body, out)
@@ -129,6 +153,11 @@ def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | Non
     _queues(out)
     _workloads(view, out, namespace_labels)
     _nodes(view, out)
+    if len(_PARSED) > 2 * (len(view.sites) + len(view.pools) + len(view.queues) + len(view.workloads)) + 64:
+        forget_parsed(
+            {("Site", k) for k in view.sites} | {("GpuPool", k) for k in view.pools}
+            | {("Queue", k) for k in view.queues} | {("Workload", k) for k in view.workloads}
+        )
     return out
 
 
@@ -146,18 +175,24 @@ def _queues(out: Inputs) -> None:
             for region in spec.allowed_regions or ():
                 jurisdictions |= regions.REGIONS.get(region, frozenset())
         preemption = spec.preemption
-        out.queues.append(core.Queue(
-            name=key,
-            parent=parent,
-            deserved={r.accelerator_class: r.deserved for r in resources},
-            limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
-            over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
-            priority=spec.priority,
-            reclaimable=preemption.reclaimable if preemption else True,
-            min_runtime_seconds=float(preemption.min_runtime_seconds) if preemption else 0.0,
-            allowed_sites=frozenset(spec.allowed_sites) if spec.allowed_sites is not None else None,
-            allowed_jurisdictions=frozenset(jurisdictions) if jurisdictions is not None else None,
-        ))
+        out.queues.append(
+            core.Queue(
+                name=key,
+                parent=parent,
+                deserved={r.accelerator_class: r.deserved for r in resources},
+                limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
+                over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
+                priority=spec.priority,
+                reclaimable=preemption.reclaimable if preemption else True,
+                min_runtime_seconds=float(preemption.min_runtime_seconds) if preemption else 0.0,
+                allowed_sites=frozenset(spec.allowed_sites)
+                if spec.allowed_sites is not None
+                else None,
+                allowed_jurisdictions=frozenset(jurisdictions)
+                if jurisdictions is not None
+                else None,
+            )
+        )
 
 
 def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | None) -> bool:
@@ -168,12 +203,16 @@ def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | Non
     return False
 
 
-def _workloads(view: CacheView, out: Inputs, namespace_labels: dict[str, dict[str, str]] | None) -> None:
+def _workloads(
+    view: CacheView, out: Inputs, namespace_labels: dict[str, dict[str, str]] | None
+) -> None:
     parents = {q.parent for q in out.queues if q.parent}
     for key, body in sorted(view.workloads.items()):
         wl = _parse("Workload", Workload, key, body, out)
         if wl is None:
-            out.blocked[key] = _error_verdict("InvalidSpec", out.invalid[("Workload", key)], "fix the field named")
+            out.blocked[key] = _error_verdict(
+                "InvalidSpec", out.invalid[("Workload", key)], "fix the field named"
+            )
             continue
         out.workload_models[key] = wl
         status = wl.status
@@ -189,11 +228,17 @@ def _workloads(view: CacheView, out: Inputs, namespace_labels: dict[str, dict[st
         if not running:
             if queue is None:
                 out.blocked[key] = _error_verdict(
-                    "QueueNotFound", f"spec.queue names no Queue {spec.queue!r}", f"create Queue {spec.queue}")
+                    "QueueNotFound",
+                    f"spec.queue names no Queue {spec.queue!r}",
+                    f"create Queue {spec.queue}",
+                )
                 continue
             if spec.queue in parents:
                 out.blocked[key] = _error_verdict(
-                    "QueueNotLeaf", f"Queue {spec.queue!r} has child queues; submit to one of them", None)
+                    "QueueNotLeaf",
+                    f"Queue {spec.queue!r} has child queues; submit to one of them",
+                    None,
+                )
                 continue
             ns = wl.metadata.namespace or ""
             labels = (namespace_labels or {}).get(ns)
@@ -214,36 +259,45 @@ def _workloads(view: CacheView, out: Inputs, namespace_labels: dict[str, dict[st
                 continue
             cluster = out.site_cluster[placement.site]
             nodes = tuple(
-                core_node_name(cluster, r.node) for r in sorted(placement.replicas, key=lambda r: r.index)
+                core_node_name(cluster, r.node)
+                for r in sorted(placement.replicas, key=lambda r: r.index)
             )
             core_placement = core.Placement(
-                site=placement.site, pool=placement.pool, nodes=nodes,
+                site=placement.site,
+                pool=placement.pool,
+                nodes=nodes,
                 started_at=timestamp(placement.admitted_at),
             )
         min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
         try:
-            out.workloads.append(core.Workload(
-                key=key,
-                queue=spec.queue,
-                replicas=spec.replicas,
-                min_replicas=min(min_replicas, spec.replicas),
-                accelerators_per_replica=spec.accelerators_per_replica,
-                accelerator_classes=tuple(spec.accelerator_classes),
-                cpu_millis_per_replica=spec.cpu_millicores,
-                memory_bytes_per_replica=spec.memory_bytes,
-                priority=spec.priority,
-                preemptible=spec.preemptible,
-                created_at=timestamp(body.get("metadata", {}).get("creationTimestamp")),
-                residency=core.Residency(
-                    jurisdictions=frozenset(residency.jurisdictions or ()) if residency else frozenset(),
-                    regions=frozenset(residency.regions or ()) if residency else frozenset(),
-                    certifications=frozenset(residency.certifications or ()) if residency else frozenset(),
-                ),
-                required_topology=spec.topology.required if spec.topology else None,
-                preferred_topology=spec.topology.preferred if spec.topology else None,
-                site_preferences=tuple(spec.site_preferences or ()),
-                placement=core_placement,
-            ))
+            out.workloads.append(
+                core.Workload(
+                    key=key,
+                    queue=spec.queue,
+                    replicas=spec.replicas,
+                    min_replicas=min(min_replicas, spec.replicas),
+                    accelerators_per_replica=spec.accelerators_per_replica,
+                    accelerator_classes=tuple(spec.accelerator_classes),
+                    cpu_millis_per_replica=spec.cpu_millicores,
+                    memory_bytes_per_replica=spec.memory_bytes,
+                    priority=spec.priority,
+                    preemptible=spec.preemptible,
+                    created_at=timestamp(body.get("metadata", {}).get("creationTimestamp")),
+                    residency=core.Residency(
+                        jurisdictions=frozenset(residency.jurisdictions or ())
+                        if residency
+                        else frozenset(),
+                        regions=frozenset(residency.regions or ()) if residency else frozenset(),
+                        certifications=frozenset(residency.certifications or ())
+                        if residency
+                        else frozenset(),
+                    ),
+                    required_topology=spec.topology.required if spec.topology else None,
+                    preferred_topology=spec.topology.preferred if spec.topology else None,
+                    site_preferences=tuple(spec.site_preferences or ()),
+                    placement=core_placement,
+                )
+            )
         except core.ModelError as exc:
             out.blocked[key] = _error_verdict("InvalidSpec", str(exc), "fix the field named")
 
@@ -276,13 +330,13 @@ def _nodes(view: CacheView, out: Inputs) -> None:
     for pool_name, pool in sorted(out.pool_models.items()):
         site = out.site_models[pool.spec.site]
         cluster = out.site_cluster[pool.spec.site]
-        state = view.clusters.get(cluster)
-        if state is None:
+        cluster_state = view.clusters.get(cluster)
+        if cluster_state is None:
             continue
         local = site.spec.nodes.local
         keys = tuple(pool.spec.topology_keys or ())
         resource = pool.spec.resource_name
-        for node in sorted(state.nodes.values(), key=lambda n: n.name):
+        for node in sorted(cluster_state.nodes.values(), key=lambda n: n.name):
             if local is not None and not matches(local.node_selector, node.labels):
                 continue
             if not matches_map(pool.spec.node_selector, node.labels):
@@ -291,18 +345,22 @@ def _nodes(view: CacheView, out: Inputs) -> None:
                 continue  # a node counts in the first pool (by name) that selects it
             taken.add((cluster, node.name))
             others = foreign.get((cluster, node.name), [])
-            accel = node.accelerators(resource) - sum(p.accelerators.get(resource, 0) for p in others)
+            accel = node.accelerators(resource) - sum(
+                p.accelerators.get(resource, 0) for p in others
+            )
             cpu = node.cpu_millis - sum(p.cpu_millis for p in others)
             mem = node.memory_bytes - sum(p.memory_bytes for p in others)
             pods = node.pods - len(others)
             out.node_pool[(cluster, node.name)] = pool_name
-            out.nodes.append(core.Node(
-                name=core_node_name(cluster, node.name),
-                pool=pool_name,
-                accelerators=max(accel, 0),
-                cpu_millis=max(cpu, 0),
-                memory_bytes=max(mem, 0),
-                pods=max(pods, 0),
-                topology=tuple(node.labels.get(k, "") for k in keys),
-                ready=node.ready and not node.unschedulable,
-            ))
+            out.nodes.append(
+                core.Node(
+                    name=core_node_name(cluster, node.name),
+                    pool=pool_name,
+                    accelerators=max(accel, 0),
+                    cpu_millis=max(cpu, 0),
+                    memory_bytes=max(mem, 0),
+                    pods=max(pods, 0),
+                    topology=tuple(node.labels.get(k, "") for k in keys),
+                    ready=node.ready and not node.unschedulable,
+                )
+            )

@@ -35,6 +35,9 @@ class _Static:
 class GpufleetPolicy:
     """Adapter from the simulator to `gpufleet.core`.
 
+    `min_runtime_seconds`: how long a workload runs before the core may preempt it (the
+    Queue field of the same name), to trade some fairness for less lost work.
+
     `class_blind`: show every pool as one class. The core keeps quotas and fair shares
     per accelerator class and counts a pending job's demand against its first acceptable
     class, so for a trace where every job takes any GPU (openb's default list) the honest
@@ -43,8 +46,9 @@ class GpufleetPolicy:
 
     name = "gpufleet"
 
-    def __init__(self, class_blind: bool = False) -> None:
+    def __init__(self, class_blind: bool = False, min_runtime_seconds: float = 0.0) -> None:
         self.class_blind = class_blind
+        self.min_runtime_seconds = min_runtime_seconds
         self._static: _Static | None = None
         self._static_for: tuple[int, tuple[QueueSpec, ...]] | None = None
         self._pending: dict[int, core.Workload] = {}
@@ -85,6 +89,7 @@ class GpufleetPolicy:
                 q.name,
                 deserved={c: int(q.share * cap) for c, cap in by_class.items()},
                 over_quota_weight=dict.fromkeys(by_class, q.share),
+                min_runtime_seconds=self.min_runtime_seconds,
             )
             for q in queues
         )

@@ -11,20 +11,23 @@ from gpufleet.sim.policies.kueue import KueueLikePolicy
 from gpufleet.sim.policies.packing import best_fit, fifo_first_fit
 
 
-def _gpufleet(jobs: Sequence[Job]) -> Policy:
-    return GpufleetPolicy(class_blind=not any(j.classes for j in jobs))
+def _gpufleet(jobs: Sequence[Job], min_runtime: float) -> Policy:
+    return GpufleetPolicy(
+        class_blind=not any(j.classes for j in jobs), min_runtime_seconds=min_runtime
+    )
 
 
-POLICIES: dict[str, Callable[[Sequence[Job]], Policy]] = {
+POLICIES: dict[str, Callable[[Sequence[Job], float], Policy]] = {
     "gpufleet": _gpufleet,
-    "fifo-first-fit": lambda _: fifo_first_fit(),
-    "best-fit": lambda _: best_fit(),
-    "kueue-like": lambda _: KueueLikePolicy(),
+    "fifo-first-fit": lambda _, __: fifo_first_fit(),
+    "best-fit": lambda _, __: best_fit(),
+    "kueue-like": lambda _, __: KueueLikePolicy(),
 }
 
 
-def make(names: Sequence[str], jobs: Sequence[Job]) -> list[Policy]:
+def make(names: Sequence[str], jobs: Sequence[Job], min_runtime: float = 0.0) -> list[Policy]:
+    """`min_runtime`: seconds before gpufleet may preempt a workload (its queues' setting)."""
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise ValueError(f"policy: unknown {', '.join(unknown)} (known: {', '.join(POLICIES)})")
-    return [POLICIES[n](jobs) for n in names]
+    return [POLICIES[n](jobs, min_runtime) for n in names]
