@@ -36,6 +36,9 @@ crds: venv ## Regenerate crds/ from the pydantic models
 	@$(BIN)/python -m gpufleet.api.crdgen
 	@$(BIN)/python hack/sync-chart-crds.py
 
+crds-check: venv ## Fail when crds/ or the chart's copy drifted from the models
+	@$(BIN)/python -m gpufleet.api.crdgen --check
+
 lint: venv ## ruff, mypy --strict, import contracts, hadolint
 	@echo "==> ruff"; $(BIN)/ruff check operator tests hack
 	@$(BIN)/ruff format --check operator tests hack

@@ -177,26 +177,34 @@ def _running(
     fill: float,
     now: float,
 ) -> list[Workload]:
-    """Fill each pool from the front, whole nodes per gang, teams drawn by deserved share."""
+    """Fill each pool from the front up to `fill` of its accelerators: small jobs
+    packed onto shared nodes, gangs on whole nodes. Each gang goes to the team of
+    the class furthest below its deserved share, so the state is a steady one
+    (every team near its share) rather than a random one."""
     teams_of = {c: [t for t, tc in enumerate(team_class) if tc == c] for c in CLASSES}
+    held = [0] * len(team_class)
     out: list[Workload] = []
     for pool, count in zip(pools, per_pool, strict=True):
         teams = teams_of[pool.accelerator_class]
-        p = np.asarray([team_deserved[t] + 8 for t in teams], dtype=float)
-        p /= p.sum()
         target = int(count * fill)
         i = 0
+        room = 0  # free accelerators left on node i - 1 for small jobs
         while i < target:
             replicas, per = _gang(rng)
-            replicas = min(replicas, target - i)
-            if per < ACCELERATORS_PER_NODE:
-                # Small jobs leave part of a node free: fragmentation to pack into.
-                node_names: tuple[str, ...] = (f"{pool.name}-{i:06d}",)
+            if per < ACCELERATORS_PER_NODE and room >= per:
+                node_names: tuple[str, ...] = (f"{pool.name}-{i - 1:06d}",)
+                room -= per
+            elif per < ACCELERATORS_PER_NODE:
+                node_names = (f"{pool.name}-{i:06d}",)
+                room = ACCELERATORS_PER_NODE - per
                 i += 1
             else:
+                replicas = min(replicas, target - i)
                 node_names = tuple(f"{pool.name}-{j:06d}" for j in range(i, i + replicas))
+                room = 0
                 i += replicas
-            team = int(rng.choice(teams, p=p))
+            team = min(teams, key=lambda t: (held[t] - team_deserved[t], t))
+            held[team] += per * len(node_names)
             out.append(
                 Workload(
                     key=f"run/{pool.name}-{len(out):07d}",

@@ -49,7 +49,7 @@ from gpufleet.metrics import (
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.manager import ConnectionManager
 from gpufleet.state.cache import HUB, FleetCache
-from gpufleet.state.translate import Inputs, real_node_name, timestamp, translate
+from gpufleet.state.translate import Inputs, ParseCache, real_node_name, timestamp, translate
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class SchedulingLoop:
         self.last_cycle_at = 0.0
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        self._parsed: ParseCache = {}
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -126,11 +127,11 @@ class SchedulingLoop:
         started = time.monotonic()
         now = time.time()
         view = self.cache.view()  # 1
-        first = translate(view)
+        first = translate(view, None, self._parsed)
         self.connections.reconcile(first.site_models)  # 2
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces)  # 3
+        inputs = translate(view, namespaces, self._parsed)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
         lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
@@ -260,9 +261,7 @@ class SchedulingLoop:
                     failed.add(e.preemptor)
             if written is not None and body is not None:
                 log.info("evicted %s (%s) for %s", e.workload, e.reason, e.preemptor)
-                self._event(
-                    body, "Warning", e.reason, f"evicted to make room for {e.preemptor}"
-                )
+                self._event(body, "Warning", e.reason, f"evicted to make room for {e.preemptor}")
                 if self.metrics is not None:
                     self.metrics.count_preemption(
                         PreemptionReason.RECLAIM
@@ -389,6 +388,19 @@ class SchedulingLoop:
     def _write_fleet(
         self, kind: str, body: dict[str, Any], status: dict[str, Any], comparable: dict[str, Any]
     ) -> None:
+        if kind == "Site":
+            before = _condition(body.get("status") or {}, "Connected")
+            after = _condition(status, "Connected")
+            if after is not None and (
+                before is None or before.get("status") != after.get("status")
+            ):
+                connected = after.get("status") == "True"
+                self._event(
+                    body,
+                    "Normal" if connected else "Warning",
+                    "SiteConnected" if connected else "SiteDisconnected",
+                    f"{after.get('reason')}: {after.get('message')}",
+                )
         try:
             self.writer.patch_status(kind, body, status, cas=False)
             self._written[(kind, body["metadata"]["name"])] = comparable
@@ -417,6 +429,10 @@ class SchedulingLoop:
                 future.result()
             except Exception:
                 log.exception("an action failed; it is retried on the next cycle")
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
 
 
 def _without_times(status: dict[str, Any]) -> dict[str, Any]:

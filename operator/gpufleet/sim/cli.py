@@ -73,6 +73,9 @@ def simulate(
         str | None, typer.Option(help="Deserved shares: '0.4,0.3,...' or 'name=w,...'.")
     ] = None,
     max_runtime: Annotated[float | None, typer.Option(help="Cap job runtimes (seconds).")] = None,
+    min_runtime: Annotated[
+        float, typer.Option(help="gpufleet queues: seconds before a workload may be preempted.")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
@@ -86,7 +89,7 @@ def simulate(
             fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
         )
         names = policy_list(policy)
-        make(names, jobs.jobs)  # fail on a bad name before any work
+        make(names, jobs.jobs, min_runtime)  # fail on a bad name before any work
     except (TraceError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
     total = 2 * len(jobs.jobs)
@@ -97,7 +100,7 @@ def simulate(
             if done % _PROGRESS_EVERY == 0 or done >= total:
                 bar.update(tasks[name], completed=done)
 
-        result = compare(jobs, sim_fleet, queue_specs, names, cycle, step)
+        result = compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime)
     if as_json:
         payload = {
             "trace": jobs.source,
@@ -105,6 +108,7 @@ def simulate(
             "capacity_gpus": sim_fleet.total_gpus,
             "queues": {q.name: q.share for q in queue_specs},
             "cycle_seconds": cycle,
+            "min_runtime_seconds": min_runtime,
             "policies": [m.model_dump() for m in result.metrics],
         }
         out.print_json(json.dumps(payload))

@@ -12,16 +12,16 @@ from gpufleet.sim.metrics import PolicyMetrics
 # (header, how to show a policy's value); one place so the terminal and docs agree.
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("policy", "policy"),
-    ("alloc mean / bound", "alloc"),
-    ("wait mean", "wait_mean"),
+    ("alloc / bound", "alloc"),
+    ("wait", "wait_mean"),
     ("wait p99", "wait_p99"),
-    ("JCT mean", "jct_mean"),
+    ("JCT", "jct_mean"),
     ("JCT p99", "jct_p99"),
-    ("makespan / lower bound", "makespan"),
-    ("Jain (queues)", "jain"),
-    ("frag GPUs while waiting", "frag"),
-    ("idle GPUs while waiting", "idle"),
-    ("preemptions", "preemptions"),
+    ("makespan / LB", "makespan"),
+    ("Jain", "jain"),
+    ("frag", "frag"),
+    ("idle", "idle"),
+    ("preempt", "preemptions"),
 )
 
 
@@ -51,8 +51,16 @@ def cells(m: PolicyMetrics) -> dict[str, str]:
     }
 
 
+LEGEND = (
+    "alloc: mean GPUs allocated / capacity over the arrival window, and its bound (offered"
+    " load); wait, JCT: means; LB: makespan lower bound; Jain: fairness across queues"
+    " (1 = each got its fair share); frag / idle: free GPUs no waiting job can use / all"
+    " free GPUs, averaged while jobs wait; preempt: evictions."
+)
+
+
 def metrics_table(metrics: Sequence[PolicyMetrics], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=title, caption=LEGEND)
     for header, key in _COLUMNS:
         table.add_column(header, justify="left" if key == "policy" else "right")
     for m in metrics:
@@ -69,7 +77,7 @@ def metrics_markdown(metrics: Sequence[PolicyMetrics]) -> str:
     for m in metrics:
         row = cells(m)
         lines.append("| " + " | ".join(row[key] for _, key in _COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + LEGEND + "\n"
 
 
 def _frag_rows(report: FragReport) -> tuple[list[str], list[list[str]]]:

@@ -25,6 +25,11 @@ RUNNING_PHASES = frozenset({"Admitted", "Running"})
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
+# Parsed models by (kind, key) with the resourceVersion they were parsed at: an object that
+# did not change is not validated again, which keeps a cycle over thousands of workloads cheap.
+ParseCache = dict[tuple[str, str], tuple[str, Any, str | None]]
+
+
 @dataclass
 class Inputs:
     sites: list[core.Site] = field(default_factory=list)
@@ -41,6 +46,7 @@ class Inputs:
     # Workloads the core does not see, with the fleet-wide verdict that says why.
     blocked: dict[str, core.SiteVerdict] = field(default_factory=dict)
     invalid: dict[tuple[str, str], str] = field(default_factory=dict)
+    parsed: ParseCache = field(default_factory=dict)
 
 
 def cluster_of(site: Site) -> str:
@@ -66,14 +72,9 @@ def timestamp(value: datetime | str | None) -> float:
     return value.timestamp()
 
 
-# Parsed models by (kind, key, resourceVersion): an object that did not change is not
-# validated again, which keeps a cycle over thousands of workloads cheap.
-_PARSED: dict[tuple[str, str], tuple[str, Any, str | None]] = {}
-
-
 def _parse(kind: str, model: Any, key: str, body: dict[str, Any], out: Inputs) -> Any | None:
     version = str(body.get("metadata", {}).get("resourceVersion", ""))
-    cached = _PARSED.get((kind, key))
+    cached = out.parsed.get((kind, key))
     if cached is not None and cached[0] == version and version:
         if cached[2] is not None:
             out.invalid[(kind, key)] = cached[2]
@@ -88,22 +89,21 @@ def _parse(kind: str, model: Any, key: str, body: dict[str, Any], out: Inputs) -
             f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         )
         out.invalid[(kind, key)] = error
-    _PARSED[(kind, key)] = (version, parsed, error)
+    out.parsed[(kind, key)] = (version, parsed, error)
     return parsed
-
-
-def forget_parsed(live: set[tuple[str, str]]) -> None:
-    """Drop cached parses of objects that no longer exist."""
-    for gone in set(_PARSED) - live:
-        del _PARSED[gone]
 
 
 def _error_verdict(rule: str, message: str, change: str | None = None) -> core.SiteVerdict:
     return core.SiteVerdict(site="", rule=rule, message=message, nearest_change=change)
 
 
-def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | None = None) -> Inputs:
-    out = Inputs()
+def translate(
+    view: CacheView,
+    namespace_labels: dict[str, dict[str, str]] | None = None,
+    parsed: ParseCache | None = None,
+) -> Inputs:
+    """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects."""
+    out = Inputs(parsed=parsed if parsed is not None else {})
     for key, body in sorted(view.sites.items()):
         site = _parse("Site", Site, key, body, out)
         if site is None:
@@ -153,11 +153,14 @@ def translate(view: CacheView, namespace_labels: dict[str, dict[str, str]] | Non
     _queues(out)
     _workloads(view, out, namespace_labels)
     _nodes(view, out)
-    if len(_PARSED) > 2 * (len(view.sites) + len(view.pools) + len(view.queues) + len(view.workloads)) + 64:
-        forget_parsed(
-            {("Site", k) for k in view.sites} | {("GpuPool", k) for k in view.pools}
-            | {("Queue", k) for k in view.queues} | {("Workload", k) for k in view.workloads}
-        )
+    live = (
+        {("Site", k) for k in view.sites}
+        | {("GpuPool", k) for k in view.pools}
+        | {("Queue", k) for k in view.queues}
+        | {("Workload", k) for k in view.workloads}
+    )
+    for gone in set(out.parsed) - live:
+        del out.parsed[gone]
     return out
 
 

@@ -1,0 +1,116 @@
+"""Placed workloads follow their pods; restarts redo only what is missing."""
+
+from __future__ import annotations
+
+import time
+
+from gpufleet.control.lifecycle import plan_lifecycle
+from gpufleet.state.cache import HUB
+from gpufleet.state.translate import translate
+
+from .builders import World
+
+NOW = time.time()
+
+
+def plan(world: World, now: float = NOW, site_loss_after: float = 90.0):  # type: ignore[no-untyped-def]
+    view = world.cache.view()
+    return plan_lifecycle(view, translate(view, {}), now, "gpufleet", site_loss_after)
+
+
+def test_missing_pods_of_an_admitted_workload_are_created_under_their_own_names() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0", "fra-1"], phase="Admitted")
+    w.pod(HUB, "ns", "job", 0, "fra-0")
+    p = plan(w)
+    assert len(p.creates) == 1
+    assert p.creates[0].missing == (1,)
+    assert p.creates[0].epoch == 1
+    assert p.deletes == []
+
+
+def test_all_pods_running_marks_the_workload_running() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0", "fra-1"], phase="Admitted")
+    for i in range(2):
+        w.pod(HUB, "ns", "job", i, f"fra-{i}")
+    p = plan(w)
+    assert [(c.workload, c.phase) for c in p.changes] == [("ns/job", "Running")]
+    assert p.changes[0].started
+
+
+def test_all_pods_succeeded_finishes_the_workload() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0"])
+    w.pod(HUB, "ns", "job", 0, "fra-0", phase="Succeeded")
+    p = plan(w)
+    assert [(c.phase, c.reason) for c in p.changes] == [("Succeeded", "AllReplicasSucceeded")]
+
+
+def test_one_failed_replica_fails_the_gang_and_stops_the_others() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0", "fra-1"])
+    w.pod(HUB, "ns", "job", 0, "fra-0", phase="Failed")
+    w.pod(HUB, "ns", "job", 1, "fra-1")
+    p = plan(w)
+    assert [(c.phase, c.reason) for c in p.changes] == [("Failed", "PodFailed")]
+    assert [d.pods for d in p.deletes] == [("ns/job-e1-1",)]
+
+
+def test_max_runtime_fails_the_workload() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0"], started=NOW - 100, maxRuntimeSeconds=60)
+    w.pod(HUB, "ns", "job", 0, "fra-0")
+    p = plan(w)
+    assert [c.reason for c in p.changes] == ["MaxRuntimeExceeded"]
+    assert [d.reason for d in p.deletes] == ["MaxRuntimeExceeded"]
+
+
+def test_pods_of_stale_epochs_deleted_workloads_and_other_uids_are_removed() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0"], epoch=2)
+    w.pod(HUB, "ns", "job", 0, "fra-0", epoch=2)
+    w.pod(HUB, "ns", "job", 0, "fra-1", epoch=1)  # an earlier dispatch
+    w.pod(HUB, "ns", "gone", 0, "fra-2")  # its workload was deleted
+    w.pod(HUB, "ns", "theirs", 0, "fra-3", origin="another-operator")  # not ours to touch
+    p = plan(w)
+    stray = {pod for d in p.deletes for pod in d.pods}
+    assert stray == {"ns/job-e1-0", "ns/gone-e1-0"}
+    assert p.creates == []
+
+
+def test_a_pod_left_by_an_older_workload_of_the_same_name_is_not_adopted() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0"])
+    w.pod(HUB, "ns", "job", 0, "fra-0", uid="uid-of-an-older-job")
+    p = plan(w)
+    assert {pod for d in p.deletes for pod in d.pods} == {"ns/job-e1-0"}
+    assert [(c.workload, c.missing) for c in p.creates] == [("ns/job", (0,))]
+
+
+def test_nothing_is_done_for_a_disconnected_site_within_the_grace() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
+    w.connect("ams", connected=False, renewed=NOW - 30)
+    p = plan(w, site_loss_after=90)
+    assert (p.changes, p.creates, p.deletes) == ([], [], [])
+
+
+def test_a_lost_site_requeues_requeue_workloads_after_fence_and_grace_only() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "movable", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
+    w.placed("ns", "patient", "q", "ams", "h200", ["ams-1"], onSiteLoss="Wait")
+    w.connect("ams", connected=False, renewed=NOW - 120)
+    p = plan(w, site_loss_after=90)
+    assert [(c.workload, c.phase, c.reason, c.clear_placement) for c in p.changes] == [
+        ("ns/movable", "Pending", "SiteLost", True)
+    ]
+
+
+def test_finished_workloads_keep_finished_pods_but_not_running_ones() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "done", "q", "fra", "h100", ["fra-0", "fra-1"], phase="Failed")
+    w.pod(HUB, "ns", "done", 0, "fra-0", phase="Failed")
+    w.pod(HUB, "ns", "done", 1, "fra-1", phase="Running")
+    p = plan(w)
+    assert [d.pods for d in p.deletes] == [("ns/done-e1-1",)]
