@@ -8,6 +8,8 @@ K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# Prometheus 3.x is published to the module proxy as v0.3xx; promtool checks the chart's alerts.
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 GO_MIN="1.26"
 
 CACHE="${GPUFLEET_CACHE:-$HOME/.cache/gpufleet}"
@@ -54,6 +56,17 @@ else
   mv "$tmp/helm" "$BIN/helm-$HELM_VERSION"
 fi
 link helm "$HELM_VERSION"
+
+# --- promtool ----------------------------------------------------------------
+if have promtool "$PROMTOOL_VERSION"; then
+  step "promtool $PROMTOOL_VERSION: cached"
+else
+  step "promtool $PROMTOOL_VERSION: go install (about 10 minutes cold)"
+  tmp="$WORK/promtool-$PROMTOOL_VERSION"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  mv "$tmp/promtool" "$BIN/promtool-$PROMTOOL_VERSION"
+fi
+link promtool "$PROMTOOL_VERSION"
 
 # --- etcd ------------------------------------------------------------------
 # server/v3 is a main package whose go.mod has relative replaces, so it needs
@@ -130,4 +143,4 @@ else
 fi
 for c in "${K8S_CMDS[@]}"; do link "$c" "$K8S_VERSION"; done
 
-step "done: $("$BIN/kube-apiserver" --version) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION in $BIN"
+step "done: $("$BIN/kube-apiserver" --version) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool $PROMTOOL_VERSION in $BIN"

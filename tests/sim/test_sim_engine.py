@@ -111,6 +111,7 @@ def test_every_feasible_job_finishes_and_capacity_is_never_exceeded(
     finished = [o for o in result.outcomes if o.end is not None]
     assert len(finished) + len(result.unschedulable) == len(specs)
     for o in finished:
+        assert o.end is not None
         assert o.first_start is not None
         assert o.first_start >= o.job.arrival
         # A job is pending, then runs; a preempted run is lost and counts as neither.

@@ -116,3 +116,15 @@ def test_makespan_lower_bound_counts_the_work_that_arrives_late() -> None:
     jobs = [job(0, 0, 1, 1), job(1, 5, 5, 1), job(2, 5, 5, 1)]
     assert makespan_lower_bound(jobs, capacity=2) == pytest.approx(10.0)
     assert makespan_lower_bound(jobs, capacity=1) == pytest.approx(15.0)
+
+
+def test_kueue_like_admitted_jobs_hold_quota_while_they_wait_for_nodes() -> None:
+    # Nodes 4 + 2, nominal quota 6. A (2 GPUs) goes first-fit to the 4-GPU node; C (4 GPUs)
+    # is admitted by quota but no node has 4 free, so it holds 4 of the quota; D (1 GPU)
+    # then exceeds the quota although 4 GPUs are free, and starts only when A ends at 10 s.
+    jobs = trace(job(0, 0, 10, 2), job(1, 1, 5, 4), job(2, 2, 1, 1))
+    result = replay(jobs, one_site(4, 2), ONE_QUEUE, KueueLikePolicy())
+    starts = {o.job.id: o.first_start for o in result.outcomes}
+    assert starts == {0: 0.0, 1: 10.0, 2: 10.0}
+    fifo = replay(jobs, one_site(4, 2), ONE_QUEUE, fifo_first_fit())
+    assert {o.job.id: o.first_start for o in fifo.outcomes} == {0: 0.0, 1: 10.0, 2: 2.0}

@@ -42,6 +42,15 @@ RESIDENCIES = (
 )
 
 
+def arrivals(
+    fleet: SyntheticFleet, count: int, *, seed: int, now: float, prefix: str
+) -> list[Workload]:
+    """`count` more pending workloads for the fleet's teams, shaped like the first ones."""
+    teams = sorted((q for q in fleet.queues if q.parent is not None), key=lambda q: q.name)
+    team_class = [next(iter(q.deserved)) for q in teams]
+    return _pending(np.random.default_rng(seed), count, team_class, 0.3, now, prefix)
+
+
 @dataclass(frozen=True)
 class SyntheticFleet:
     sites: list[Site]
@@ -229,6 +238,7 @@ def _pending(
     team_class: list[str],
     residency_share: float,
     now: float,
+    prefix: str = "job",
 ) -> list[Workload]:
     out = []
     n_teams = len(team_class)
@@ -248,7 +258,7 @@ def _pending(
         topo = rng.random()
         out.append(
             Workload(
-                key=f"ns-{team:04d}/job-{i:07d}",
+                key=f"ns-{team:04d}/{prefix}-{i:07d}",
                 queue=f"team-{team:04d}",
                 replicas=replicas,
                 min_replicas=replicas if rng.random() < 0.8 else max(1, replicas // 2),

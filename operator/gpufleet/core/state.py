@@ -89,15 +89,13 @@ class CycleState:
 
     def fit(self, start: int, end: int, w: Workload) -> IntArray:
         """Replicas of `w` each node in [start, end) can take now."""
+        # Accelerators first; the other resources only where a replica could go
+        # (in a busy fleet that is a small share of the nodes).
         f = self.acc[start:end] // w.accelerators_per_replica
-        if w.cpu_millis_per_replica:
-            np.minimum(f, self.cpu[start:end] // w.cpu_millis_per_replica, out=f)
-        if w.memory_bytes_per_replica:
-            np.minimum(f, self.mem[start:end] // w.memory_bytes_per_replica, out=f)
-        np.minimum(f, self.pods[start:end], out=f)
-        f *= self.ready_i[start:end]
-        np.maximum(f, 0, out=f)
-        return f
+        some = np.flatnonzero(f > 0)
+        out = np.zeros_like(f)
+        out[some] = self.fit_at(some + start, w)
+        return out
 
     def fit_at(self, nodes: IntArray, w: Workload) -> IntArray:
         """`fit` for the given node indices."""
