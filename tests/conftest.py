@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
+from gpufleet.dev.fleet import DEFAULT_FLEET, Fleet, load_fleet, parse_fleet
 from gpufleet.dev.tools import ToolsMissingError, find_tools
 
 TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
@@ -25,21 +25,25 @@ REUSE = os.environ.get("GPUFLEET_TEST_REUSE") == "1"
 REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("CI") == "true"
 
 
-@pytest.fixture(scope="session")
-def dev_fleet() -> Iterator[clusters.RunningFleet]:
+def bring_up(fleet: Fleet, name: str, source: str) -> Iterator[clusters.RunningFleet]:
+    """A fleet for the session: up before the first test that needs it, down after the last."""
     try:
         find_tools()
     except ToolsMissingError as exc:
         if REQUIRE:
             pytest.fail(f"cluster tests need the local binaries: {exc}")
         pytest.skip(f"cluster tests need the local binaries: {exc}")
-    fleet = load_fleet(DEFAULT_FLEET)
-    running = clusters.up(fleet, source=str(DEFAULT_FLEET), name=TEST_FLEET_NAME, reuse=REUSE)
+    running = clusters.up(fleet, source=source, name=name, reuse=REUSE)
     try:
         yield running
     finally:
         if not REUSE:
-            clusters.down(TEST_FLEET_NAME)
+            clusters.down(name)
+
+
+@pytest.fixture(scope="session")
+def dev_fleet() -> Iterator[clusters.RunningFleet]:
+    yield from bring_up(load_fleet(DEFAULT_FLEET), TEST_FLEET_NAME, str(DEFAULT_FLEET))
 
 
 @pytest.fixture(scope="session")
@@ -89,19 +93,5 @@ BIG_FLEET = {
 
 @pytest.fixture(scope="session")
 def big_cluster() -> Iterator[clusters.RunningFleet]:
-    """A single cluster with 1,000 fake 8-GPU nodes (scale and throughput tests)."""
-    from gpufleet.dev.fleet import parse_fleet
-
-    try:
-        find_tools()
-    except ToolsMissingError as exc:
-        if REQUIRE:
-            pytest.fail(f"cluster tests need the local binaries: {exc}")
-        pytest.skip(f"cluster tests need the local binaries: {exc}")
-    fleet = parse_fleet(BIG_FLEET)
-    running = clusters.up(fleet, source="tests/conftest.py:BIG_FLEET", name="test-big", reuse=REUSE)
-    try:
-        yield running
-    finally:
-        if not REUSE:
-            clusters.down("test-big")
+    """A single cluster with 1,000 fake 8-GPU nodes (scale tests)."""
+    yield from bring_up(parse_fleet(BIG_FLEET), "test-big", "tests/conftest.py:BIG_FLEET")

@@ -8,32 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REQUIRE, REUSE
+from conftest import bring_up
 from e2e.operator_harness import Fleet, OperatorProcess
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
 from gpufleet.dev.register import register
-from gpufleet.dev.tools import ToolsMissingError, find_tools
 
 FLEET_NAME = "test-op"
 
 
 @pytest.fixture(scope="session")
 def op_fleet() -> Iterator[clusters.RunningFleet]:
-    try:
-        find_tools()
-    except ToolsMissingError as exc:
-        if REQUIRE:
-            pytest.fail(f"operator tests need the local binaries: {exc}")
-        pytest.skip(f"operator tests need the local binaries: {exc}")
     fleet = load_fleet(DEFAULT_FLEET)
-    running = clusters.up(fleet, source=str(DEFAULT_FLEET), name=FLEET_NAME, reuse=REUSE)
-    register(fleet, running, "gpufleet-system")
-    try:
+    for running in bring_up(fleet, FLEET_NAME, str(DEFAULT_FLEET)):
+        register(fleet, running, "gpufleet-system")
         yield running
-    finally:
-        if not REUSE:
-            clusters.down(FLEET_NAME)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import job, one_site, trace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from gpufleet.sim.fleet import SimFleet, SimNode, SimPool, SimSite
 from gpufleet.sim.policies.base import ClusterState, Decision, PendingView
 from gpufleet.sim.policies.registry import make
 from gpufleet.sim.tenants import QueueSpec
+from sim.builders import job, one_site, trace
 
 ONE_QUEUE = (QueueSpec("q0", 1.0),)
 ALL = ("gpufleet", "fifo-first-fit", "best-fit", "kueue-like")
@@ -121,3 +121,18 @@ def test_every_feasible_job_finishes_and_capacity_is_never_exceeded(
             assert o.end > o.job.arrival + o.waited + o.job.runtime
     assert np.all(result.timeline.allocated <= fleet.total_gpus)
     assert np.all(result.timeline.allocated >= 0)
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_an_accelerator_class_is_a_hard_rule_for_every_policy(policy: str) -> None:
+    fleet = SimFleet(
+        "classes",
+        (SimSite("fra", "DE"),),
+        (SimPool("h100", 0, "nvidia-h100"), SimPool("l4", 0, "nvidia-l4")),
+        (SimNode("h100-0", 0, 8), SimNode("l4-0", 1, 4)),
+    )
+    # Two L4 jobs of 4 GPUs: the second waits for the first although 8 H100s are idle.
+    jobs = trace(job(0, 0, 10, 4, classes=["nvidia-l4"]), job(1, 1, 10, 4, classes=["nvidia-l4"]))
+    result = replay(jobs, fleet, ONE_QUEUE, make([policy], jobs.jobs)[0])
+    assert sorted((o.first_start, o.end) for o in result.outcomes) == [(0.0, 10.0), (10.0, 20.0)]
+    assert result.timeline.allocated.max() == 4

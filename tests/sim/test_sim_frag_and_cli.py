@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import typer
-from builders import job, one_site
 from typer.testing import CliRunner
 
 from gpufleet.sim.cli import register
 from gpufleet.sim.frag import fill_experiment
 from gpufleet.sim.policies.registry import make
 from gpufleet.sim.tenants import default_queues
+from sim.builders import job, one_site
 
 
 def test_fill_leaves_the_gpus_no_pod_can_use_unallocated() -> None:

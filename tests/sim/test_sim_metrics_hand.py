@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from builders import job, one_site, trace
 
 from gpufleet.sim.engine import replay
 from gpufleet.sim.metrics import compute, jain, makespan_lower_bound, p99
@@ -11,6 +10,7 @@ from gpufleet.sim.policies.gpufleet import GpufleetPolicy
 from gpufleet.sim.policies.kueue import KueueLikePolicy
 from gpufleet.sim.policies.packing import best_fit, fifo_first_fit
 from gpufleet.sim.tenants import QueueSpec
+from sim.builders import job, one_site, trace
 
 ONE_QUEUE = (QueueSpec("q0", 1.0),)
 TWO_QUEUES = (QueueSpec("q0", 0.5), QueueSpec("q1", 0.5))
@@ -70,6 +70,7 @@ def test_fifo_lets_one_queue_starve_the_other() -> None:
     assert m.queue_share == pytest.approx({"q0": 1.0, "q1": 0.0})
     assert m.jain_fairness == pytest.approx(0.5)
     assert m.wait_mean == pytest.approx(9 / 6)
+    assert m.queue_wait_mean == pytest.approx({"q0": 0.0, "q1": 4.5})  # 9 s and 0 s
     assert m.preemptions == 0
 
 

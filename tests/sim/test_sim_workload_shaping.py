@@ -6,12 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from builders import job, one_site, trace
 
 from gpufleet.sim.arrivals import offered_load, poisson_retime
 from gpufleet.sim.fleet import subsample
 from gpufleet.sim.setup import parse_shares
 from gpufleet.sim.tenants import assign_queues, default_queues, queue_index, queues_for
+from sim.builders import job, one_site, trace
 
 
 def test_default_queues_normalise_shares() -> None:

@@ -76,6 +76,7 @@ class Cycle:
         self._victim_order: dict[int, list[int]] = {}
         self._by_queue: dict[tuple[int, int], list[int]] | None = None
         self._lowest_priority: dict[int, float] | None = None
+        self._failed: dict[tuple[object, ...], tuple[int, int, int]] = {}
         self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
         self.run_by_pool: list[list[int]] = [[] for _ in snap.pools]
         self.run_by_queue: list[list[int]] = [[] for _ in snap.queues]
@@ -124,14 +125,34 @@ class Cycle:
         pools = self.eligible(w, q)
         if not pools:
             return
+        # A failed attempt changes nothing. Until the next commit, a workload of the
+        # same queue, pools and replica shape that needs at least as many replicas
+        # and has no higher priority (fewer victims) must fail too.
+        shape = (
+            q,
+            id(pools),
+            w.accelerators_per_replica,
+            w.cpu_millis_per_replica,
+            w.memory_bytes_per_replica,
+            w.required_topology,
+        )
+        failed = self._failed.get(shape)
+        if (
+            failed is not None
+            and failed[0] == self.commits
+            and w.min_replicas >= failed[1]
+            and w.priority <= failed[2]
+        ):
+            return
         best = self.best_fit(w, q, pools)
         if best is not None:
             self.admit(w, q, best[0], best[1])
             return
         if self._may_reclaim(w, q, pools) and self.try_with_victims(w, q, reclaim=True):
             return
-        if self._lowest_own_priority(q) < w.priority:
-            self.try_with_victims(w, q, reclaim=False)
+        if self._lowest_own_priority(q) < w.priority and self.try_with_victims(w, q, reclaim=False):
+            return
+        self._failed[shape] = (self.commits, w.min_replicas, w.priority)
 
     def _may_reclaim(self, w: Workload, q: int, pools: list[int]) -> bool:
         """A queue reclaims only while the admission keeps it within its deserved share."""

@@ -83,12 +83,17 @@ def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int
     total = int(f.sum())
     if total < kmin:
         rule = _binding_resource(st, lay.start, lay.end, w)
-        nearest = (
-            _fewer(site, w, total)
-            if total >= 1
-            else f"free room for one replica ({a} {pool.accelerator_class} accelerators"
-            f" on one node) in pool {pool.name}"
-        )
+        largest = int(snap.acc_cap[lay.start : lay.end].max()) if lay.end > lay.start else 0
+        if a > largest:
+            # No amount of waiting helps: the replica is larger than any node.
+            nearest = f"ask for at most {largest} accelerators per replica in pool {pool.name}"
+        elif total >= 1:
+            nearest = _fewer(site, w, total)
+        else:
+            nearest = (
+                f"free room for one replica ({a} {pool.accelerator_class} accelerators"
+                f" on one node) in pool {pool.name}"
+            )
         return _PoolVerdict(
             2,
             rule,

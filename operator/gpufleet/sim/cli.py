@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -22,6 +22,10 @@ from gpufleet.sim.traces import TraceFormat
 
 err = Console(stderr=True)
 out = Console()
+if not out.is_terminal:
+    # Piped or captured output has no width to fit; the default 80 columns would fold
+    # every cell of the eleven-column table.
+    out = Console(width=160)
 
 _PROGRESS_EVERY = 500  # events between progress redraws; redrawing each event costs more than it
 
@@ -83,7 +87,7 @@ def simulate(
     """Replay a trace on a fleet under several policies and compare them side by side."""
     if trace_format not in ("auto", "openb", "csv"):
         raise _fail(f"--format: must be auto, openb or csv (got {trace_format!r})")
-    fmt: TraceFormat = trace_format  # type: ignore[assignment]
+    fmt = cast(TraceFormat, trace_format)
     try:
         jobs, sim_fleet, queue_specs = prepare(
             fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
@@ -92,6 +96,8 @@ def simulate(
         make(names, jobs.jobs, min_runtime)  # fail on a bad name before any work
     except (TraceError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
+    if jobs.skipped:
+        err.print(f"skipped {jobs.skipped} rows of the trace: {jobs.skipped_reason}")
     total = 2 * len(jobs.jobs)
     with _progress() as bar:
         tasks = {n: bar.add_task(n, total=total) for n in names}

@@ -85,10 +85,6 @@ class SimFleet:
     def total_gpus(self) -> int:
         return int(self.capacity.sum())
 
-    @cached_property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(sorted({p.accelerator_class for p in self.pools}))
-
     def eligible(self, classes: frozenset[str], residency: frozenset[str]) -> BoolArray:
         """Nodes of an acceptable class in an allowed site (cached per combination)."""
         key = (classes, residency)

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from gpufleet.sim.engine import RunResult, Timeline
+from gpufleet.sim.engine import RunResult
 from gpufleet.sim.jobs import Job
 
 FloatArray = npt.NDArray[np.float64]
@@ -36,6 +36,7 @@ class PolicyMetrics(BaseModel):
     jain_fairness: float
     queue_share: dict[str, float]
     queue_fair_share: dict[str, float]
+    queue_wait_mean: dict[str, float]
     fragmented_gpus: float
     idle_gpus_while_waiting: float
     preemptions: int
@@ -90,10 +91,6 @@ def horizon(jobs: list[Job], capacity: int) -> tuple[float, float]:
     return start, end
 
 
-def allocation_series(timeline: Timeline, capacity: int) -> tuple[FloatArray, FloatArray]:
-    return timeline.times, timeline.allocated / capacity
-
-
 def jain(values: list[float]) -> float:
     """(sum x)^2 / (n sum x^2): 1 when all equal, 1/n when one takes everything."""
     x = np.asarray(values, dtype=np.float64)
@@ -126,6 +123,9 @@ def compute(result: RunResult) -> PolicyMetrics:
         return float((series[waiting] * dt[waiting]).sum() / waited_time)
 
     names = [q.name for q in result.queues]
+    queue_waits: dict[str, list[float]] = {n: [] for n in names}
+    for o in done:
+        queue_waits[o.job.queue].append(o.waited)
     return PolicyMetrics(
         policy=result.policy,
         jobs=len(result.outcomes),
@@ -145,6 +145,7 @@ def compute(result: RunResult) -> PolicyMetrics:
         jain_fairness=jain(ratios),
         queue_share=dict(zip(names, (queue_alloc / (capacity * span)).tolist(), strict=True)),
         queue_fair_share=dict(zip(names, (queue_fair / (capacity * span)).tolist(), strict=True)),
+        queue_wait_mean={n: float(np.mean(w)) if w else 0.0 for n, w in queue_waits.items()},
         fragmented_gpus=while_waiting(tl.fragmented),
         idle_gpus_while_waiting=while_waiting(tl.idle_while_waiting),
         preemptions=result.preemptions,

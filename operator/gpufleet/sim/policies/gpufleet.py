@@ -53,7 +53,6 @@ class GpufleetPolicy:
         self._static_for: tuple[int, tuple[QueueSpec, ...]] | None = None
         self._pending: dict[int, core.Workload] = {}
         self._running: dict[int, core.Workload] = {}
-        self.last_result: core.CycleResult | None = None
 
     def _cls(self, cls: str) -> str:
         return ANY_CLASS if self.class_blind else cls
@@ -161,7 +160,6 @@ class GpufleetPolicy:
             state.now,
         )
         result = core.schedule(snapshot)
-        self.last_result = result
         decision = Decision(evict=[int(e.workload) for e in result.evictions])
         for admission in result.admissions:
             job = pending.jobs[int(admission.workload)]
