@@ -90,6 +90,8 @@ class Writer:
             "reportingComponent": self.component,
         }
         try:
-            self.core.create_namespaced_event(namespace, event, _request_timeout=10)
+            self.core.create_namespaced_event(
+                namespace, event, _request_timeout=10, _preload_content=False
+            )
         except ApiException as exc:
             log.info("could not record event %s on %s: %s", reason, meta["name"], exc.reason)

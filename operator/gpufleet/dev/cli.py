@@ -34,29 +34,16 @@ def _fail(message: str) -> typer.Exit:
 
 
 def inventory_table(fleet: clusters.RunningFleet) -> Table:
-    table = Table(title=f"fleet {fleet.name}")
-    for col in (
-        "site",
-        "cluster",
-        "hub",
-        "nodes (ready)",
-        "accelerators",
-        "API server",
-        "kubeconfig",
-    ):
+    table = Table(
+        title=f"fleet {fleet.name}",
+        caption="kubeconfigs: " + ", ".join(str(c.kubeconfig) for c in fleet.clusters.values()),
+    )
+    for col in ("site", "cluster", "nodes (ready)", "accelerators", "API server"):
         table.add_column(col)
     for inv in fleet_inventory(fleet):
-        accel = ", ".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
-        hub = "yes" if fleet.clusters[inv.cluster].hub else ""
-        table.add_row(
-            inv.site,
-            inv.cluster,
-            hub,
-            f"{inv.nodes} ({inv.nodes_ready})",
-            accel,
-            inv.server,
-            inv.kubeconfig,
-        )
+        accel = "\n".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
+        name = inv.cluster + (" (hub)" if fleet.clusters[inv.cluster].hub else "")
+        table.add_row(inv.site, name, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server)
     return table
 
 
