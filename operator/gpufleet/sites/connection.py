@@ -8,6 +8,7 @@ after `disconnect_after` seconds without a successful health probe.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -151,49 +152,59 @@ class ClusterConnection:
         core = client.CoreV1Api(self.api_client)
         self._watch_loop("namespaces", core.list_namespace, self._namespace_event)
 
-    def _namespace_event(self, kind: str, obj: Any) -> None:
-        labels = None if kind == "DELETED" else dict(obj.metadata.labels or {})
-        self.sink.namespace_event(self.name, labels, obj.metadata.name)
+    def _namespace_event(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        labels = None if kind == "DELETED" else dict(meta.get("labels") or {})
+        self.sink.namespace_event(self.name, labels, meta["name"])
 
-    def _node_event(self, kind: str, obj: Any) -> None:
-        record = None if kind == "DELETED" else NodeRecord.from_api(obj)
-        self.sink.node_event(self.name, record, obj.metadata.name)
+    def _node_event(self, kind: str, obj: dict[str, Any]) -> None:
+        record = None if kind == "DELETED" else NodeRecord.from_dict(obj)
+        self.sink.node_event(self.name, record, obj["metadata"]["name"])
 
-    def _pod_event(self, kind: str, obj: Any) -> None:
-        key = f"{obj.metadata.namespace}/{obj.metadata.name}"
-        record = None if kind == "DELETED" else PodRecord.from_api(obj)
-        self.sink.pod_event(self.name, record, key)
+    def _pod_event(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        record = None if kind == "DELETED" else PodRecord.from_dict(obj)
+        self.sink.pod_event(self.name, record, f"{meta['namespace']}/{meta['name']}")
 
     def _watch_loop(
-        self, what: str, list_fn: Callable[..., Any], handle: Callable[[str, Any], None]
+        self, what: str, list_fn: Callable[..., Any], handle: Callable[[str, dict[str, Any]], None]
     ) -> None:
-        """List, then watch from the list's resourceVersion; relist on expiry or error."""
-        from kubernetes import watch
+        """List, then watch from the list's resourceVersion; relist on expiry or error.
+
+        Objects are read as plain JSON: decoding thousands of pods into the client's
+        model classes would cost more CPU than everything else the operator does.
+        """
         from kubernetes.client.rest import ApiException
 
         while not self._stop.is_set():
             try:
-                listing = list_fn(_request_timeout=30)
+                listing = json.loads(list_fn(_request_timeout=30, _preload_content=False).data)
                 # A relist replaces what we knew: tell the cache which objects still exist.
-                self._resync(what, listing.items, handle)
-                rv = listing.metadata.resource_version
+                self._resync(what, listing.get("items") or [], handle)
+                rv = listing["metadata"]["resourceVersion"]
                 self._synced.add(what)
-                w = watch.Watch()
-                for event in w.stream(
-                    list_fn,
+                stream = list_fn(
+                    watch=True,
                     resource_version=rv,
                     timeout_seconds=300,
                     allow_watch_bookmarks=True,
                     _request_timeout=330,
-                ):
-                    if self._stop.is_set():
-                        w.stop()
-                        return
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    if event["type"] == "ERROR":
-                        break
-                    handle(event["type"], event["object"])
+                    _preload_content=False,
+                )
+                try:
+                    for line in stream:
+                        if self._stop.is_set():
+                            return
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        if event["type"] == "BOOKMARK":
+                            continue
+                        if event["type"] == "ERROR":
+                            break  # typically 410 Gone: the list is too old, relist
+                        handle(event["type"], event["object"])
+                finally:
+                    stream.release_conn()
             except ApiException as exc:
                 if exc.status != 410:
                     log.warning("%s: watch of %s failed: %s", self.name, what, exc.reason)
@@ -207,11 +218,13 @@ class ClusterConnection:
                 )
                 self._stop.wait(2)
 
-    def _resync(self, what: str, items: list[Any], handle: Callable[[str, Any], None]) -> None:
-        keep = {
-            (f"{o.metadata.namespace}/{o.metadata.name}" if what == "pods" else o.metadata.name)
-            for o in items
-        }
-        self.sink.resync(self.name, what, keep)
+    def _resync(
+        self, what: str, items: list[dict[str, Any]], handle: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        def key(o: dict[str, Any]) -> str:
+            meta = o["metadata"]
+            return f"{meta['namespace']}/{meta['name']}" if what == "pods" else str(meta["name"])
+
+        self.sink.resync(self.name, what, {key(o) for o in items})
         for obj in items:
             handle("ADDED", obj)

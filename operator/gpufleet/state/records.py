@@ -38,15 +38,17 @@ class NodeRecord:
     unschedulable: bool
 
     @classmethod
-    def from_api(cls, obj: Any) -> NodeRecord:
-        status = obj.status
-        conditions = (status.conditions or []) if status else []
+    def from_dict(cls, obj: dict[str, Any]) -> NodeRecord:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
         return cls(
-            name=obj.metadata.name,
-            labels=dict(obj.metadata.labels or {}),
-            allocatable=dict((status.allocatable or {}) if status else {}),
-            ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
-            unschedulable=bool(obj.spec and obj.spec.unschedulable),
+            name=meta["name"],
+            labels=dict(meta.get("labels") or {}),
+            allocatable=dict(status.get("allocatable") or {}),
+            ready=any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            ),
+            unschedulable=bool(spec.get("unschedulable")),
         )
 
     def accelerators(self, resource: str) -> int:
@@ -103,12 +105,14 @@ class PodRecord:
         return self.phase in TERMINAL_PHASES
 
     @classmethod
-    def from_api(cls, obj: Any) -> PodRecord:
+    def from_dict(cls, obj: dict[str, Any]) -> PodRecord:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
         cpu = mem = 0
         accel: dict[str, int] = {}
-        for container in (obj.spec.containers or []) if obj.spec else []:
-            requests = (container.resources.requests or {}) if container.resources else {}
-            limits = (container.resources.limits or {}) if container.resources else {}
+        for container in spec.get("containers") or []:
+            resources = container.get("resources") or {}
+            requests = resources.get("requests") or {}
+            limits = resources.get("limits") or {}
             cpu += parse_cpu_millis(requests.get("cpu", "0"))
             mem += parse_memory_bytes(requests.get("memory", "0"))
             for resource in ACCELERATOR_RESOURCES:
@@ -116,18 +120,17 @@ class PodRecord:
                 value = requests.get(resource, limits.get(resource))
                 if value is not None:
                     accel[resource] = accel.get(resource, 0) + _quantity_int(value)
-        status = obj.status
         return cls(
-            namespace=obj.metadata.namespace,
-            name=obj.metadata.name,
-            uid=obj.metadata.uid,
-            node=obj.spec.node_name if obj.spec else None,
-            phase=(status.phase if status and status.phase else "Pending"),
-            labels=dict(obj.metadata.labels or {}),
-            deleting=obj.metadata.deletion_timestamp is not None,
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            node=spec.get("nodeName"),
+            phase=status.get("phase") or "Pending",
+            labels=dict(meta.get("labels") or {}),
+            deleting=meta.get("deletionTimestamp") is not None,
             cpu_millis=cpu,
             memory_bytes=mem,
             accelerators=accel,
-            reason=status.reason if status else None,
-            message=status.message if status else None,
+            reason=status.get("reason"),
+            message=status.get("message"),
         )
