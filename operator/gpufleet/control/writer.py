@@ -90,8 +90,10 @@ class Writer:
             "reportingComponent": self.component,
         }
         try:
-            self.core.create_namespaced_event(
+            response = self.core.create_namespaced_event(
                 namespace, event, _request_timeout=10, _preload_content=False
             )
+            response.data  # noqa: B018 - read to the end so the connection is reused
+            response.release_conn()
         except ApiException as exc:
             log.info("could not record event %s on %s: %s", reason, meta["name"], exc.reason)

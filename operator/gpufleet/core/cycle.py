@@ -63,6 +63,8 @@ def queue_ratio(alloc: int, share: float) -> float:
 
 
 class Cycle:
+    """The working state of one `schedule` call; used once, then discarded."""
+
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self.state = CycleState(snap)
@@ -79,10 +81,8 @@ class Cycle:
         self._failed: dict[tuple[object, ...], tuple[int, int, int]] = {}
         self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
         self.run_by_pool: list[list[int]] = [[] for _ in snap.pools]
-        self.run_by_queue: list[list[int]] = [[] for _ in snap.queues]
-        for r, (p, q) in enumerate(zip(snap.run_pool, snap.run_queue, strict=True)):
+        for r, p in enumerate(snap.run_pool):
             self.run_by_pool[p].append(r)
-            self.run_by_queue[q].append(r)
 
     def eligible(self, w: Workload, queue: int) -> list[int]:
         # Keyed by the queue's entitlement row, not the queue: few distinct rows.
@@ -104,15 +104,25 @@ class Cycle:
         for q in heads:
             heap.append((self._rank(q, heads[q][0]), -snap.queues[q].priority, q))
         heapq.heapify(heap)
+        order = self.order
+        pending = snap.pending
         while heap:
-            _, prio, q = heapq.heappop(heap)
-            i = heads[q][cursor[q]]
-            cursor[q] += 1
-            w = snap.pending[i]
-            self.order.append(w.key)
-            self.try_workload(w, q)
-            if cursor[q] < len(heads[q]):
-                heapq.heappush(heap, (self._rank(q, heads[q][cursor[q]]), prio, q))
+            key = heapq.heappop(heap)
+            _, prio, q = key
+            mine, pos = heads[q], cursor[q]
+            while True:
+                w = pending[mine[pos]]
+                pos += 1
+                order.append(w.key)
+                self.try_workload(w, q)
+                if pos == len(mine):
+                    break
+                key = (self._rank(q, mine[pos]), prio, q)
+                # Stay on this queue while it still ranks first: no heap round trip.
+                if heap and heap[0] < key:
+                    heapq.heappush(heap, key)
+                    break
+            cursor[q] = pos
         return self.result()
 
     def _rank(self, q: int, i: int) -> float:
@@ -215,7 +225,8 @@ class Cycle:
         snap = self.snap
         self.commits += 1
         self.state.claim(w, q, pool, fit.nodes)
-        names = tuple(snap.nodes[int(n)].name for n in fit.nodes)
+        nodes = snap.nodes
+        names = tuple([nodes[n].name for n in fit.nodes.tolist()])
         site = snap.sites[snap.pool_site[pool]].name
         self.admissions.append(Admission(w.key, site, snap.pools[pool].name, names))
         self.admitted.add(w.key)

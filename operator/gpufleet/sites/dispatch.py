@@ -117,6 +117,12 @@ def plan_pods(
     return plans
 
 
+def _drain(response: Any) -> None:
+    """Read an undecoded response to its end so its connection goes back to the pool."""
+    response.data  # noqa: B018 - reading the body is the point
+    response.release_conn()
+
+
 def ensure_namespace(api_client: Any, namespace: str) -> None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
@@ -144,15 +150,19 @@ def create_pods(api_client: Any, plans: list[PodPlan]) -> int:
     created = 0
     for plan in plans:
         try:
-            core.create_namespaced_pod(
-                plan.namespace, plan.manifest, _request_timeout=30, _preload_content=False
+            _drain(
+                core.create_namespaced_pod(
+                    plan.namespace, plan.manifest, _request_timeout=30, _preload_content=False
+                )
             )
             created += 1
         except ApiException as exc:
             if exc.status == 404 and "namespaces" in (exc.body or ""):
                 ensure_namespace(api_client, plan.namespace)
-                core.create_namespaced_pod(
-                    plan.namespace, plan.manifest, _request_timeout=30, _preload_content=False
+                _drain(
+                    core.create_namespaced_pod(
+                        plan.namespace, plan.manifest, _request_timeout=30, _preload_content=False
+                    )
                 )
                 created += 1
             elif exc.status != 409:
@@ -170,12 +180,14 @@ def delete_pods(api_client: Any, keys: list[str], grace_seconds: int = 0) -> int
     for key in keys:
         ns, name = key.split("/", 1)
         try:
-            core.delete_namespaced_pod(
-                name,
-                ns,
-                grace_period_seconds=grace_seconds,
-                _request_timeout=30,
-                _preload_content=False,
+            _drain(
+                core.delete_namespaced_pod(
+                    name,
+                    ns,
+                    grace_period_seconds=grace_seconds,
+                    _request_timeout=30,
+                    _preload_content=False,
+                )
             )
             deleted += 1
         except ApiException as exc:
