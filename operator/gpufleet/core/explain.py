@@ -35,8 +35,14 @@ class _PoolVerdict:
     nearest: str | None
 
 
+def _replicas(n: int) -> str:
+    return f"{n} replica" if n == 1 else f"{n} replicas"
+
+
 def _fewer(site: str, w: Workload, fits: int) -> str:
-    return f"fits at {site} with {w.replicas - fits} fewer replicas (min_replicas {fits})"
+    return f"fits at {site} with {_replicas(w.replicas - fits).replace(' ', ' fewer ', 1)}" + (
+        f" (min_replicas {fits})"
+    )
 
 
 def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int) -> _PoolVerdict:
@@ -91,13 +97,13 @@ def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int
             nearest = _fewer(site, w, total)
         else:
             nearest = (
-                f"free room for one replica ({a} {pool.accelerator_class} accelerators"
-                f" on one node) in pool {pool.name}"
+                f"free room for {_replicas(kmin)} ({a} {pool.accelerator_class} accelerators"
+                f" each, on one node) in pool {pool.name}"
             )
         return _PoolVerdict(
             2,
             rule,
-            f"pool {pool.name} has room for {total} of {kmin} replicas of {a} accelerators",
+            f"pool {pool.name} has room for {total} of {_replicas(kmin)} of {a} accelerators",
             nearest,
         )
     if w.required_topology is not None:
