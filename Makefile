@@ -12,11 +12,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools crds crds-check lint test test-unit test-cluster demo cluster-up cluster-down \
-        bench bench-core bench-sim chart-sync clean
+.PHONY: help venv tools crds crds-check lint test test-unit test-cluster test-core test-core-thorough demo \
+        cluster-up cluster-down bench bench-core bench-core-reference bench-fleet bench-sim chart-sync clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
@@ -32,12 +32,16 @@ venv: $(STAMP)/venv ## Create .venv with gpufleet and its dev tools
 tools: ## Build and cache kube-apiserver, controller-manager, scheduler, etcd, kwok, helm (outside the tree)
 	@bash hack/build-tools.sh
 
-crds: venv ## Regenerate crds/ from the pydantic models
+crds: venv ## Regenerate crds/ from the pydantic models, and the chart's copy
 	@$(BIN)/python -m gpufleet.api.crdgen
+	@$(MAKE) --no-print-directory chart-sync
+
+chart-sync: venv ## Copy crds/ into the chart's CRD templates
 	@$(BIN)/python hack/sync-chart-crds.py
 
 crds-check: venv ## Fail when crds/ or the chart's copy drifted from the models
 	@$(BIN)/python -m gpufleet.api.crdgen --check
+	@$(BIN)/python hack/sync-chart-crds.py --check
 
 lint: venv ## ruff, mypy --strict, import contracts, hadolint
 	@echo "==> ruff"; $(BIN)/ruff check operator tests hack
@@ -65,10 +69,23 @@ cluster-down: venv ## Stop the dev fleet and the demo operator (no process left 
 demo: venv tools ## Dev fleet + operator + examples; shows where each workload runs and why
 	@bash hack/demo.sh
 
-bench: bench-core ## All benchmarks
+bench: bench-core bench-fleet bench-sim ## All benchmarks (core curve, fleet bring-up, simulator)
 
-bench-core: venv ## Scheduling-core benchmark at 10k, 100k and 1M GPUs
-	@for g in 10000 100000 1000000; do $(BIN)/gpufleet bench core --gpus $$g --queues 1000 --pending $$(( g / 10 )) --json; done
+bench-core: venv ## Scheduling cycle at 10k, 100k and 1M GPUs (1,000 queues, 100,000 pending)
+	@for g in 10000 100000 1000000; do $(BIN)/gpufleet bench core --gpus $$g --queues 1000 --pending 100000 --no-reference --json; done
+
+bench-core-reference: venv ## The fast cycle against the plain-Python reference at 100k GPUs (~5 min)
+	@$(BIN)/gpufleet bench core --gpus 100000 --queues 1000 --pending 100000 --reference --json
+
+bench-fleet: venv tools ## A control plane with 1,000 fake GPU nodes; operator throughput vs API server ceiling
+	@$(BIN)/gpufleet dev bench --nodes 1000 --json
+	@$(BIN)/gpufleet dev throughput --nodes 1000 --workloads 2000 --json
+
+test-core: venv ## Core and scenario tests (hypothesis default profile)
+	@$(BIN)/pytest -q tests/core tests/scenarios
+
+test-core-thorough: venv ## Core property tests with 5,000 examples each (~7 min)
+	@HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q tests/core
 
 bench-sim: venv ## Replay the openb trace under four policies; writes docs/sim/
 	@$(BIN)/python -m gpufleet.sim.bench
