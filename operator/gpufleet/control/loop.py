@@ -155,7 +155,7 @@ class SchedulingLoop:
             admissions = [a for a in result.admissions if a.workload not in failed]
             self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
-        summary = summarise(view, inputs, result, now)  # 9
+        summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
         self.view.summary = summary
         if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
             self._last_fleet_status = time.monotonic()

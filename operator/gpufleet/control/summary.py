@@ -17,7 +17,7 @@ from gpufleet.metrics import (
     WorkloadGroup,
     WorkloadPhase,
 )
-from gpufleet.state.cache import CacheView
+from gpufleet.state.cache import HUB, CacheView
 from gpufleet.state.translate import Inputs, timestamp
 
 
@@ -33,7 +33,11 @@ class FleetSummary:
 
 
 def summarise(
-    view: CacheView, inputs: Inputs, result: core.CycleResult | None, now: float
+    view: CacheView,
+    inputs: Inputs,
+    result: core.CycleResult | None,
+    now: float,
+    site_loss_after: float = 90.0,
 ) -> FleetSummary:
     out = FleetSummary()
     pools = {p.name: p for p in inputs.pools}
@@ -129,7 +133,14 @@ def summarise(
         connection = (
             SiteConnection.CONNECTED
             if site.connected
-            else (SiteConnection.UNKNOWN if state is None else SiteConnection.DISCONNECTED)
+            else (
+                SiteConnection.UNKNOWN
+                if state is None
+                # Past fence + grace: its pods are stopped there and its work may move.
+                else SiteConnection.FENCED
+                if cluster != HUB and now - state.lease_renewed_at > site_loss_after
+                else SiteConnection.DISCONNECTED
+            )
         )
         out.site_states.append(
             SiteState(
@@ -167,7 +178,8 @@ def summarise(
             now,
         )
         connection_status: dict[str, Any] = {
-            "state": connection.value if connection != SiteConnection.UNKNOWN else "Unknown",
+            # The API knows Connected, Disconnected and Unknown; fenced is a disconnection.
+            "state": "Disconnected" if connection == SiteConnection.FENCED else connection.value,
             "reason": reason,
             "message": message[:1000],
         }
