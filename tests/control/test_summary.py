@@ -56,3 +56,18 @@ def test_power_in_use_follows_allocated_accelerators() -> None:
     s = _summary(w)
     assert {x.name: x.power_in_use_watts for x in s.site_states}["fra"] == 8 * 700
     assert s.site_status["fra"]["powerInUseKw"] == 5.6
+
+
+def test_a_parent_queue_reports_what_its_children_hold_and_wait_for() -> None:
+    w = World(nodes=4).queue("dept", [], deserved=32)
+    w.queue("team-a", ["a"], parent="dept").queue("team-b", ["b"], parent="dept")
+    w.placed("a", "x", "team-a", "fra", "h100", ["fra-0"])
+    w.placed("b", "y", "team-b", "fra", "h100", ["fra-1", "fra-2"])
+    w.workload("b", "waiting", "team-b", gpus=8, replicas=8, acceleratorClasses=["nvidia-h100"])
+    s = _summary(w)
+    dept = s.queue_status["dept"]
+    assert dept["totals"]["allocated"] == 24
+    assert dept["totals"]["pending"] == 64
+    assert dept["admittedWorkloads"] == 2
+    assert dept["pendingWorkloads"] == 1
+    assert s.queue_status["team-b"]["totals"]["allocated"] == 16

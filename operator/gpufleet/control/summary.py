@@ -217,6 +217,16 @@ def summarise(
                 )
             )
     counts: dict[tuple[str, str], int] = {(q, p): len(t) for (q, p), t in groups.items()}
+    # A parent queue holds what its descendants hold and waits for what they wait for.
+    parent = {q.name: q.parent for q in inputs.queues}
+    for table in (allocated_queue, pending_queue, counts):
+        for (leaf, key), value in list(table.items()):
+            seen = {leaf}
+            ancestor = parent.get(leaf)
+            while ancestor is not None and ancestor not in seen:
+                seen.add(ancestor)
+                table[(ancestor, key)] = table.get((ancestor, key), 0) + value
+                ancestor = parent.get(ancestor)
     for q in inputs.queues:
         classes = sorted(
             set(q.deserved)
