@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,43 @@ def render(
         *value_args(values, sets, api_versions),
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+NOTES_PROBE = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes-probe
+data:
+  notes: {{ tpl (.Files.Get "notes-probe.txt") . | toJson }}
+"""
+
+
+def render_notes(
+    *,
+    values: Iterable[Path] = (),
+    sets: Sequence[str] = (),
+    namespace: str = "gpufleet-system",
+    release: str = "fleet",
+) -> str:
+    """NOTES.txt as `helm install` prints it. `helm template` leaves NOTES out, so a copy
+    of the chart renders the same text through `tpl` into a ConfigMap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / CHART.name
+        shutil.copytree(CHART, chart)
+        shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-probe.txt")
+        (chart / "templates" / "notes-probe.yaml").write_text(NOTES_PROBE)
+        out = helm(
+            "template",
+            release,
+            str(chart),
+            "--namespace",
+            namespace,
+            "--show-only",
+            "templates/notes-probe.yaml",
+            *value_args(values, sets),
+        ).stdout
+    notes: str = yaml.safe_load(out)["data"]["notes"]
+    return notes
 
 
 def of_kind(docs: Iterable[Doc], kind: str) -> list[Doc]:

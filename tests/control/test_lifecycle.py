@@ -88,23 +88,54 @@ def test_a_pod_left_by_an_older_workload_of_the_same_name_is_not_adopted() -> No
     assert [(c.workload, c.missing) for c in p.creates] == [("ns/job", (0,))]
 
 
-def test_nothing_is_done_for_a_disconnected_site_within_the_grace() -> None:
+def test_a_disconnected_site_is_reported_on_its_workloads_but_nothing_moves_within_the_grace() -> (
+    None
+):
     w = World().queue("q", ["ns"])
     w.placed("ns", "job", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
     w.connect("ams", connected=False, renewed=NOW - 30)
     p = plan(w, site_loss_after=90)
-    assert (p.changes, p.creates, p.deletes) == ([], [], [])
+    assert [(c.workload, c.phase, c.reason, c.site_reachable) for c in p.changes] == [
+        ("ns/job", "Running", "SiteUnreachable", "False")
+    ]
+    assert (p.creates, p.deletes) == ([], [])
+    _mark_unreachable(w, "ns", "job")
+    assert plan(w, site_loss_after=90).changes == []
+
+
+def _mark_unreachable(w: World, ns: str, name: str) -> None:
+    body = w.cache.workloads[f"{ns}/{name}"]
+    body["status"]["conditions"] = [
+        {
+            "type": "SiteReachable",
+            "status": "False",
+            "reason": "SiteUnreachable",
+            "message": "",
+            "lastTransitionTime": "2026-11-28T10:00:00Z",
+        }
+    ]
+    body["metadata"]["resourceVersion"] = w.rv()
 
 
 def test_a_lost_site_requeues_requeue_workloads_after_fence_and_grace_only() -> None:
     w = World().queue("q", ["ns"])
     w.placed("ns", "movable", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
     w.placed("ns", "patient", "q", "ams", "h200", ["ams-1"], onSiteLoss="Wait")
+    for name in ("movable", "patient"):
+        _mark_unreachable(w, "ns", name)
     w.connect("ams", connected=False, renewed=NOW - 120)
     p = plan(w, site_loss_after=90)
     assert [(c.workload, c.phase, c.reason, c.clear_placement) for c in p.changes] == [
         ("ns/movable", "Pending", "SiteLost", True)
     ]
+
+
+def test_a_reconnected_site_clears_the_condition() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "patient", "q", "ams", "h200", ["ams-0"], onSiteLoss="Wait")
+    _mark_unreachable(w, "ns", "patient")
+    p = plan(w)
+    assert [(c.reason, c.site_reachable) for c in p.changes] == [("SiteReachable", "True")]
 
 
 def test_finished_workloads_keep_finished_pods_but_not_running_ones() -> None:

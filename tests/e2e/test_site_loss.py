@@ -22,6 +22,8 @@ from gpufleet.dev.register import flat_kubeconfig, secret_name
 
 SITE = "localzone-ams"
 FENCE = 10
+# Detection takes about 20 s; fence + grace + 5 s slack must leave a visible window after it.
+GRACE = 20
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def partitionable(
     proxied["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     operator.stop()
     fleet.apply(_secret(proxied))
-    operator.start(extra=["--fence-seconds", str(FENCE), "--site-loss-grace", "5"])
+    operator.start(extra=["--fence-seconds", str(FENCE), "--site-loss-grace", str(GRACE)])
     agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
     agent = subprocess.Popen(
         [
@@ -116,17 +118,27 @@ def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
             w = fleet.wait_phase(team, name, {"Running"})
             assert w["status"]["placement"]["site"] == SITE
 
-        cut_at = time.monotonic()
-        partitionable.cut()
-
         def disconnected() -> bool:
             conds = (fleet.site(SITE).get("status") or {}).get("conditions") or []
             return any(c["type"] == "Connected" and c["status"] == "False" for c in conds)
+
+        wait_for("the site to show as connected before the cut", lambda: not disconnected())
+        cut_at = time.monotonic()
+        partitionable.cut()
 
         wait_for("the site to be marked disconnected", disconnected, timeout=60)
         detected = time.monotonic() - cut_at
         print(f"site disconnection detected after {detected:.1f}s")
         assert detected <= 40, f"took {detected:.0f}s"
+
+        def reachable(name: str) -> str | None:
+            conds = (fleet.workload(team, name).get("status") or {}).get("conditions") or []
+            return next((c["status"] for c in conds if c["type"] == "SiteReachable"), None)
+
+        wait_for(
+            "the patient workload to say its site is unreachable",
+            lambda: reachable("patient") == "False",
+        )
         # Within the grace period the workload is kept where it is.
         assert fleet.workload(team, "movable")["status"]["placement"]["site"] == SITE
 
@@ -154,6 +166,9 @@ def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
 
         partitionable.restore()
         wait_for("the site to reconnect", lambda: not disconnected(), timeout=60)
+        wait_for(
+            "the patient workload to say its site answers", lambda: reachable("patient") == "True"
+        )
         wait_for(
             "the patient workload's pods to be back at its site",
             lambda: len(_live_pods(fleet, SITE, team, "patient")) == 1,

@@ -26,6 +26,8 @@ class StatusChange:
     clear_placement: bool = False
     started: bool = False
     finished: bool = False
+    # Set the SiteReachable condition to this status ("True"/"False") with the reason above.
+    site_reachable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,25 @@ def plan_lifecycle(
             p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting
         }
         keep.update((cluster, k) for k in present)
+        reachable = _condition_status(wl, "SiteReachable")
         if state is not None and not state.connected:
             silent = now - state.lease_renewed_at
+            if reachable != "False":
+                then = (
+                    "the workload waits for it (onSiteLoss: Wait)"
+                    if wl.spec.on_site_loss == "Wait"
+                    else f"the workload is placed again once {site_loss_after:.0f}s pass without a fence renewal"
+                )
+                plan.changes.append(
+                    StatusChange(
+                        key,
+                        phase,
+                        "SiteUnreachable",
+                        f"site {placement.site} does not answer ({state.reason}); {then}",
+                        site_reachable="False",
+                    )
+                )
+                continue
             if silent > site_loss_after and wl.spec.on_site_loss == "Requeue":
                 # The site's agent has stopped our pods there by now (fence < site_loss_after).
                 plan.changes.append(
@@ -114,6 +133,17 @@ def plan_lifecycle(
             continue
         if state is None or "pods" not in state.synced:
             continue  # nothing can be known or done about this site's pods right now
+        if reachable == "False":
+            plan.changes.append(
+                StatusChange(
+                    key,
+                    phase,
+                    "SiteReachable",
+                    f"site {placement.site} answers again",
+                    site_reachable="True",
+                )
+            )
+            continue
         plan_one(
             plan,
             key,
@@ -145,6 +175,13 @@ def plan_lifecycle(
                 PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement")
             )
     return plan
+
+
+def _condition_status(wl: Workload, type_: str) -> str | None:
+    for cond in (wl.status.conditions if wl.status else None) or []:
+        if cond.type == type_:
+            return cond.status
+    return None
 
 
 def plan_one(

@@ -182,6 +182,7 @@ class SchedulingLoop:
                 finished=c.finished,
                 clear_placement=c.clear_placement,
                 now=now,
+                site_reachable=c.site_reachable,
             )
             if self._write_workload(body, patch):
                 self._event(

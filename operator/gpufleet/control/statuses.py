@@ -98,11 +98,14 @@ def lifecycle_status(
     finished: bool,
     clear_placement: bool,
     now: float,
+    site_reachable: str | None = None,
 ) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
     patch: dict[str, Any] = {"phase": phase, "observedGeneration": gen}
     conds = status.get("conditions")
+    if site_reachable is not None:
+        conds = set_condition(conds, "SiteReachable", site_reachable, reason, message, gen, now)
     if started:
         patch["startedAt"] = rfc3339(now)
         conds = set_condition(conds, "Running", "True", reason, message, gen, now)

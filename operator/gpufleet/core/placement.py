@@ -80,39 +80,74 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
 def _by_buckets(
     state: CycleState, w: Workload, pool: int, want: int, missed: bool
 ) -> PoolFit | None:
-    """Pool-wide best fit without scanning the pool: walk the nodes by free accelerators
-    (ascending, the same order `best_fit` sorts into) only until the gang is complete."""
-    lay = state.snap.layouts[pool]
-    acc = state.acc[lay.start : lay.end]
+    """Pool-wide best fit without scanning the pool: walk the ready nodes by free
+    accelerators (ascending, then node order: the order `best_fit` sorts into) only
+    until the gang is complete.
+
+    The first nodes of a bucket are checked in plain Python (numpy's per-call cost
+    dominates for the few nodes a small gang needs); a long run of nodes that cannot
+    take a replica switches to one vectorised check of the rest of the bucket.
+    """
+    a = w.accelerators_per_replica
+    cpu_r = w.cpu_millis_per_replica
+    mem_r = w.memory_bytes_per_replica
     hist = state.hist[pool]
-    parts: list[IntArray] = []
-    takes: list[IntArray] = []
+    buckets = state.buckets[pool]
+    cpu, mem, pods = state.cpu, state.mem, state.pods
+    chosen: list[int] = []
     got = 0
-    for k in range(w.accelerators_per_replica, len(hist)):
+    for k in range(a, len(hist)):
         if hist[k] == 0:
-            continue  # no ready node has exactly k free
-        idx = np.flatnonzero(acc == k)
-        f = state.fit_at(idx + lay.start, w)
-        keep = f > 0
-        idx, f = idx[keep], f[keep]
-        if len(f) == 0:
             continue
-        cum = np.cumsum(f)
-        if got + int(cum[-1]) >= want:
-            cut = int(np.searchsorted(cum, want - got))
-            take = f[: cut + 1].copy()
-            take[-1] -= got + int(cum[cut]) - want
-            parts.append(idx[: cut + 1])
-            takes.append(take)
-            got = want
+        bucket = buckets[k]
+        per_acc = k // a
+        for i, n in enumerate(bucket):
+            if i == _SCALAR_NODES:
+                got = _bucket_rest(state, w, bucket[i:], chosen, got, want)
+                break
+            f = per_acc
+            if cpu_r:
+                f = min(f, int(cpu[n]) // cpu_r)
+            if mem_r:
+                f = min(f, int(mem[n]) // mem_r)
+            f = min(f, int(pods[n]))
+            if f <= 0:
+                continue
+            take = min(f, want - got)
+            chosen.extend([n] * take)
+            got += take
+            if got == want:
+                break
+        if got == want:
             break
-        parts.append(idx)
-        takes.append(f)
-        got += int(cum[-1])
     if got < w.min_replicas or got == 0:
         return None
-    nodes = np.repeat(np.concatenate(parts), np.concatenate(takes)) + lay.start
-    return PoolFit(got, nodes, missed)
+    return PoolFit(got, np.asarray(chosen, dtype=np.int64), missed)
+
+
+# Nodes of one bucket checked one by one before switching to numpy.
+_SCALAR_NODES = 64
+
+
+def _bucket_rest(
+    state: CycleState, w: Workload, rest: list[int], chosen: list[int], got: int, want: int
+) -> int:
+    """The vectorised tail of a bucket walk: extends `chosen`, returns the new count."""
+    idx = np.asarray(rest, dtype=np.int64)
+    f = state.fit_at(idx, w)
+    keep = f > 0
+    idx, f = idx[keep], f[keep]
+    if len(f) == 0:
+        return got
+    cum = np.cumsum(f)
+    if got + int(cum[-1]) >= want:
+        cut = int(np.searchsorted(cum, want - got))
+        take = f[: cut + 1].copy()
+        take[-1] -= got + int(cum[cut]) - want
+        chosen.extend(np.repeat(idx[: cut + 1], take).tolist())
+        return want
+    chosen.extend(np.repeat(idx, f).tolist())
+    return got + int(cum[-1])
 
 
 def _tightest(sums: IntArray, starts: IntArray, count: int, length: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ touch the node arrays.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Callable
 
 import numpy as np
@@ -33,11 +34,23 @@ class CycleState:
         self.max_acc = int(snap.acc_cap.max()) if len(snap.acc_cap) else 0
         self.node_pool = np.zeros(len(snap.nodes), dtype=np.int64)
         self.hist: list[list[int]] = []
+        # buckets[pool][k]: ready nodes with exactly k free accelerators (k >= 1), in
+        # node order. Best fit walks them instead of scanning the pool's arrays.
+        # Bucket 0 (full nodes, most of a busy pool) is never read, so not kept.
+        self.buckets: list[list[list[int]]] = []
         for p, lay in enumerate(snap.layouts):
             self.node_pool[lay.start : lay.end] = p
             sl = slice(lay.start, lay.end)
             free = np.clip(self.acc[sl][self.ready[sl]], 0, self.max_acc)
             self.hist.append(np.bincount(free, minlength=self.max_acc + 1).tolist())
+            clipped = np.where(self.ready[sl], np.clip(self.acc[sl], 0, self.max_acc), 0)
+            self.buckets.append(
+                [[]]
+                + [
+                    (np.flatnonzero(clipped == k) + lay.start).tolist()
+                    for k in range(1, self.max_acc + 1)
+                ]
+            )
         self.version = [0] * len(snap.pools)
         self._ub: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -129,9 +142,24 @@ class CycleState:
             self.mem[n] += sign * mem
             self.pods[n] += sign
             if self.ready[n]:
-                h = self.hist[int(self.node_pool[n])]
-                h[min(max(int(before), 0), top)] -= 1
-                h[min(max(int(after), 0), top)] += 1
+                p = int(self.node_pool[n])
+                b = min(max(int(before), 0), top)
+                c = min(max(int(after), 0), top)
+                h = self.hist[p]
+                h[b] -= 1
+                h[c] += 1
+                self._move(p, n, b, c)
+
+    def _move(self, pool: int, node: int, old: int, new: int) -> None:
+        """Move a ready node between free-accelerator buckets (bucket 0 is not kept)."""
+        if old == new:
+            return
+        buckets = self.buckets[pool]
+        if old:
+            b = buckets[old]
+            del b[bisect_left(b, node)]
+        if new:
+            insort(buckets[new], node)
 
     def _touch_many(self, nodes: IntArray, a: int, cpu: int, mem: int, sign: int) -> None:
         """`_touch_nodes` for large gangs: array updates and one histogram delta per pool."""
@@ -155,6 +183,11 @@ class CycleState:
             h = self.hist[p]
             for k, d in enumerate(delta.tolist()):
                 h[k] += d
+        bc = np.clip(before, 0, top).tolist()
+        ac = np.clip(after, 0, top).tolist()
+        for n, p, r, b, c in zip(u.tolist(), pools.tolist(), ready.tolist(), bc, ac, strict=True):
+            if r:
+                self._move(p, n, b, c)
 
     def _account(self, queue: int, pool: int, accelerators: int, sign: int) -> None:
         snap = self.snap
