@@ -71,6 +71,27 @@ class Agent:
         self._last_change = time.monotonic()
         self.fenced = False
 
+    def observe(
+        self, version: str, renewed_at: float | None, wall_now: float, mono_now: float
+    ) -> bool:
+        """Account for one look at the lease; True when the operator has been silent too long.
+
+        A renewal is a change of the Lease's resourceVersion, timed with this agent's own
+        monotonic clock. Only the first look after the agent (re)starts falls back to the
+        Lease's renewTime, written by the operator's clock: that way a restart during a cut
+        delays the fence by at most the clock skew, not by the whole restart.
+        """
+        if self._last_version is None and renewed_at is not None:
+            self._last_version = version
+            self._last_change = mono_now - max(0.0, wall_now - renewed_at)
+        elif version != self._last_version:
+            self._last_version = version
+            self._last_change = mono_now
+            if self.fenced:
+                log.info("the operator renewed the lease again; fence lifted")
+            self.fenced = False
+        return mono_now - self._last_change >= self.fence_seconds
+
     def step(self) -> int:
         """One look at the lease; returns how many pods were deleted."""
         from kubernetes import client
@@ -80,25 +101,22 @@ class Agent:
             lease = client.CoordinationV1Api(self.api_client).read_namespaced_lease(
                 LEASE_NAME, self.namespace, _request_timeout=5
             )
-            version = lease.metadata.resource_version
         except ApiException as exc:
             if exc.status != 404:
                 raise
             return 0  # never registered: nothing of ours to protect
-        if version != self._last_version:
-            self._last_version = version
-            self._last_change = time.monotonic()
-            if self.fenced:
-                log.info("the operator renewed the lease again; fence lifted")
-            self.fenced = False
-            return 0
-        silent = time.monotonic() - self._last_change
-        if silent < self.fence_seconds:
+        renew = lease.spec.renew_time if lease.spec else None
+        if not self.observe(
+            lease.metadata.resource_version,
+            renew.timestamp() if renew is not None else None,
+            time.time(),
+            time.monotonic(),
+        ):
             return 0
         if not self.fenced:
             log.warning(
                 "no lease renewal for %.0fs (fence %.0fs): stopping gpufleet's pods here",
-                silent,
+                time.monotonic() - self._last_change,
                 self.fence_seconds,
             )
         self.fenced = True
