@@ -16,6 +16,7 @@ Recipe (ARCHITECTURE.md, "Scheduling semantics"):
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairshare import INF
@@ -24,7 +25,8 @@ from gpufleet.core.placement import PoolFit, place_in_pool
 from gpufleet.core.snapshot import Snapshot
 from gpufleet.core.state import CycleState
 
-EligibleKey = tuple[tuple[bool, ...], Residency, tuple[str, ...], tuple[str, ...]]
+_NONE: list[int] = []  # shared empty result; never mutated
+EligibleKey = tuple[int, Residency, tuple[str, ...], tuple[str, ...]]
 
 
 def candidate_pools(snap: Snapshot, w: Workload) -> list[int]:
@@ -77,16 +79,23 @@ class Cycle:
         self.commits = 0  # bumped by every admission and eviction
         self._victim_order: dict[int, list[int]] = {}
         self._by_queue: dict[tuple[int, int], list[int]] | None = None
+        self._own_priorities: dict[tuple[int, int], list[int]] = {}
         self._lowest_priority: dict[int, float] | None = None
         self._failed: dict[tuple[object, ...], tuple[int, int, int]] = {}
         self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
+        self._pool_classes: dict[int, list[int]] = {}
+        # The class each pending workload prefers: the one its queue is ranked in.
+        self._first_cls = [snap.class_index[w.accelerator_classes[0]] for w in snap.pending]
+        # Queues with the same entitlement row share candidate pools: number the rows.
+        rows: dict[tuple[bool, ...], int] = {}
+        self._ent_id = [rows.setdefault(row, len(rows)) for row in snap.entitled]
         self.run_by_pool: list[list[int]] = [[] for _ in snap.pools]
         for r, p in enumerate(snap.run_pool):
             self.run_by_pool[p].append(r)
 
     def eligible(self, w: Workload, queue: int) -> list[int]:
         # Keyed by the queue's entitlement row, not the queue: few distinct rows.
-        key = (self.snap.entitled[queue], w.residency, w.accelerator_classes, w.site_preferences)
+        key = (self._ent_id[queue], w.residency, w.accelerator_classes, w.site_preferences)
         pools = self._eligible.get(key)
         if pools is None:
             pools = self._eligible[key] = candidate_pools(self.snap, w)
@@ -106,6 +115,10 @@ class Cycle:
         heapq.heapify(heap)
         order = self.order
         pending = snap.pending
+        # `_rank`, inlined: it runs once per pending workload.
+        first_cls = self._first_cls
+        alloc = self.state.alloc
+        fair = snap.fair_share
         while heap:
             key = heapq.heappop(heap)
             _, prio, q = key
@@ -117,7 +130,9 @@ class Cycle:
                 self.try_workload(w, q)
                 if pos == len(mine):
                     break
-                key = (self._rank(q, mine[pos]), prio, q)
+                cls = first_cls[mine[pos]]
+                share = fair[q][cls]
+                key = (alloc[q][cls] / share if share > 0 else INF, prio, q)
                 # Stay on this queue while it still ranks first: no heap round trip.
                 if heap and heap[0] < key:
                     heapq.heappush(heap, key)
@@ -126,7 +141,7 @@ class Cycle:
         return self.result()
 
     def _rank(self, q: int, i: int) -> float:
-        cls = self.snap.class_index[self.snap.pending[i].accelerator_classes[0]]
+        cls = self._first_cls[i]
         return queue_ratio(self.state.alloc[q][cls], self.snap.fair_share[q][cls])
 
     # -- 3./4. filter and place ---------------------------------------------------
@@ -158,19 +173,31 @@ class Cycle:
         if best is not None:
             self.admit(w, q, best[0], best[1])
             return
-        if self._may_reclaim(w, q, pools) and self.try_with_victims(w, q, reclaim=True):
+        if self._may_reclaim(w, q, pools) and self.try_with_victims(w, q, pools, reclaim=True):
             return
-        if self._lowest_own_priority(q) < w.priority and self.try_with_victims(w, q, reclaim=False):
+        if self._lowest_own_priority(q) < w.priority and self.try_with_victims(
+            w, q, pools, reclaim=False
+        ):
             return
         self._failed[shape] = (self.commits, w.min_replicas, w.priority)
 
     def _may_reclaim(self, w: Workload, q: int, pools: list[int]) -> bool:
         """A queue reclaims only while the admission keeps it within its deserved share."""
-        st = self.state
-        classes = {self.snap.pool_class[p] for p in pools}
-        return any(
-            st.deserved_room(q, c, w.accelerators_per_replica) >= w.min_replicas for c in classes
-        )
+        classes = self._pool_classes.get(id(pools))
+        if classes is None:
+            # Eligible pool lists live as long as the cycle, so their id is a stable key.
+            classes = self._pool_classes[id(pools)] = sorted(
+                {self.snap.pool_class[p] for p in pools}
+            )
+        return any(self._within_deserved(q, c, w) for c in classes)
+
+    def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
+        """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
+        numbers floor(x / a) >= m exactly when x >= m * a."""
+        need = w.min_replicas * w.accelerators_per_replica
+        deserved = self.snap.deserved
+        alloc = self.state.alloc
+        return all(deserved[x][cls] - alloc[x][cls] >= need for x in self.snap.chains[q])
 
     def _lowest_own_priority(self, q: int) -> float:
         """Lowest priority among the queue's preemptible running workloads (inf if none)."""
@@ -226,7 +253,7 @@ class Cycle:
         self.commits += 1
         self.state.claim(w, q, pool, fit.nodes)
         nodes = snap.nodes
-        names = tuple([nodes[n].name for n in fit.nodes.tolist()])
+        names = tuple([nodes[n].name for n in fit.nodes])
         site = snap.sites[snap.pool_site[pool]].name
         self.admissions.append(Admission(w.key, site, snap.pools[pool].name, names))
         self.admitted.add(w.key)
@@ -260,17 +287,23 @@ class Cycle:
             for p in range(len(self.snap.pools)):
                 for r in self._static_victims(p):
                     self._by_queue.setdefault((p, self.snap.run_queue[r]), []).append(r)
-        return self._by_queue.get((pool, q), [])
+            running = self.snap.running
+            self._own_priorities = {
+                key: [running[r].priority for r in rs] for key, rs in self._by_queue.items()
+            }
+        return self._by_queue.get((pool, q), _NONE)
 
     def victims(self, w: Workload, q: int, pool: int, reclaim: bool) -> list[int]:
         """Eligible victims in `pool`, in eviction order, each checked as if the previous went."""
         snap = self.snap
         if not reclaim:
-            return [
-                r
-                for r in self._own_victims(pool, q)
-                if snap.running[r].priority < w.priority and r not in self.evicted
-            ]
+            own = self._own_victims(pool, q)
+            if not own:
+                return own
+            # Eviction order starts with the lowest priority: the candidates are a prefix.
+            cut = bisect_left(self._own_priorities[(pool, q)], w.priority)
+            evicted = self.evicted
+            return [r for r in own[:cut] if r not in evicted]
         # The reclaim list depends only on the queue, the pool and the committed state,
         # and a queue's workloads come one after another while they fail: cache it.
         key = (q, pool, self.commits)
@@ -317,16 +350,24 @@ class Cycle:
                 break
         return bound
 
-    def try_with_victims(self, w: Workload, q: int, reclaim: bool) -> bool:
+    def try_with_victims(self, w: Workload, q: int, pools: list[int], reclaim: bool) -> bool:
+        """Admit `w` in the first of `pools` (its eligible pools) where evicting the
+        smallest prefix of victims makes room."""
         snap = self.snap
         st = self.state
         a = w.accelerators_per_replica
         room: dict[int, bool] = {}
-        for p in self.eligible(w, q):
+        if not reclaim:
+            self._own_victims(0, q)  # builds the per-(pool, queue) lists once
+            assert self._by_queue is not None
+            by_queue = self._by_queue
+            # Only pools where the queue runs something evictable can preempt.
+            pools = [p for p in pools if (p, q) in by_queue]
+        for p in pools:
             cls = snap.pool_class[p]
             if reclaim:
                 if cls not in room:
-                    room[cls] = st.deserved_room(q, cls, a) >= w.min_replicas
+                    room[cls] = self._within_deserved(q, cls, w)
                 if not room[cls]:
                     continue
             vs = self.victims(w, q, p, reclaim)
@@ -373,7 +414,7 @@ class Cycle:
         """Give back victims that free none of the chosen nodes, if limits still hold."""
         snap = self.snap
         st = self.state
-        used = set(fit.nodes.tolist())
+        used = set(fit.nodes)
         need = fit.count * w.accelerators_per_replica
         site = snap.pool_site[p]
         extra_power = need * snap.pools[p].watts_per_accelerator
@@ -398,12 +439,20 @@ class Cycle:
     def result(self) -> CycleResult:
         snap = self.snap
         st = self.state
-        pending_left = [w for w in snap.pending if w.key not in self.admitted]
+        admitted = self.admitted
+        pending_left: dict[str, Workload] = {}
         positions: dict[str, int] = {}
-        seen: dict[str, int] = {}
-        for w in pending_left:
-            seen[w.queue] = seen.get(w.queue, 0) + 1
-            positions[w.key] = seen[w.queue]
+        # Pending workloads are sorted by queue first: count within each run.
+        last, seen = -1, 0
+        for w, q in zip(snap.pending, snap.pending_queue, strict=True):
+            key = w.key
+            if key in admitted:
+                continue
+            pending_left[key] = w
+            if q != last:
+                last, seen = q, 0
+            seen += 1
+            positions[key] = seen
         return CycleResult(
             admissions=self.admissions,
             evictions=self.evictions,

@@ -229,10 +229,16 @@ def _site_verdict(
 class VerdictTable(Mapping[str, list[SiteVerdict]]):
     """Read-only verdicts of the workloads left pending, computed once on first read."""
 
-    def __init__(self, snap: Snapshot, state: CycleState, pending: Sequence[Workload]) -> None:
+    def __init__(
+        self,
+        snap: Snapshot,
+        state: CycleState,
+        pending: Sequence[Workload] | dict[str, Workload],
+    ) -> None:
+        """`pending`: the workloads left pending, or a dict of them by key (used as is)."""
         self._snap = snap
         self._state = state
-        self._pending = {w.key: w for w in pending}
+        self._pending = pending if isinstance(pending, dict) else {w.key: w for w in pending}
         self._memo: dict[str, list[SiteVerdict]] = {}
 
     def __getitem__(self, key: str) -> list[SiteVerdict]:

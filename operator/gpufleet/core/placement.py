@@ -1,7 +1,9 @@
 """Node-exact gang placement inside one pool: topology domain, then best-fit nodes.
 
-All work is on slices of the node arrays (a pool and each of its topology
-domains are contiguous), so the cost is a few numpy calls per attempt.
+A pool and each of its topology domains are contiguous slices of the node
+arrays. Pool-wide best fit walks the state's free-accelerator buckets and stops
+once the gang is complete; a topology level reads the state's cached per-domain
+fit sums, then places inside one small domain in plain Python.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from gpufleet.core.model import Workload
 from gpufleet.core.snapshot import IntArray
 from gpufleet.core.state import CycleState
 
+# Up to this many nodes (of a bucket, or of a topology domain) are handled in plain
+# Python; numpy's per-call cost dominates below it.
+_SCALAR_NODES = 64
+
 
 @dataclass(frozen=True, slots=True)
 class PoolFit:
     """A feasible placement of `count` replicas; `topology_missed` when a preference failed."""
 
     count: int
-    nodes: IntArray  # absolute node indices, one per replica
+    nodes: list[int]  # absolute node indices, one per replica
     topology_missed: bool
 
 
@@ -46,35 +52,52 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
     keys = snap.pools[pool].topology_keys
     if w.required_topology is None and topology_level(keys, w.preferred_topology) is None:
         return _by_buckets(state, w, pool, int(want), missed=w.preferred_topology is not None)
-    f = state.fit(lay.start, lay.end, w)
-    total = int(f.sum())
-    lo, hi = 0, len(f)
-    missed = False
     if w.required_topology is not None:
         level = topology_level(keys, w.required_topology)
         if level is None:
             return None
-        starts = lay.domain_starts[level]
-        sums = domain_sums(f, starts)
+        f, all_sums = state.pool_fit(pool, w)
+        sums = all_sums[level]
         count = int(min(want, int(sums.max())))
         if count < w.min_replicas:
             return None
-        lo, hi = _tightest(sums, starts, count, len(f))
-    else:
-        count = int(min(want, total))
-        if count < w.min_replicas:
-            return None
-        level = topology_level(keys, w.preferred_topology)
-        if w.preferred_topology is not None:
-            missed = True
-            if level is not None:
-                starts = lay.domain_starts[level]
-                sums = domain_sums(f, starts)
-                if int(sums.max()) >= count:
-                    lo, hi = _tightest(sums, starts, count, len(f))
-                    missed = False
-    nodes = best_fit(f[lo:hi], state.acc[lay.start + lo : lay.start + hi], count)
-    return PoolFit(count, nodes + (lay.start + lo), missed)
+        lo, hi = _tightest(sums, lay.domain_starts[level], count, len(f))
+        return _in_domain(state, f, lay.start, lo, hi, count, missed=False)
+    # A preferred topology level of the pool (checked above); domains partition the pool.
+    level = topology_level(keys, w.preferred_topology)
+    assert level is not None
+    f, all_sums = state.pool_fit(pool, w)
+    sums = all_sums[level]
+    count = int(min(want, int(sums.sum())))
+    if count < w.min_replicas:
+        return None
+    if int(sums.max()) >= count:
+        lo, hi = _tightest(sums, lay.domain_starts[level], count, len(f))
+        return _in_domain(state, f, lay.start, lo, hi, count, missed=False)
+    # No single domain holds it: pool-wide best fit, which the buckets give directly.
+    return _by_buckets(state, w, pool, count, missed=True)
+
+
+def _in_domain(
+    state: CycleState, f: IntArray, start: int, lo: int, hi: int, count: int, missed: bool
+) -> PoolFit:
+    """`best_fit` inside one topology domain; small domains in plain Python (numpy's
+    per-call cost dominates there)."""
+    if hi - lo > _SCALAR_NODES:
+        nodes = best_fit(f[lo:hi], state.acc[start + lo : start + hi], count)
+        return PoolFit(count, (nodes + (start + lo)).tolist(), missed)
+    fits = f[lo:hi].tolist()
+    free = state.acc[start + lo : start + hi].tolist()
+    order = sorted((free[i], i) for i, x in enumerate(fits) if x > 0)
+    chosen: list[int] = []
+    got = 0
+    for _, i in order:
+        take = min(fits[i], count - got)
+        chosen.extend([start + lo + i] * take)
+        got += take
+        if got == count:
+            break
+    return PoolFit(count, chosen, missed)
 
 
 def _by_buckets(
@@ -122,11 +145,7 @@ def _by_buckets(
             break
     if got < w.min_replicas or got == 0:
         return None
-    return PoolFit(got, np.asarray(chosen, dtype=np.int64), missed)
-
-
-# Nodes of one bucket checked one by one before switching to numpy.
-_SCALAR_NODES = 64
+    return PoolFit(got, chosen, missed)
 
 
 def _bucket_rest(

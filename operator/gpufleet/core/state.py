@@ -4,14 +4,18 @@ The snapshot stays untouched; a cycle copies the free-capacity arrays once and
 updates them in place as it admits and evicts. Per pool it also keeps a
 histogram of free accelerators per ready node, which gives a cheap upper
 bound on how many replicas of a shape could fit, so hopeless attempts never
-touch the node arrays.
+touch the node arrays, and the ready nodes of each histogram bucket in node
+order, which best fit walks. The per-node fit of a replica shape over a whole
+pool, with its per-domain sums, is cached and caught up from a log of the nodes
+touched since, instead of being recomputed at every attempt.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -19,14 +23,37 @@ from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Workload
 from gpufleet.core.snapshot import IntArray, Snapshot
 
+# Replica shapes whose pool-wide fit is cached (each holds one int per node of a pool).
+_SHAPE_CACHE = 64
+
+
+class _ShapeFit:
+    """A cached pool-wide fit for one replica shape; `synced` is a position in the
+    pool's touched-node log."""
+
+    __slots__ = ("f", "flat", "sums", "synced")
+
+    def __init__(self, f: IntArray, flat: IntArray, sums: list[IntArray], synced: int) -> None:
+        self.f = f
+        self.flat = flat  # all levels' domain sums end to end; `sums` are views of it
+        self.sums = sums
+        self.synced = synced
+
 
 class CycleState:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self.acc = snap.acc_free.copy()
-        self.cpu = snap.cpu_free.copy()
-        self.mem = snap.mem_free.copy()
-        self.pods = snap.pods_free.copy()
+        # One row per node (accelerators, CPU, memory, pods, readiness) so a per-node
+        # fit is one gather and one division; the named arrays are column views.
+        ready_cap = np.where(snap.node_ready, np.iinfo(np.int64).max, 0)
+        self.res = np.stack(
+            [snap.acc_free, snap.cpu_free, snap.mem_free, snap.pods_free, ready_cap], axis=1
+        )
+        self.acc = self.res[:, 0]
+        self.cpu = self.res[:, 1]
+        self.mem = self.res[:, 2]
+        self.pods = self.res[:, 3]
+        self._divisors: dict[tuple[int, int, int], tuple[IntArray, list[int] | None]] = {}
         self.ready = snap.node_ready
         self.ready_i = snap.node_ready.astype(np.int64)
         self.power = list(snap.power_used)
@@ -52,6 +79,12 @@ class CycleState:
                 ]
             )
         self.version = [0] * len(snap.pools)
+        self._ready_l: list[bool] = self.ready.tolist()
+        self._node_pool_l: list[int] = self.node_pool.tolist()
+        # Nodes touched per pool since the start, for the lazy per-shape fit cache.
+        self.touched: list[list[int]] = [[] for _ in snap.pools]
+        self._fits: dict[tuple[int, int, int, int], _ShapeFit] = {}
+        self._domain_of: dict[int, IntArray] = {}
         self._ub: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- bounds -------------------------------------------------------------------
@@ -100,6 +133,58 @@ class CycleState:
 
     # -- per-node fit -------------------------------------------------------------
 
+    def pool_fit(self, pool: int, w: Workload) -> tuple[IntArray, list[IntArray]]:
+        """`fit` over the whole pool and its sums per topology domain (one array per
+        level), cached per replica shape and brought up to date from the nodes
+        touched since. Read-only for the caller."""
+        lay = self.snap.layouts[pool]
+        key = (
+            pool,
+            w.accelerators_per_replica,
+            w.cpu_millis_per_replica,
+            w.memory_bytes_per_replica,
+        )
+        log = self.touched[pool]
+        hit = self._fits.get(key)
+        if hit is None or len(log) - hit.synced > lay.end - lay.start:
+            f = self.fit(lay.start, lay.end, w)
+            flat = np.concatenate(
+                [np.add.reduceat(f, starts) for starts in lay.domain_starts]
+                or [np.zeros(0, dtype=np.int64)]
+            )
+            bounds = np.cumsum([0] + [len(starts) for starts in lay.domain_starts]).tolist()
+            sums = [flat[lo:hi] for lo, hi in pairwise(bounds)]
+            hit = _ShapeFit(f, flat, sums, len(log))
+            if len(self._fits) >= _SHAPE_CACHE:
+                del self._fits[next(iter(self._fits))]
+            self._fits[key] = hit
+        elif hit.synced < len(log):
+            idx = np.fromiter(set(log[hit.synced :]), dtype=np.int64)
+            hit.synced = len(log)
+            new = self.fit_at(idx, w)
+            rel = idx - lay.start
+            delta = new - hit.f[rel]
+            hit.f[rel] = new
+            if hit.sums:
+                # One scatter for all levels: each node's domain at every level.
+                np.add.at(hit.flat, self._domains(pool)[rel], delta[:, None])
+        return hit.f, hit.sums
+
+    def _domains(self, pool: int) -> IntArray:
+        """Per node of the pool (slice-relative), its domain at each topology level,
+        numbered as in `_ShapeFit.flat` (levels end to end)."""
+        out = self._domain_of.get(pool)
+        if out is None:
+            lay = self.snap.layouts[pool]
+            rel = np.arange(lay.end - lay.start)
+            cols, offset = [], 0
+            for starts in lay.domain_starts:
+                cols.append(np.searchsorted(starts, rel, side="right") - 1 + offset)
+                offset += len(starts)
+            out = np.stack(cols, axis=1) if cols else np.zeros((len(rel), 0), dtype=np.int64)
+            self._domain_of[pool] = out
+        return out
+
     def fit(self, start: int, end: int, w: Workload) -> IntArray:
         """Replicas of `w` each node in [start, end) can take now."""
         # Accelerators first; the other resources only where a replica could go
@@ -111,44 +196,59 @@ class CycleState:
         return out
 
     def fit_at(self, nodes: IntArray, w: Workload) -> IntArray:
-        """`fit` for the given node indices."""
-        f = self.acc[nodes] // w.accelerators_per_replica
-        if w.cpu_millis_per_replica:
-            np.minimum(f, self.cpu[nodes] // w.cpu_millis_per_replica, out=f)
-        if w.memory_bytes_per_replica:
-            np.minimum(f, self.mem[nodes] // w.memory_bytes_per_replica, out=f)
-        np.minimum(f, self.pods[nodes], out=f)
-        f *= self.ready_i[nodes]
+        """`fit` for the given node indices: min over the resources of free // request
+        (a resource not requested does not limit), 0 on nodes that are not ready."""
+        a, cpu, mem = (
+            w.accelerators_per_replica,
+            w.cpu_millis_per_replica,
+            w.memory_bytes_per_replica,
+        )
+        shape = self._divisors.get((a, cpu, mem))
+        if shape is None:
+            used = [0] + ([1] if cpu else []) + ([2] if mem else []) + [3, 4]
+            div = np.asarray([a, cpu or 1, mem or 1, 1, 1], dtype=np.int64)[used]
+            shape = self._divisors[(a, cpu, mem)] = (div, None if len(used) == 5 else used)
+        div, cols = shape
+        rows = self.res[nodes] if cols is None else self.res[nodes][:, cols]
+        f: IntArray = np.minimum.reduce(rows // div, axis=1)
         np.maximum(f, 0, out=f)
         return f
 
     # -- claim / release ----------------------------------------------------------
 
-    def _touch_nodes(self, nodes: IntArray | tuple[int, ...], w: Workload, sign: int) -> None:
+    def _touch_nodes(self, nodes: IntArray | Sequence[int], w: Workload, sign: int) -> None:
         a = w.accelerators_per_replica
         cpu = w.cpu_millis_per_replica
         mem = w.memory_bytes_per_replica
         top = self.max_acc
-        if len(nodes) > 8:
-            self._touch_many(np.asarray(nodes, dtype=np.int64), a, cpu, mem, sign)
+        ids: list[int] = nodes.tolist() if isinstance(nodes, np.ndarray) else list(nodes)
+        if len(ids) > 8:
+            self._touch_many(ids, a, cpu, mem, sign)
             return
-        acc = self.acc
-        for n in nodes:
-            n = int(n)
-            before = acc[n]
-            after = before + sign * a
+        # Plain ints and `item`: numpy scalar arithmetic costs more than the update.
+        acc, cpu_a, mem_a, pods = self.acc, self.cpu, self.mem, self.pods
+        d_acc, d_cpu, d_mem = sign * a, sign * cpu, sign * mem
+        ready, node_pool = self._ready_l, self._node_pool_l
+        for n in ids:
+            before = acc.item(n)
+            after = before + d_acc
             acc[n] = after
-            self.cpu[n] += sign * cpu
-            self.mem[n] += sign * mem
-            self.pods[n] += sign
-            if self.ready[n]:
-                p = int(self.node_pool[n])
-                b = min(max(int(before), 0), top)
-                c = min(max(int(after), 0), top)
-                h = self.hist[p]
-                h[b] -= 1
-                h[c] += 1
-                self._move(p, n, b, c)
+            if d_cpu:
+                cpu_a[n] = cpu_a.item(n) + d_cpu
+            if d_mem:
+                mem_a[n] = mem_a.item(n) + d_mem
+            pods[n] = pods.item(n) + sign
+            p = node_pool[n]
+            self.touched[p].append(n)
+            self.version[p] += 1  # the node's pool, even if a placement spans pools
+            if ready[n]:
+                b = min(max(before, 0), top)
+                c = min(max(after, 0), top)
+                if b != c:
+                    h = self.hist[p]
+                    h[b] -= 1
+                    h[c] += 1
+                    self._move(p, n, b, c)
 
     def _move(self, pool: int, node: int, old: int, new: int) -> None:
         """Move a ready node between free-accelerator buckets (bucket 0 is not kept)."""
@@ -161,10 +261,14 @@ class CycleState:
         if new:
             insort(buckets[new], node)
 
-    def _touch_many(self, nodes: IntArray, a: int, cpu: int, mem: int, sign: int) -> None:
-        """`_touch_nodes` for large gangs: array updates and one histogram delta per pool."""
+    def _touch_many(self, nodes: list[int], a: int, cpu: int, mem: int, sign: int) -> None:
+        """`_touch_nodes` for large gangs: array updates at once, then buckets per node."""
         top = self.max_acc
-        u, count = np.unique(nodes, return_counts=True)
+        counts: dict[int, int] = {}
+        for n in nodes:
+            counts[n] = counts.get(n, 0) + 1
+        u = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        count = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
         before = self.acc[u]
         after = before + sign * a * count
         self.acc[u] = after
@@ -173,21 +277,19 @@ class CycleState:
         if mem:
             self.mem[u] += sign * mem * count
         self.pods[u] += sign * count
-        ready = self.ready[u]
-        pools = self.node_pool[u]
-        for p in np.unique(pools[ready]).tolist():
-            sel = ready & (pools == p)
-            delta = np.bincount(np.clip(after[sel], 0, top), minlength=top + 1) - np.bincount(
-                np.clip(before[sel], 0, top), minlength=top + 1
-            )
-            h = self.hist[p]
-            for k, d in enumerate(delta.tolist()):
-                h[k] += d
-        bc = np.clip(before, 0, top).tolist()
-        ac = np.clip(after, 0, top).tolist()
-        for n, p, r, b, c in zip(u.tolist(), pools.tolist(), ready.tolist(), bc, ac, strict=True):
-            if r:
-                self._move(p, n, b, c)
+        ready, node_pool = self._ready_l, self._node_pool_l
+        for n, b, c in zip(counts, before.tolist(), after.tolist(), strict=True):
+            p = node_pool[n]
+            self.touched[p].append(n)
+            self.version[p] += 1
+            if ready[n]:
+                b = min(max(b, 0), top)
+                c = min(max(c, 0), top)
+                if b != c:
+                    h = self.hist[p]
+                    h[b] -= 1
+                    h[c] += 1
+                    self._move(p, n, b, c)
 
     def _account(self, queue: int, pool: int, accelerators: int, sign: int) -> None:
         snap = self.snap
@@ -199,7 +301,7 @@ class CycleState:
         )
         self.version[pool] += 1
 
-    def claim(self, w: Workload, queue: int, pool: int, nodes: IntArray | tuple[int, ...]) -> None:
+    def claim(self, w: Workload, queue: int, pool: int, nodes: IntArray | Sequence[int]) -> None:
         self._touch_nodes(nodes, w, -1)
         self._account(queue, pool, w.accelerators_per_replica * len(nodes), +1)
 
