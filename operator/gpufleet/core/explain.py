@@ -160,18 +160,27 @@ def site_verdicts(snap: Snapshot, st: CycleState, w: Workload) -> list[SiteVerdi
     return out
 
 
+def _names(items: Sequence[str], last: str = "and") -> str:
+    """'DE', 'DE and NL', 'DE, NL and FR': for messages people read."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
 def _site_verdict(
     snap: Snapshot, st: CycleState, w: Workload, queue: int, s: int, name: str
 ) -> SiteVerdict:
     site = snap.sites[s]
     res = w.residency
     if not res.allows_location(site):
-        allowed = sorted(res.jurisdictions | res.regions)
+        allowed = _names(sorted(res.jurisdictions | res.regions))
+        regions = f" ({_names(site.regions)})" if site.regions else ""
         return SiteVerdict(
             name,
             "ResidencyDenied",
-            f"site {name} is in {site.jurisdiction}"
-            f" {list(site.regions)}; the workload's residency allows {allowed}",
+            f"site {name} is in {site.jurisdiction}{regions};"
+            f" the workload's residency allows only {allowed}",
             f"allow jurisdiction {site.jurisdiction} in the workload's residency",
         )
     missing = res.missing_certifications(site)
@@ -179,7 +188,7 @@ def _site_verdict(
         return SiteVerdict(
             name,
             "CertificationMissing",
-            f"site {name} lacks certifications {sorted(missing)}",
+            f"site {name} lacks certification {_names(sorted(missing))}",
             f"certify site {name} for {', '.join(sorted(missing))}",
         )
     if not snap.entitled[queue][s]:
@@ -209,7 +218,7 @@ def _site_verdict(
         return SiteVerdict(
             name,
             "AcceleratorClassUnavailable",
-            f"site {name} has no pool of {list(w.accelerator_classes)}",
+            f"site {name} has no pool of {_names(w.accelerator_classes, 'or')}",
             f"accept accelerator class {others[0]}" if others else None,
         )
     pools.sort(
