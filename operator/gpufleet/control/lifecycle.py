@@ -202,34 +202,22 @@ def plan_one(
     placement = status.placement
     failed = [p for p in present.values() if p.phase == "Failed"]
     live = tuple(sorted(k for k, p in present.items() if not p.terminal))
+
+    def fail(reason: str, message: str, delete_reason: str) -> None:
+        plan.changes.append(StatusChange(key, "Failed", reason, message, finished=True))
+        if live:
+            plan.deletes.append(PodDelete(cluster, live, delete_reason))
+
     if failed:
         first = failed[0]
-        plan.changes.append(
-            StatusChange(
-                key,
-                "Failed",
-                "PodFailed",
-                f"pod {first.name} failed on {first.node}: {first.reason or 'no reason given'}",
-                finished=True,
-            )
-        )
-        if live:
-            plan.deletes.append(PodDelete(cluster, live, "GangMemberFailed"))
+        why = first.reason or "no reason given"
+        fail("PodFailed", f"pod {first.name} failed on {first.node}: {why}", "GangMemberFailed")
         return
     max_runtime = wl.spec.max_runtime_seconds
     started = timestamp(status.started_at) if status.started_at else None
     if max_runtime is not None and started is not None and now - started > max_runtime:
-        plan.changes.append(
-            StatusChange(
-                key,
-                "Failed",
-                "MaxRuntimeExceeded",
-                f"ran {now - started:.0f}s, more than spec.maxRuntimeSeconds={max_runtime}",
-                finished=True,
-            )
-        )
-        if live:
-            plan.deletes.append(PodDelete(cluster, live, "MaxRuntimeExceeded"))
+        message = f"ran {now - started:.0f}s, more than spec.maxRuntimeSeconds={max_runtime}"
+        fail("MaxRuntimeExceeded", message, "MaxRuntimeExceeded")
         return
     if len(present) == len(expected) and all(p.phase == "Succeeded" for p in present.values()):
         plan.changes.append(
