@@ -3,8 +3,8 @@
 A numbered recipe, run on every change (debounced) and at least every
 `resync_seconds`:
  1. take a consistent view of the cache;
- 2. connect to the clusters of member Sites;
- 3. translate API objects into the core's input (bad objects set aside);
+ 2. translate API objects into the core's input (bad objects set aside);
+ 3. connect to the clusters of member Sites (their watches feed later cycles);
  4. carry placed workloads through their lifecycle from their pods' phases
     (create missing pods, remove stray ones, record Running/Succeeded/Failed);
  5. run the core on a snapshot: admissions, evictions, verdicts;
@@ -127,11 +127,11 @@ class SchedulingLoop:
         started = time.monotonic()
         now = time.time()
         view = self.cache.view()  # 1
-        first = translate(view, None, self._parsed)
-        self.connections.reconcile(first.site_models)  # 2
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed)  # 3
+        inputs = translate(view, namespaces, self._parsed)  # 2
+        # Connections opened now feed the cache for the next cycle; this one uses the view.
+        self.connections.reconcile(inputs.site_models)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
         lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
