@@ -88,8 +88,11 @@ class SchedulingLoop:
         status_interval_seconds: float = 2.0,
         workers: int = 16,
         site_loss_after: float = 90.0,
+        verdict_budget: int = 2000,
     ) -> None:
         self.site_loss_after = site_loss_after
+        self.verdict_budget = verdict_budget
+        self._verdict_cursor = 0
         self.cache = cache
         self.connections = connections
         self.writer = writer
@@ -352,16 +355,35 @@ class SchedulingLoop:
                 patch = pending_status(body, [verdict], None, now)
                 if patch is not None:
                     tasks.append(lambda b=body, p=patch: self._write_workload(b, p))
-        for key, verdicts in result.verdicts.items():
-            if key in admitted or key in busy:
-                continue
-            body = bodies.get(key)
-            if body is None:
-                continue
-            patch = pending_status(body, verdicts, result.positions.get(key), now)
+        for key in self._verdicts_to_explain(result, bodies, admitted | busy):
+            body = bodies[key]
+            patch = pending_status(body, result.verdicts[key], result.positions.get(key), now)
             if patch is not None:
                 tasks.append(lambda b=body, p=patch: self._write_workload(b, p))
         self._run_all(tasks)
+
+    def _verdicts_to_explain(
+        self, result: core.CycleResult, bodies: dict[str, dict[str, Any]], skip: set[str]
+    ) -> list[str]:
+        """The pending workloads whose verdicts this cycle works out and writes.
+
+        Verdicts cost tens of microseconds each and are computed only when read. Workloads
+        never explained come first; the others take turns, `verdict_budget` per cycle, so
+        100,000 waiting workloads do not make every cycle slow.
+        """
+        keys = [k for k in result.verdicts if k not in skip and k in bodies]
+        fresh = [k for k in keys if not (bodies[k].get("status") or {}).get("verdicts")]
+        if len(keys) <= self.verdict_budget:
+            return keys
+        chosen = fresh[: self.verdict_budget]
+        rest = sorted(set(keys) - set(chosen))
+        room = self.verdict_budget - len(chosen)
+        if room > 0 and rest:
+            start = self._verdict_cursor % len(rest)
+            turn = (rest[start:] + rest[:start])[:room]
+            self._verdict_cursor = start + len(turn)
+            chosen += turn
+        return chosen
 
     # -- 9 ----------------------------------------------------------------------
     def _write_fleet_status(self, view: Any, summary: FleetSummary) -> None:
