@@ -46,7 +46,7 @@ from gpufleet.metrics import (
     SiteState,
     WorkloadGroup,
 )
-from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
+from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods, pod_name
 from gpufleet.sites.manager import ConnectionManager
 from gpufleet.state.cache import HUB, FleetCache
 from gpufleet.state.translate import Inputs, ParseCache, real_node_name, timestamp, translate
@@ -280,8 +280,6 @@ class SchedulingLoop:
                     cluster = inputs.site_cluster.get(placement.site)
                     conn = self.connections.connections.get(cluster) if cluster else None
                     if conn is not None:
-                        from gpufleet.sites.dispatch import pod_name
-
                         ns, name = e.workload.split("/", 1)
                         delete_pods(
                             conn.api_client,

@@ -45,7 +45,6 @@ LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
 LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"
-LABEL_GPU_FAMILY = "nvidia.com/gpu.family"
 LABEL_GPU_PRESENT = "nvidia.com/gpu.present"
 
 

@@ -75,11 +75,3 @@ def find_tools() -> Toolset:
         helm=base / "helm",
         kubectl=kubectl,
     )
-
-
-def tools_available() -> bool:
-    try:
-        find_tools()
-    except ToolsMissingError:
-        return False
-    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -40,7 +39,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _feed(kind: str) -> Any:
-    def handler(event: kopf.RawEvent, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         operator: Operator | None = memo.get("operator")
         if operator is None:
             return

@@ -65,7 +65,6 @@ class ClusterConnection:
         self.health = Health()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._synced: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -86,10 +85,6 @@ class ClusterConnection:
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def synced(self) -> bool:
-        return {"nodes", "pods"} <= self._synced
 
     # -- health --------------------------------------------------------------
     def _probe(self) -> None:
@@ -182,7 +177,6 @@ class ClusterConnection:
                 # A relist replaces what we knew: tell the cache which objects still exist.
                 self._resync(what, listing.get("items") or [], handle)
                 rv = listing["metadata"]["resourceVersion"]
-                self._synced.add(what)
                 stream = list_fn(
                     watch=True,
                     resource_version=rv,

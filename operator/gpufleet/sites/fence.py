@@ -21,7 +21,6 @@ from gpufleet.state.records import LABEL_MANAGED, LABEL_ORIGIN, MANAGED_BY
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "gpufleet-fence"
-DEFAULT_NAMESPACE = "gpufleet-system"
 
 
 def renew(api_client: Any, namespace: str, holder: str, fence_seconds: int) -> None:

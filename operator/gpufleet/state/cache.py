@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +59,6 @@ class FleetCache:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self.generation = 0
-        self.listeners: list[Callable[[], None]] = []
 
     # -- wake-ups --------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -100,11 +98,6 @@ class FleetCache:
     def cluster(self, name: str) -> ClusterState:
         with self._lock:
             return self.clusters.setdefault(name, ClusterState())
-
-    def drop_cluster(self, name: str) -> None:
-        with self._lock:
-            self.clusters.pop(name, None)
-        self._changed()
 
     def node_event(self, cluster: str, record: NodeRecord | None, name: str) -> None:
         with self._lock:

@@ -42,7 +42,6 @@ class Inputs:
     queue_models: dict[str, Queue] = field(default_factory=dict)
     workload_models: dict[str, Workload] = field(default_factory=dict)
     site_cluster: dict[str, str] = field(default_factory=dict)
-    node_pool: dict[tuple[str, str], str] = field(default_factory=dict)
     # Workloads the core does not see, with the fleet-wide verdict that says why.
     blocked: dict[str, core.SiteVerdict] = field(default_factory=dict)
     invalid: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -354,7 +353,6 @@ def _nodes(view: CacheView, out: Inputs) -> None:
             cpu = node.cpu_millis - sum(p.cpu_millis for p in others)
             mem = node.memory_bytes - sum(p.memory_bytes for p in others)
             pods = node.pods - len(others)
-            out.node_pool[(cluster, node.name)] = pool_name
             out.nodes.append(
                 core.Node(
                     name=core_node_name(cluster, node.name),
