@@ -10,8 +10,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# mypyc compiles the scheduling core to C (setup.py); the compiler stays in this stage.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/gpufleet
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY operator/ operator/
 # Installing the project pulls its pinned-by-range dependencies into the venv only.
 RUN /opt/gpufleet/bin/pip install --no-cache-dir .

@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools crds crds-check lint test test-unit test-cluster test-core test-core-thorough demo \
+.PHONY: help venv compile pure tools crds crds-check lint test test-unit test-cluster test-core test-core-interpreted test-core-thorough demo \
         cluster-up cluster-down bench bench-core bench-core-reference bench-fleet bench-sim chart-sync clean
 
 help: ## Show this help
@@ -24,10 +24,26 @@ $(STAMP)/venv: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@GPUFLEET_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-venv: $(STAMP)/venv ## Create .venv with gpufleet and its dev tools
+# The scheduling core compiled in place with mypyc (setup.py); rebuilt when its source changes.
+CORE_COMPILED := $(addprefix operator/gpufleet/core/,model.py fairshare.py snapshot.py state.py placement.py explain.py cycle.py)
+
+$(STAMP)/compiled: $(STAMP)/venv setup.py $(CORE_COMPILED)
+	@echo "==> compiling gpufleet.core with mypyc (about 20 s; log in $(STAMP)/compile.log)"
+	@$(BIN)/python setup.py build_ext --inplace --parallel 2 >$(STAMP)/compile.log 2>&1 \
+	  || { tail -30 $(STAMP)/compile.log; echo "mypyc failed: see $(STAMP)/compile.log (needs a C compiler; 'make pure' runs the core interpreted)"; exit 1; }
+	@# An unchanged source gives the same C: setuptools then copies the old extension with its old time.
+	@touch operator/gpufleet/core/*.so $@
+
+venv: $(STAMP)/venv $(STAMP)/compiled ## Create .venv with gpufleet (core compiled) and its dev tools
+
+compile: $(STAMP)/compiled ## Compile the scheduling core with mypyc (done by every target that needs the venv)
+
+pure: ## Remove the compiled core: gpufleet.core then runs as plain Python (until the next make target)
+	@rm -f $(STAMP)/compiled operator/gpufleet/core/*.so operator/gpufleet_core__mypyc*.so
+	@echo "gpufleet.core now runs interpreted; any make target that needs the venv compiles it again"
 
 tools: ## Build and cache kube-apiserver, controller-manager, scheduler, etcd, kwok, helm (outside the tree)
 	@bash hack/build-tools.sh
@@ -44,8 +60,8 @@ crds-check: venv ## Fail when crds/ or the chart's copy drifted from the models
 	@$(BIN)/python hack/sync-chart-crds.py --check
 
 lint: venv ## ruff, mypy --strict, import contracts, hadolint
-	@echo "==> ruff"; $(BIN)/ruff check operator tests hack
-	@$(BIN)/ruff format --check operator tests hack
+	@echo "==> ruff"; $(BIN)/ruff check operator tests hack setup.py
+	@$(BIN)/ruff format --check operator tests hack setup.py
 	@echo "==> mypy (strict)"; $(BIN)/mypy
 	@echo "==> import contracts"; $(BIN)/lint-imports
 	@echo "==> hadolint"; $(BIN)/hadolint Dockerfile
@@ -56,8 +72,8 @@ test-unit: venv ## Pure tests only (no clusters), seconds
 test-cluster: venv tools ## Only the tests that need the local clusters
 	@GPUFLEET_REQUIRE_CLUSTER=1 $(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
-test: venv tools lint ## Everything: lint, pure tests, cluster tests against real control planes
-	@GPUFLEET_REQUIRE_CLUSTER=1 HYPOTHESIS_PROFILE=ci $(BIN)/pytest $(PYTEST_ARGS)
+test: venv tools lint test-core-interpreted ## Everything: lint, pure tests, cluster tests against real control planes
+	@GPUFLEET_EXPECT_CORE=compiled GPUFLEET_REQUIRE_CLUSTER=1 HYPOTHESIS_PROFILE=ci $(BIN)/pytest $(PYTEST_ARGS)
 
 cluster-up: venv tools ## Bring up the three-site dev fleet
 	@$(BIN)/gpufleet dev up --reuse
@@ -84,6 +100,14 @@ bench-fleet: venv tools ## A control plane with 1,000 fake GPU nodes; operator t
 test-core: venv ## Core and scenario tests (hypothesis default profile)
 	@$(BIN)/pytest -q tests/core tests/scenarios
 
+# The same source interpreted (installs without a C compiler run it): a copy of the tree without
+# the compiled modules comes first on the path.
+test-core-interpreted: venv ## Core and scenario tests against the interpreted core
+	@rm -rf $(STAMP)/interpreted && mkdir -p $(STAMP)/interpreted
+	@cp -r operator/gpufleet $(STAMP)/interpreted/ && find $(STAMP)/interpreted -name '*.so' -delete
+	@echo "==> core and scenario tests, interpreted core"
+	@PYTHONPATH=$(STAMP)/interpreted GPUFLEET_EXPECT_CORE=interpreted $(BIN)/pytest -q -p no:cacheprovider tests/core tests/scenarios
+
 test-core-thorough: venv ## Core property tests with 5,000 examples each (~7 min)
 	@HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q tests/core
 
@@ -91,4 +115,4 @@ bench-sim: venv ## Replay the openb trace under four policies; writes docs/sim/
 	@$(BIN)/python -m gpufleet.sim.bench
 
 clean: ## Remove the virtual environment and caches in the tree (not the tool cache)
-	rm -rf $(VENV) $(STAMP) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(STAMP) build operator/gpufleet/core/*.so operator/gpufleet_core__mypyc*.so .mypy_cache .ruff_cache .pytest_cache .hypothesis

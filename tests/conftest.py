@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gpufleet.corebuild import STALE_HINT, core_build, stale_modules
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, Fleet, load_fleet, parse_fleet
 from gpufleet.dev.tools import ToolsMissingError, find_tools
@@ -59,6 +60,22 @@ def namespace(hub: clusters.Cluster) -> Iterator[str]:
         yield name
     finally:
         hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A compiled core older than its source would test yesterday's code.
+    stale = stale_modules()
+    if stale:
+        pytest.exit(
+            f"gpufleet.core is compiled from an older source ({', '.join(stale)}): {STALE_HINT}", 2
+        )
+    expected = os.environ.get("GPUFLEET_EXPECT_CORE")
+    if expected and core_build() != expected:
+        pytest.exit(f"GPUFLEET_EXPECT_CORE={expected} but the {core_build()} core is loaded", 2)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"gpufleet.core: {core_build()}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,6 +14,7 @@ from gpufleet.bench.synthetic import build_fleet
 from gpufleet.core import Snapshot, schedule
 from gpufleet.core.reference import schedule_reference
 from gpufleet.core.state import CycleState
+from gpufleet.corebuild import core_build
 
 
 def _snapshot(gpus: int = 2000, queues: int = 40, pending: int = 400, seed: int = 3) -> Snapshot:
@@ -88,6 +89,8 @@ def test_bench_reports_the_required_figures() -> None:
     assert out["nodes"] == 250
     assert out["pending"] == 200
     assert out["reference_same_decisions"] is True
+    # The figures say which build of the core they measured.
+    assert out["core"] == core_build()
     assert out["cycle_seconds_max"] >= out["cycle_seconds_median"] > 0
 
 

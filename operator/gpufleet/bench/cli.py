@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpufleet.bench.core import bench_core
+from gpufleet.corebuild import STALE_HINT, stale_modules
 
 bench_app = typer.Typer(no_args_is_help=True)
 
@@ -43,6 +44,14 @@ def core_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build a synthetic fleet and time full scheduling cycles on it."""
+    stale = stale_modules()
+    if stale:
+        typer.echo(
+            f"error: gpufleet.core is compiled from an older source ({', '.join(stale)}): "
+            f"{STALE_HINT}",
+            err=True,
+        )
+        raise typer.Exit(2)
     run_reference = gpus * pending <= 500_000_000 if reference is None else reference
     result = bench_core(
         gpus, queues, pending, repeats=repeats, reference=run_reference, seed=seed, fill=fill

@@ -20,6 +20,7 @@ from typing import Any
 from gpufleet.bench.synthetic import SyntheticFleet, arrivals, build_fleet
 from gpufleet.core import CycleResult, Placement, Snapshot, Workload, schedule
 from gpufleet.core.reference import schedule_reference
+from gpufleet.corebuild import core_build
 
 
 def peak_rss_mb() -> float:
@@ -96,6 +97,7 @@ def bench_core(
     steady_walls, steady_cpus, steady_result = _time_cycles(steady, repeats)
 
     out: dict[str, Any] = {
+        "core": core_build(),
         "gpus": len(fleet.nodes) * 8,
         "nodes": len(fleet.nodes),
         "sites": len(fleet.sites),

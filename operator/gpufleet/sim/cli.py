@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gpufleet.sim import plots, report
+from gpufleet.sim import report
 from gpufleet.sim.compare import compare
 from gpufleet.sim.frag import fill_experiment
 from gpufleet.sim.jobs import TraceError
@@ -26,6 +28,18 @@ if not out.is_terminal:
     # Piped or captured output has no width to fit; the default 80 columns would fold
     # every cell of the eleven-column table.
     out = Console(width=160)
+
+
+def _plots() -> ModuleType:
+    """The chart module; matplotlib is an optional extra, so import it only for --plot."""
+    try:
+        from gpufleet.sim import plots
+    except ModuleNotFoundError as exc:
+        hint = escape(f"--plot needs matplotlib ({exc}): pip install 'gpufleet[sim]'")
+        err.print(f"[red]error:[/] {hint}")
+        raise typer.Exit(2) from exc
+    return plots
+
 
 _PROGRESS_EVERY = 500  # events between progress redraws; redrawing each event costs more than it
 
@@ -128,7 +142,7 @@ def simulate(
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(report.metrics_markdown(result.metrics))
     if plot is not None:
-        for path in plots.write_all(result.results, result.metrics, plot):
+        for path in _plots().write_all(result.results, result.metrics, plot):
             err.print(f"wrote {path}")
 
 
@@ -187,5 +201,5 @@ def frag(
         markdown.write_text(report.frag_markdown(result))
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
-        plots.fragmentation(result, plot, f"Fill to saturation: {pods.name}")
+        _plots().fragmentation(result, plot, f"Fill to saturation: {pods.name}")
         err.print(f"wrote {plot}")
