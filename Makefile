@@ -28,7 +28,7 @@ $(STAMP)/venv: pyproject.toml
 	@touch $@
 
 # The scheduling core compiled in place with mypyc (setup.py); rebuilt when its source changes.
-CORE_COMPILED := $(addprefix operator/gpufleet/core/,model.py fairshare.py snapshot.py state.py placement.py explain.py cycle.py)
+CORE_COMPILED := $(addprefix operator/gpufleet/core/,model.py fairshare.py snapshot.py domains.py state.py placement.py explain.py cycle.py)
 
 $(STAMP)/compiled: $(STAMP)/venv setup.py $(CORE_COMPILED)
 	@echo "==> compiling gpufleet.core with mypyc (about 20 s; log in $(STAMP)/compile.log)"

@@ -14,7 +14,16 @@ import os
 from setuptools import setup
 
 CORE = "operator/gpufleet/core"
-COMPILED = ("model", "fairshare", "snapshot", "state", "placement", "explain", "cycle")
+COMPILED = (
+    "model",
+    "fairshare",
+    "snapshot",
+    "domains",
+    "state",
+    "placement",
+    "explain",
+    "cycle",
+)
 
 
 def ext_modules() -> list[object]:

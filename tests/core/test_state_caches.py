@@ -1,6 +1,7 @@
-"""The cycle state's derived structures (free-accelerator buckets, histogram and the
-per-shape pool fit cache) stay equal to what the node arrays say, through any
-sequence of claims, releases and their undo."""
+"""The cycle state's derived structures (free-accelerator buckets, histogram, the
+numpy copy of the free-capacity lists and the per-shape pool fit cache) stay
+equal to what the node arrays say, through any sequence of claims, releases and
+their undo."""
 
 from __future__ import annotations
 
@@ -42,14 +43,24 @@ def _fresh_fit(state: CycleState, pool: int, w: Workload) -> tuple[list[int], li
 
 
 def _check(state: CycleState) -> None:
+    # The numpy copy, brought up to date on read, equals the lists claims update.
+    assert state.res[:, :4].T.tolist() == [state.acc_l, state.cpu_l, state.mem_l, state.pods_l]
     for p, lay in enumerate(state.snap.layouts):
         assert state.buckets[p] == _expected_buckets(state, p)
         sl = slice(lay.start, lay.end)
         free = np.clip(state.acc[sl][state.ready[sl]], 0, state.max_acc)
         assert state.hist[p] == np.bincount(free, minlength=state.max_acc + 1).tolist()
         for w in SHAPES:
-            f, sums = state.pool_fit(p, w)
-            assert (f.tolist(), [s.tolist() for s in sums]) == _fresh_fit(state, p, w)
+            fit = state.pool_fit(p, w)
+            assert (fit.f, [lv.sums for lv in fit.levels]) == _fresh_fit(state, p, w)
+            for lv in fit.levels:
+                # The index by value says what the sums say.
+                assert lv.keys == sorted(v * lv.n + d for d, v in enumerate(lv.sums))
+                assert lv.max() == max(lv.sums, default=0)
+                for count in range(1, lv.max() + 2):
+                    room = [(v, d) for d, v in enumerate(lv.sums) if v >= count]
+                    assert lv.tightest(count) == (min(room)[1] if room else -1)
+                assert lv.total == sum(lv.sums)
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.booleans()), min_size=1, max_size=25))

@@ -56,38 +56,48 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
         level = topology_level(keys, w.required_topology)
         if level is None:
             return None
-        f, all_sums = state.pool_fit(pool, w)
-        sums = all_sums[level]
-        count = int(min(want, int(sums.max())))
+        fit = state.pool_fit(pool, w)
+        sums = fit.levels[level]
+        count = int(min(want, sums.max()))
         if count < w.min_replicas:
             return None
-        lo, hi = _tightest(sums, lay.domain_starts[level], count, len(f))
-        return _in_domain(state, f, lay.start, lo, hi, count, missed=False)
+        lo, hi = _domain(state, pool, level, sums.tightest(count))
+        return _in_domain(state, fit.f, lay.start, lo, hi, count, missed=False)
     # A preferred topology level of the pool (checked above); domains partition the pool.
     level = topology_level(keys, w.preferred_topology)
     assert level is not None
-    f, all_sums = state.pool_fit(pool, w)
-    sums = all_sums[level]
-    count = int(min(want, int(sums.sum())))
+    fit = state.pool_fit(pool, w)
+    sums = fit.levels[level]
+    count = int(min(want, sums.total))
     if count < w.min_replicas:
         return None
-    if int(sums.max()) >= count:
-        lo, hi = _tightest(sums, lay.domain_starts[level], count, len(f))
-        return _in_domain(state, f, lay.start, lo, hi, count, missed=False)
+    if sums.max() >= count:
+        lo, hi = _domain(state, pool, level, sums.tightest(count))
+        return _in_domain(state, fit.f, lay.start, lo, hi, count, missed=False)
     # No single domain holds it: pool-wide best fit, which the buckets give directly.
     return _by_buckets(state, w, pool, count, missed=True)
 
 
+def _domain(state: CycleState, pool: int, level: int, j: int) -> tuple[int, int]:
+    """Slice-relative bounds of domain `j` of a topology level."""
+    lay = state.snap.layouts[pool]
+    starts = state.domain_starts(pool)[level]
+    hi = starts[j + 1] if j + 1 < len(starts) else lay.end - lay.start
+    return starts[j], hi
+
+
 def _in_domain(
-    state: CycleState, f: IntArray, start: int, lo: int, hi: int, count: int, missed: bool
+    state: CycleState, f: list[int], start: int, lo: int, hi: int, count: int, missed: bool
 ) -> PoolFit:
     """`best_fit` inside one topology domain; small domains in plain Python (numpy's
     per-call cost dominates there)."""
+    fits = f[lo:hi]
     if hi - lo > _SCALAR_NODES:
-        nodes = best_fit(f[lo:hi], state.acc[start + lo : start + hi], count)
+        nodes = best_fit(
+            np.asarray(fits, dtype=np.int64), state.acc[start + lo : start + hi], count
+        )
         return PoolFit(count, (nodes + (start + lo)).tolist(), missed)
-    fits = f[lo:hi].tolist()
-    free = state.acc[start + lo : start + hi].tolist()
+    free = state.acc_l[start + lo : start + hi]
     order = sorted((free[i], i) for i, x in enumerate(fits) if x > 0)
     chosen: list[int] = []
     got = 0
@@ -116,7 +126,7 @@ def _by_buckets(
     mem_r = w.memory_bytes_per_replica
     hist = state.hist[pool]
     buckets = state.buckets[pool]
-    cpu, mem, pods = state.cpu, state.mem, state.pods
+    cpu, mem, pods = state.cpu_l, state.mem_l, state.pods_l
     chosen: list[int] = []
     got = 0
     for k in range(a, len(hist)):
@@ -130,10 +140,10 @@ def _by_buckets(
                 break
             f = per_acc
             if cpu_r:
-                f = min(f, int(cpu[n]) // cpu_r)
+                f = min(f, cpu[n] // cpu_r)
             if mem_r:
-                f = min(f, int(mem[n]) // mem_r)
-            f = min(f, int(pods[n]))
+                f = min(f, mem[n] // mem_r)
+            f = min(f, pods[n])
             if f <= 0:
                 continue
             take = min(f, want - got)
@@ -167,15 +177,6 @@ def _bucket_rest(
         return want
     chosen.extend(np.repeat(idx, f).tolist())
     return got + int(cum[-1])
-
-
-def _tightest(sums: IntArray, starts: IntArray, count: int, length: int) -> tuple[int, int]:
-    """The domain that holds `count` replicas with the least room to spare (first on ties)."""
-    room = np.where(sums >= count, sums, np.iinfo(np.int64).max)
-    j = int(np.argmin(room))
-    lo = int(starts[j])
-    hi = int(starts[j + 1]) if j + 1 < len(starts) else length
-    return lo, hi
 
 
 def best_fit(f: IntArray, free: IntArray, count: int) -> IntArray:

@@ -8,17 +8,21 @@ touch the node arrays, and the ready nodes of each histogram bucket in node
 order, which best fit walks. The per-node fit of a replica shape over a whole
 pool, with its per-domain sums, is cached and caught up from a log of the nodes
 touched since, instead of being recomputed at every attempt.
+
+Free capacity lives in plain lists, which claims and releases update one node
+at a time (cheap, especially compiled); the numpy copy that whole-pool fits read
+is brought up to date from a log of changed nodes only when it is read.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 
 import numpy as np
 
+from gpufleet.core.domains import DomainSums
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Workload
 from gpufleet.core.snapshot import IntArray, Snapshot
@@ -27,16 +31,16 @@ from gpufleet.core.snapshot import IntArray, Snapshot
 _SHAPE_CACHE = 64
 
 
-class _ShapeFit:
-    """A cached pool-wide fit for one replica shape; `synced` is a position in the
-    pool's touched-node log."""
+class ShapeFit:
+    """A pool-wide fit for one replica shape, cached for the cycle: replicas per node
+    (slice-relative) and the per-domain sums of every topology level; `synced` is a
+    position in the pool's touched-node log."""
 
-    __slots__ = ("f", "flat", "sums", "synced")
+    __slots__ = ("f", "levels", "synced")
 
-    def __init__(self, f: IntArray, flat: IntArray, sums: list[IntArray], synced: int) -> None:
+    def __init__(self, f: list[int], levels: list[DomainSums], synced: int) -> None:
         self.f = f
-        self.flat = flat  # all levels' domain sums end to end; `sums` are views of it
-        self.sums = sums
+        self.levels = levels
         self.synced = synced
 
 
@@ -46,13 +50,14 @@ class CycleState:
         # One row per node (accelerators, CPU, memory, pods, readiness) so a per-node
         # fit is one gather and one division; the named arrays are column views.
         ready_cap = np.where(snap.node_ready, np.iinfo(np.int64).max, 0)
-        self.res = np.stack(
+        self._res = np.stack(
             [snap.acc_free, snap.cpu_free, snap.mem_free, snap.pods_free, ready_cap], axis=1
         )
-        self.acc = self.res[:, 0]
-        self.cpu = self.res[:, 1]
-        self.mem = self.res[:, 2]
-        self.pods = self.res[:, 3]
+        self.acc_l: list[int] = snap.acc_free.tolist()
+        self.cpu_l: list[int] = snap.cpu_free.tolist()
+        self.mem_l: list[int] = snap.mem_free.tolist()
+        self.pods_l: list[int] = snap.pods_free.tolist()
+        self._dirty: list[int] = []  # nodes whose list values the numpy copy lacks
         self._divisors: dict[tuple[int, int, int], tuple[IntArray, list[int] | None]] = {}
         self.ready = snap.node_ready
         self.ready_i = snap.node_ready.astype(np.int64)
@@ -68,9 +73,10 @@ class CycleState:
         for p, lay in enumerate(snap.layouts):
             self.node_pool[lay.start : lay.end] = p
             sl = slice(lay.start, lay.end)
-            free = np.clip(self.acc[sl][self.ready[sl]], 0, self.max_acc)
+            acc = snap.acc_free[sl]
+            free = np.clip(acc[self.ready[sl]], 0, self.max_acc)
             self.hist.append(np.bincount(free, minlength=self.max_acc + 1).tolist())
-            clipped = np.where(self.ready[sl], np.clip(self.acc[sl], 0, self.max_acc), 0)
+            clipped = np.where(self.ready[sl], np.clip(acc, 0, self.max_acc), 0)
             self.buckets.append(
                 [[]]
                 + [
@@ -83,9 +89,44 @@ class CycleState:
         self._node_pool_l: list[int] = self.node_pool.tolist()
         # Nodes touched per pool since the start, for the lazy per-shape fit cache.
         self.touched: list[list[int]] = [[] for _ in snap.pools]
-        self._fits: dict[tuple[int, int, int, int], _ShapeFit] = {}
-        self._domain_of: dict[int, IntArray] = {}
+        self._fits: dict[tuple[int, int, int, int], ShapeFit] = {}
+        self._domain_starts: dict[int, list[list[int]]] = {}
         self._ub: dict[tuple[int, int], tuple[int, int]] = {}
+
+    # -- the numpy copy -------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Copy the changed nodes' list values into the numpy arrays."""
+        if not self._dirty:
+            return
+        ids = list(dict.fromkeys(self._dirty))
+        self._dirty = []
+        idx = np.asarray(ids, dtype=np.int64)
+        # Column by column: a list of ints per resource, no list per node.
+        for col, values in enumerate((self.acc_l, self.cpu_l, self.mem_l, self.pods_l)):
+            self._res[idx, col] = [values[n] for n in ids]
+
+    @property
+    def res(self) -> IntArray:
+        """Per node: free accelerators, CPU, memory, pods, and a readiness cap."""
+        self.flush()
+        return self._res
+
+    @property
+    def acc(self) -> IntArray:
+        return self.res[:, 0]
+
+    @property
+    def cpu(self) -> IntArray:
+        return self.res[:, 1]
+
+    @property
+    def mem(self) -> IntArray:
+        return self.res[:, 2]
+
+    @property
+    def pods(self) -> IntArray:
+        return self.res[:, 3]
 
     # -- bounds -------------------------------------------------------------------
 
@@ -133,10 +174,10 @@ class CycleState:
 
     # -- per-node fit -------------------------------------------------------------
 
-    def pool_fit(self, pool: int, w: Workload) -> tuple[IntArray, list[IntArray]]:
-        """`fit` over the whole pool and its sums per topology domain (one array per
-        level), cached per replica shape and brought up to date from the nodes
-        touched since. Read-only for the caller."""
+    def pool_fit(self, pool: int, w: Workload) -> ShapeFit:
+        """The shape's fit over the whole pool with its per-domain sums, cached per
+        replica shape and brought up to date from the nodes touched since. Read-only
+        for the caller."""
         lay = self.snap.layouts[pool]
         key = (
             pool,
@@ -148,41 +189,59 @@ class CycleState:
         hit = self._fits.get(key)
         if hit is None or len(log) - hit.synced > lay.end - lay.start:
             f = self.fit(lay.start, lay.end, w)
-            flat = np.concatenate(
-                [np.add.reduceat(f, starts) for starts in lay.domain_starts]
-                or [np.zeros(0, dtype=np.int64)]
-            )
-            bounds = np.cumsum([0] + [len(starts) for starts in lay.domain_starts]).tolist()
-            sums = [flat[lo:hi] for lo, hi in pairwise(bounds)]
-            hit = _ShapeFit(f, flat, sums, len(log))
+            levels = [
+                DomainSums(np.add.reduceat(f, starts).tolist() if len(f) else [])
+                for starts in lay.domain_starts
+            ]
+            hit = ShapeFit(f.tolist(), levels, len(log))
             if len(self._fits) >= _SHAPE_CACHE:
                 del self._fits[next(iter(self._fits))]
             self._fits[key] = hit
         elif hit.synced < len(log):
-            idx = np.fromiter(set(log[hit.synced :]), dtype=np.int64)
+            fresh = list(dict.fromkeys(log[hit.synced :]))
             hit.synced = len(log)
-            new = self.fit_at(idx, w)
-            rel = idx - lay.start
-            delta = new - hit.f[rel]
-            hit.f[rel] = new
-            if hit.sums:
-                # One scatter for all levels: each node's domain at every level.
-                np.add.at(hit.flat, self._domains(pool)[rel], delta[:, None])
-        return hit.f, hit.sums
+            self._catch_up(hit, pool, fresh, w)
+        return hit
 
-    def _domains(self, pool: int) -> IntArray:
-        """Per node of the pool (slice-relative), its domain at each topology level,
-        numbered as in `_ShapeFit.flat` (levels end to end)."""
-        out = self._domain_of.get(pool)
+    def _catch_up(self, hit: ShapeFit, pool: int, nodes: list[int], w: Workload) -> None:
+        """Recompute the fit of `nodes` from the lists; move each domain's sum once."""
+        a = w.accelerators_per_replica
+        c = w.cpu_millis_per_replica
+        m = w.memory_bytes_per_replica
+        start = self.snap.layouts[pool].start
+        starts = self.domain_starts(pool)
+        f = hit.f
+        ready = self._ready_l
+        acc, cpu, mem, pods = self.acc_l, self.cpu_l, self.mem_l, self.pods_l
+        deltas: list[dict[int, int]] = [{} for _ in starts]
+        for n in nodes:
+            x = 0
+            if ready[n]:
+                x = min(acc[n] // a, pods[n])
+                if c:
+                    x = min(x, cpu[n] // c)
+                if m:
+                    x = min(x, mem[n] // m)
+                x = max(x, 0)
+            rel = n - start
+            dx = x - f[rel]
+            if dx:
+                f[rel] = x
+                for level, level_starts in enumerate(starts):
+                    d = bisect_right(level_starts, rel) - 1
+                    moved = deltas[level]
+                    moved[d] = moved.get(d, 0) + dx
+        for sums, moved in zip(hit.levels, deltas, strict=True):
+            for d, dx in moved.items():
+                if dx:
+                    sums.add(d, dx)
+
+    def domain_starts(self, pool: int) -> list[list[int]]:
+        """The pool's domain starts per topology level, as lists."""
+        out = self._domain_starts.get(pool)
         if out is None:
-            lay = self.snap.layouts[pool]
-            rel = np.arange(lay.end - lay.start)
-            cols, offset = [], 0
-            for starts in lay.domain_starts:
-                cols.append(np.searchsorted(starts, rel, side="right") - 1 + offset)
-                offset += len(starts)
-            out = np.stack(cols, axis=1) if cols else np.zeros((len(rel), 0), dtype=np.int64)
-            self._domain_of[pool] = out
+            out = [s.tolist() for s in self.snap.layouts[pool].domain_starts]
+            self._domain_starts[pool] = out
         return out
 
     def fit(self, start: int, end: int, w: Workload) -> IntArray:
@@ -217,27 +276,23 @@ class CycleState:
     # -- claim / release ----------------------------------------------------------
 
     def _touch_nodes(self, nodes: IntArray | Sequence[int], w: Workload, sign: int) -> None:
-        a = w.accelerators_per_replica
-        cpu = w.cpu_millis_per_replica
-        mem = w.memory_bytes_per_replica
+        d_acc = sign * w.accelerators_per_replica
+        d_cpu = sign * w.cpu_millis_per_replica
+        d_mem = sign * w.memory_bytes_per_replica
         top = self.max_acc
         ids: list[int] = nodes.tolist() if isinstance(nodes, np.ndarray) else list(nodes)
-        if len(ids) > 8:
-            self._touch_many(ids, a, cpu, mem, sign)
-            return
-        # Plain ints and `item`: numpy scalar arithmetic costs more than the update.
-        acc, cpu_a, mem_a, pods = self.acc, self.cpu, self.mem, self.pods
-        d_acc, d_cpu, d_mem = sign * a, sign * cpu, sign * mem
+        acc, cpu, mem, pods = self.acc_l, self.cpu_l, self.mem_l, self.pods_l
         ready, node_pool = self._ready_l, self._node_pool_l
+        self._dirty.extend(ids)
         for n in ids:
-            before = acc.item(n)
+            before = acc[n]
             after = before + d_acc
             acc[n] = after
             if d_cpu:
-                cpu_a[n] = cpu_a.item(n) + d_cpu
+                cpu[n] += d_cpu
             if d_mem:
-                mem_a[n] = mem_a.item(n) + d_mem
-            pods[n] = pods.item(n) + sign
+                mem[n] += d_mem
+            pods[n] += sign
             p = node_pool[n]
             self.touched[p].append(n)
             self.version[p] += 1  # the node's pool, even if a placement spans pools
@@ -260,36 +315,6 @@ class CycleState:
             del b[bisect_left(b, node)]
         if new:
             insort(buckets[new], node)
-
-    def _touch_many(self, nodes: list[int], a: int, cpu: int, mem: int, sign: int) -> None:
-        """`_touch_nodes` for large gangs: array updates at once, then buckets per node."""
-        top = self.max_acc
-        counts: dict[int, int] = {}
-        for n in nodes:
-            counts[n] = counts.get(n, 0) + 1
-        u = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        count = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
-        before = self.acc[u]
-        after = before + sign * a * count
-        self.acc[u] = after
-        if cpu:
-            self.cpu[u] += sign * cpu * count
-        if mem:
-            self.mem[u] += sign * mem * count
-        self.pods[u] += sign * count
-        ready, node_pool = self._ready_l, self._node_pool_l
-        for n, b, c in zip(counts, before.tolist(), after.tolist(), strict=True):
-            p = node_pool[n]
-            self.touched[p].append(n)
-            self.version[p] += 1
-            if ready[n]:
-                b = min(max(b, 0), top)
-                c = min(max(c, 0), top)
-                if b != c:
-                    h = self.hist[p]
-                    h[b] -= 1
-                    h[c] += 1
-                    self._move(p, n, b, c)
 
     def _account(self, queue: int, pool: int, accelerators: int, sign: int) -> None:
         snap = self.snap
