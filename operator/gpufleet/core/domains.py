@@ -38,3 +38,21 @@ class DomainSums:
         keys = self.keys
         del keys[bisect_left(keys, old * self.n + d)]
         insort(keys, (old + delta) * self.n + d)
+
+
+class PoolDomains:
+    """A pool's topology domains per level: where each starts, each node's domain
+    (slice-relative), and zeroed room to add up changes per domain."""
+
+    __slots__ = ("of", "scratch", "starts")
+
+    def __init__(self, starts: list[list[int]], size: int) -> None:
+        self.starts = starts
+        self.of: list[list[int]] = []
+        for level in starts:
+            of = [0] * size
+            for d, lo in enumerate(level):
+                hi = level[d + 1] if d + 1 < len(level) else size
+                of[lo:hi] = [d] * (hi - lo)
+            self.of.append(of)
+        self.scratch: list[list[int]] = [[0] * len(level) for level in starts]

@@ -81,7 +81,7 @@ def place_in_pool(state: CycleState, w: Workload, pool: int, cap: float) -> Pool
 def _domain(state: CycleState, pool: int, level: int, j: int) -> tuple[int, int]:
     """Slice-relative bounds of domain `j` of a topology level."""
     lay = state.snap.layouts[pool]
-    starts = state.domain_starts(pool)[level]
+    starts = state.domains(pool).starts[level]
     hi = starts[j + 1] if j + 1 < len(starts) else lay.end - lay.start
     return starts[j], hi
 

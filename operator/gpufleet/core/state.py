@@ -17,12 +17,12 @@ is brought up to date from a log of changed nodes only when it is read.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gpufleet.core.domains import DomainSums
+from gpufleet.core.domains import DomainSums, PoolDomains
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Workload
 from gpufleet.core.snapshot import IntArray, Snapshot
@@ -90,7 +90,7 @@ class CycleState:
         # Nodes touched per pool since the start, for the lazy per-shape fit cache.
         self.touched: list[list[int]] = [[] for _ in snap.pools]
         self._fits: dict[tuple[int, int, int, int], ShapeFit] = {}
-        self._domain_starts: dict[int, list[list[int]]] = {}
+        self._domains: dict[int, PoolDomains] = {}
         self._ub: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- the numpy copy -------------------------------------------------------------
@@ -209,11 +209,12 @@ class CycleState:
         c = w.cpu_millis_per_replica
         m = w.memory_bytes_per_replica
         start = self.snap.layouts[pool].start
-        starts = self.domain_starts(pool)
+        domains = self.domains(pool)
+        of, scratch = domains.of, domains.scratch
+        moved: list[list[int]] = [[] for _ in of]
         f = hit.f
         ready = self._ready_l
         acc, cpu, mem, pods = self.acc_l, self.cpu_l, self.mem_l, self.pods_l
-        deltas: list[dict[int, int]] = [{} for _ in starts]
         for n in nodes:
             x = 0
             if ready[n]:
@@ -227,21 +228,27 @@ class CycleState:
             dx = x - f[rel]
             if dx:
                 f[rel] = x
-                for level, level_starts in enumerate(starts):
-                    d = bisect_right(level_starts, rel) - 1
-                    moved = deltas[level]
-                    moved[d] = moved.get(d, 0) + dx
-        for sums, moved in zip(hit.levels, deltas, strict=True):
-            for d, dx in moved.items():
-                if dx:
+                for level in range(len(of)):
+                    d = of[level][rel]
+                    deltas = scratch[level]
+                    if not deltas[d]:
+                        moved[level].append(d)
+                    deltas[d] += dx
+        for level, sums in enumerate(hit.levels):
+            deltas = scratch[level]
+            for d in moved[level]:
+                dx = deltas[d]
+                if dx:  # a domain listed twice was applied the first time
+                    deltas[d] = 0
                     sums.add(d, dx)
 
-    def domain_starts(self, pool: int) -> list[list[int]]:
-        """The pool's domain starts per topology level, as lists."""
-        out = self._domain_starts.get(pool)
+    def domains(self, pool: int) -> PoolDomains:
+        """The pool's topology domains as lists, made on first use."""
+        out = self._domains.get(pool)
         if out is None:
-            out = [s.tolist() for s in self.snap.layouts[pool].domain_starts]
-            self._domain_starts[pool] = out
+            lay = self.snap.layouts[pool]
+            out = PoolDomains([s.tolist() for s in lay.domain_starts], lay.end - lay.start)
+            self._domains[pool] = out
         return out
 
     def fit(self, start: int, end: int, w: Workload) -> IntArray:
