@@ -76,3 +76,26 @@ def test_the_chart_runs_as_the_image_user() -> None:
     values = (CHART / "values.yaml").read_text()
     (user,) = [rest for kw, rest in instructions() if kw == "USER"]
     assert f"runAsUser: {user.split(':')[0]}" in values
+
+
+def test_every_file_copied_from_the_context_is_in_it() -> None:
+    """.dockerignore keeps only what it names; a COPY of anything else fails the build."""
+    kept = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    sources = [
+        src.rstrip("/")
+        for kw, rest in instructions()
+        if kw == "COPY" and not rest.startswith("--from")
+        for src in rest.split()[:-1]
+    ]
+    assert sources
+    for src in sources:
+        assert src in kept, f"COPY {src}: excluded by .dockerignore"
+        assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+
+
+def test_the_image_never_receives_a_compiled_core_of_this_machine() -> None:
+    assert "operator/**/*.so" in (ROOT / ".dockerignore").read_text().splitlines()
