@@ -3,7 +3,9 @@ nearest change that would let them run.
 
 Verdicts are a pure function of the cycle's final state, so they are computed
 on first access: the operator reads a few thousand per cycle, the benchmark
-none, and 100,000 pending workloads times sites never cost a cycle.
+none, and 100,000 pending workloads times sites never cost a cycle. What a pool
+holds for a replica shape is computed once per table and shared by every
+workload of that shape.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import SiteVerdict, Workload
 from gpufleet.core.placement import domain_sums, topology_level
-from gpufleet.core.snapshot import Snapshot
+from gpufleet.core.snapshot import IntArray, Snapshot
 from gpufleet.core.state import CycleState
 
 # How far an attempt got in a pool; the furthest pool speaks for its site.
@@ -45,7 +47,60 @@ def _fewer(site: str, w: Workload, fits: int) -> str:
     )
 
 
-def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int) -> _PoolVerdict:
+class _Rooms:
+    """What the final state holds for a replica shape in a pool, computed once per
+    (pool, shape): the verdicts of thousands of workloads share a few shapes."""
+
+    def __init__(self, snap: Snapshot, st: CycleState) -> None:
+        self.snap = snap
+        self.st = st
+        self._fits: dict[tuple[int, int, int, int], IntArray] = {}
+        self._totals: dict[tuple[int, int, int, int], tuple[int, int, int]] = {}
+        self._domains: dict[tuple[int, int, int, int, int], int] = {}
+
+    @staticmethod
+    def _key(p: int, w: Workload) -> tuple[int, int, int, int]:
+        return (p, w.accelerators_per_replica, w.cpu_millis_per_replica, w.memory_bytes_per_replica)
+
+    def fit(self, p: int, w: Workload) -> IntArray:
+        key = self._key(p, w)
+        f = self._fits.get(key)
+        if f is None:
+            lay = self.snap.layouts[p]
+            f = self._fits[key] = self.st.fit(lay.start, lay.end, w)
+        return f
+
+    def stage_totals(self, p: int, w: Workload) -> tuple[int, int, int]:
+        """Replicas the pool holds counting accelerators only, then also CPU, then
+        also memory (pods come last: the full fit)."""
+        key = self._key(p, w)
+        hit = self._totals.get(key)
+        if hit is None:
+            lay = self.snap.layouts[p]
+            st, start, end = self.st, lay.start, lay.end
+            f = (st.acc[start:end] // w.accelerators_per_replica).clip(0) * st.ready_i[start:end]
+            acc_only = int(f.sum())
+            if w.cpu_millis_per_replica:
+                f = f.clip(max=(st.cpu[start:end] // w.cpu_millis_per_replica).clip(0))
+            with_cpu = int(f.sum())
+            if w.memory_bytes_per_replica:
+                f = f.clip(max=(st.mem[start:end] // w.memory_bytes_per_replica).clip(0))
+            hit = self._totals[key] = (acc_only, with_cpu, int(f.sum()))
+        return hit
+
+    def best_domain(self, p: int, w: Workload, level: int) -> int:
+        """Replicas the roomiest domain of a topology level holds."""
+        key = (*self._key(p, w), level)
+        hit = self._domains.get(key)
+        if hit is None:
+            starts = self.snap.layouts[p].domain_starts[level]
+            hit = self._domains[key] = int(domain_sums(self.fit(p, w), starts).max())
+        return hit
+
+
+def pool_verdict(
+    snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int, rooms: _Rooms | None = None
+) -> _PoolVerdict:
     pool = snap.pools[p]
     site = snap.sites[snap.pool_site[p]].name
     cls = snap.pool_class[p]
@@ -85,10 +140,10 @@ def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int
             nearest,
         )
     lay = snap.layouts[p]
-    f = st.fit(lay.start, lay.end, w)
-    total = int(f.sum())
+    rooms = rooms or _Rooms(snap, st)
+    total = int(rooms.fit(p, w).sum())
     if total < kmin:
-        rule = _binding_resource(st, lay.start, lay.end, w)
+        rule = _binding_resource(rooms.stage_totals(p, w), kmin)
         largest = int(snap.acc_cap[lay.start : lay.end].max()) if lay.end > lay.start else 0
         if a > largest:
             # No amount of waiting helps: the replica is larger than any node.
@@ -115,7 +170,7 @@ def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int
                 f"pool {pool.name} has no topology level {w.required_topology!r}",
                 f"drop the required topology {w.required_topology!r}",
             )
-        best = int(domain_sums(f, lay.domain_starts[level]).max())
+        best = rooms.best_domain(p, w, level)
         if best < kmin:
             return _PoolVerdict(
                 3,
@@ -134,30 +189,26 @@ def pool_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int
     )
 
 
-def _binding_resource(st: CycleState, start: int, end: int, w: Workload) -> str:
+def _binding_resource(totals: tuple[int, int, int], kmin: int) -> str:
     """The first resource, in the order accelerators, CPU, memory, pods, that is short."""
-    ready = st.ready_i[start:end]
-    kmin = w.min_replicas
-    f = (st.acc[start:end] // w.accelerators_per_replica).clip(0) * ready
-    if int(f.sum()) < kmin:
+    acc_only, with_cpu, with_mem = totals
+    if acc_only < kmin:
         return "InsufficientAccelerators"
-    if w.cpu_millis_per_replica:
-        f = f.clip(max=(st.cpu[start:end] // w.cpu_millis_per_replica).clip(0))
-        if int(f.sum()) < kmin:
-            return "InsufficientCPU"
-    if w.memory_bytes_per_replica:
-        f = f.clip(max=(st.mem[start:end] // w.memory_bytes_per_replica).clip(0))
-        if int(f.sum()) < kmin:
-            return "InsufficientMemory"
+    if with_cpu < kmin:
+        return "InsufficientCPU"
+    if with_mem < kmin:
+        return "InsufficientMemory"
     return "InsufficientPods"
 
 
-def site_verdicts(snap: Snapshot, st: CycleState, w: Workload) -> list[SiteVerdict]:
+def site_verdicts(
+    snap: Snapshot, st: CycleState, w: Workload, rooms: _Rooms | None = None
+) -> list[SiteVerdict]:
     queue = snap.queue_index[w.queue]
-    out = []
-    for s, site in enumerate(snap.sites):
-        out.append(_site_verdict(snap, st, w, queue, s, site.name))
-    return out
+    rooms = rooms or _Rooms(snap, st)
+    return [
+        _site_verdict(snap, st, w, queue, s, site.name, rooms) for s, site in enumerate(snap.sites)
+    ]
 
 
 def _names(items: Sequence[str], last: str = "and") -> str:
@@ -169,7 +220,7 @@ def _names(items: Sequence[str], last: str = "and") -> str:
 
 
 def _site_verdict(
-    snap: Snapshot, st: CycleState, w: Workload, queue: int, s: int, name: str
+    snap: Snapshot, st: CycleState, w: Workload, queue: int, s: int, name: str, rooms: _Rooms
 ) -> SiteVerdict:
     site = snap.sites[s]
     res = w.residency
@@ -229,7 +280,7 @@ def _site_verdict(
         )
     )
     best = max(
-        (pool_verdict(snap, st, w, queue, p) for p in pools),
+        (pool_verdict(snap, st, w, queue, p, rooms) for p in pools),
         key=lambda v: v.stage,
     )
     return SiteVerdict(name, best.rule, best.message, best.nearest)
@@ -249,11 +300,13 @@ class VerdictTable(Mapping[str, list[SiteVerdict]]):
         self._state = state
         self._pending = pending if isinstance(pending, dict) else {w.key: w for w in pending}
         self._memo: dict[str, list[SiteVerdict]] = {}
+        self._rooms = _Rooms(snap, state)
 
     def __getitem__(self, key: str) -> list[SiteVerdict]:
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = site_verdicts(self._snap, self._state, self._pending[key])
+            w = self._pending[key]
+            hit = self._memo[key] = site_verdicts(self._snap, self._state, w, self._rooms)
         return list(hit)
 
     def __iter__(self) -> Iterator[str]:
