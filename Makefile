@@ -33,7 +33,7 @@ CORE_COMPILED := $(addprefix operator/gpufleet/core/,model.py fairshare.py snaps
 $(STAMP)/compiled: $(STAMP)/venv setup.py $(CORE_COMPILED)
 	@echo "==> compiling gpufleet.core with mypyc (about 20 s; log in $(STAMP)/compile.log)"
 	@$(BIN)/python setup.py build_ext --inplace --parallel 2 >$(STAMP)/compile.log 2>&1 \
-	  || { tail -30 $(STAMP)/compile.log; echo "mypyc failed: see $(STAMP)/compile.log (needs a C compiler; 'make pure' runs the core interpreted)"; exit 1; }
+	  || { tail -30 $(STAMP)/compile.log; echo "mypyc failed (log above, all of it in $(STAMP)/compile.log): a type error in the core, or no C compiler; 'make pure' runs the core interpreted"; exit 1; }
 	@# An unchanged source gives the same C: setuptools then copies the old extension with its old time.
 	@touch operator/gpufleet/core/*.so $@
 

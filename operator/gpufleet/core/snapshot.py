@@ -120,8 +120,10 @@ class Snapshot:
             if p >= 0:
                 is_leaf[p] = False
 
-        work = sorted(workloads, key=lambda w: w.key)
-        _index("Workload", [w.key for w in work])
+        work = list(workloads)
+        work_keys = [w.key for w in work]
+        if len(set(work_keys)) != len(work_keys):
+            _index("Workload", sorted(work_keys))  # names the first duplicate in key order
         for w in work:
             if w.queue not in queue_index:
                 raise ModelError("Workload", w.key, "queue", f"names unknown queue {w.queue!r}")
@@ -129,7 +131,7 @@ class Snapshot:
                 raise ModelError(
                     "Workload", w.key, "queue", f"must name a leaf queue, {w.queue!r} has children"
                 )
-        running = tuple(w for w in work if w.placement is not None)
+        running = tuple(sorted((w for w in work if w.placement is not None), key=_key))
         pending = tuple(
             sorted(
                 (w for w in work if w.placement is None),
@@ -140,8 +142,8 @@ class Snapshot:
         class_names = {p.accelerator_class for p in pool_t}
         for queue in queue_t:
             class_names.update(queue.deserved, queue.limit, queue.over_quota_weight)
-        for w in work:
-            class_names.update(w.accelerator_classes)
+        for accepted in {w.accelerator_classes for w in work}:
+            class_names.update(accepted)
         classes = tuple(sorted(class_names))
         class_index = {c: i for i, c in enumerate(classes)}
 
@@ -283,6 +285,10 @@ class Snapshot:
         )
 
 
+def _key(w: Workload) -> str:
+    return w.key
+
+
 def _index(kind: str, names: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for i, name in enumerate(names):
@@ -334,15 +340,22 @@ def _layouts(
     out = []
     for p in range(n_pools):
         start, end = int(bounds[p]), int(bounds[p + 1])
-        levels = []
-        for level in range(len(pools[p].topology_keys)):
-            starts = [0]
-            prev = nodes[start].topology[: level + 1] if end > start else ()
-            for i in range(start + 1, end):
-                cur = nodes[i].topology[: level + 1]
-                if cur != prev:
-                    starts.append(i - start)
-                    prev = cur
-            levels.append(np.asarray(starts if end > start else [], dtype=np.int64))
-        out.append(PoolLayout(start, end, tuple(levels)))
+        n_levels = len(pools[p].topology_keys)
+        # A new domain of every level from the first topology value that differs.
+        levels: list[list[int]] = [[0] for _ in range(n_levels)] if end > start else []
+        for i in range(start + 1, end):
+            before, here = nodes[i - 1].topology, nodes[i].topology
+            if before != here:
+                first = next(k for k in range(n_levels) if before[k] != here[k])
+                for level in range(first, n_levels):
+                    levels[level].append(i - start)
+        out.append(
+            PoolLayout(
+                start,
+                end,
+                tuple(np.asarray(starts, dtype=np.int64) for starts in levels)
+                if end > start
+                else tuple(np.asarray([], dtype=np.int64) for _ in range(n_levels)),
+            )
+        )
     return tuple(out)
