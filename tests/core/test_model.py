@@ -81,6 +81,7 @@ QUEUE = Queue("q")
         ({"nodes": [Node("n", "nopool", 8, 1, 1, 1)]}, "pool", "unknown pool"),
         ({"nodes": [Node("n", "muc-h100", 8, 1, 1, 1)]}, "topology", "one value per topology key"),
         ({"nodes": [NODE, NODE]}, "name", "unique"),
+        ({"workloads": [workload(), workload()]}, "name", "unique"),
         ({"queues": [Queue("a", parent="b"), Queue("b", parent="a")]}, "parent", "cycle"),
         ({"queues": [Queue("a", parent="zz")]}, "parent", "unknown queue"),
         ({"workloads": [workload(queue="nope")]}, "queue", "unknown queue"),
@@ -148,3 +149,10 @@ def test_residency_location_rule() -> None:
     assert either.allows_location(us)
     certs = Residency(certifications=frozenset({"c5"}))
     assert certs.missing_certifications(de) == {"c5"}
+
+
+def test_the_first_duplicate_workload_in_key_order_is_named() -> None:
+    twice = [workload(key=k) for k in ("ns/b", "ns/a", "ns/c", "ns/b", "ns/a")]
+    with pytest.raises(ModelError) as err:
+        Snapshot.build([SITE], [POOL], [NODE], [QUEUE], twice, 0.0)
+    assert err.value.name == "ns/a"
