@@ -92,6 +92,7 @@ def test_bench_reports_the_required_figures() -> None:
     # The figures say which build of the core they measured.
     assert out["core"] == core_build()
     assert out["cycle_seconds_max"] >= out["cycle_seconds_median"] > 0
+    assert out["cycle_seconds_max"] >= out["cycle_seconds_mean"] >= out["cycle_seconds_min"]
 
 
 def test_bench_cli_prints_one_json_object() -> None:
