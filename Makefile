@@ -23,7 +23,7 @@ $(STAMP)/venv: pyproject.toml
 	@echo "==> creating the virtual environment in $(VENV) (Python >= 3.11)"
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools>=77'
 	@GPUFLEET_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
