@@ -17,6 +17,8 @@ class CuttableProxy:
         self.port = int(self.listener.getsockname()[1])
         self.open = True
         self._socks: set[socket.socket] = set()
+        # Connections left open but silent by a black-hole cut; they never carry data again.
+        self._silenced: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -34,6 +36,7 @@ class CuttableProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the 5 s were for connecting; a quiet watch is fine
             with self._lock:
                 self._socks |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
@@ -45,6 +48,8 @@ class CuttableProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if src in self._silenced:
+                    continue  # dropped, like packets into a black hole
                 dst.sendall(data)
         except OSError:
             pass
@@ -53,15 +58,25 @@ class CuttableProxy:
                 with contextlib.suppress(OSError):
                     s.close()
 
-    def cut(self) -> None:
-        """Drop every connection and refuse new ones, like a severed link."""
+    def cut(self, *, blackhole: bool = False) -> None:
+        """Sever the link and refuse new connections until `restore`.
+
+        By default every connection is reset, as when a peer goes away. With
+        `blackhole`, they stay open and silent for good, as when a partition drops
+        packets and the state of the old connections is lost: their readers learn
+        nothing until their own timeouts.
+        """
         self.open = False
         with self._lock:
-            for s in self._socks:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
+            socks = list(self._socks)
             self._socks.clear()
+            if blackhole:
+                self._silenced.update(socks)
+                return
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
 
     def restore(self) -> None:
         self.open = True

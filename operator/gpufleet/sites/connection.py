@@ -8,6 +8,7 @@ after `disconnect_after` seconds without a successful health probe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -65,6 +66,9 @@ class ClusterConnection:
         self.health = Health()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # The open watch streams, so a reconnection can end them (see `_restart_watches`).
+        self._streams: dict[str, Any] = {}
+        self._streams_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -103,8 +107,11 @@ class ClusterConnection:
                 first_failure = None
                 self.health.last_ok = time.time()
                 if not self.health.connected:
+                    lost = self.health.reason != "NotYetProbed"
                     self.health = Health(True, "Connected", "API server answers", time.time())
                     self.sink.health_changed(self.name, True, "Connected", self.health.message)
+                    if lost:
+                        self._restart_watches()
             except Exception as exc:  # noqa: BLE001 - any failure to answer is a failed probe
                 now = time.monotonic()
                 first_failure = first_failure or now
@@ -127,6 +134,22 @@ class ClusterConnection:
                         self.name, False, self.health.reason, self.health.message
                     )
             self._stop.wait(self.probe_interval)
+
+    def _restart_watches(self) -> None:
+        """End every open watch so each lists afresh.
+
+        A watch opened before a partition may hang on a connection that died
+        without a reset (a read can block for minutes), or may have missed what
+        happened meanwhile; after the site answers again, nothing it said is
+        trusted until a new list.
+        """
+        with self._streams_lock:
+            streams = list(self._streams.items())
+        for what, stream in streams:
+            log.info("%s: reconnected; restarting the watch of %s", self.name, what)
+            # shutdown() also wakes a thread blocked reading; close() alone would not.
+            with contextlib.suppress(Exception):
+                getattr(stream, "shutdown", stream.close)()
 
     # -- watches -------------------------------------------------------------
     def _watch_nodes(self) -> None:
@@ -185,6 +208,8 @@ class ClusterConnection:
                     _request_timeout=330,
                     _preload_content=False,
                 )
+                with self._streams_lock:
+                    self._streams[what] = stream
                 try:
                     for line in stream:
                         if self._stop.is_set():
@@ -198,6 +223,8 @@ class ClusterConnection:
                             break  # typically 410 Gone: the list is too old, relist
                         handle(event["type"], event["object"])
                 finally:
+                    with self._streams_lock:
+                        self._streams.pop(what, None)
                     stream.release_conn()
             except ApiException as exc:
                 if exc.status != 410:
