@@ -27,10 +27,9 @@ $(STAMP)/venv: pyproject.toml
 	@GPUFLEET_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The scheduling core compiled in place with mypyc (setup.py); rebuilt when its source changes.
-CORE_COMPILED := $(addprefix operator/gpufleet/core/,model.py fairshare.py snapshot.py domains.py state.py placement.py explain.py cycle.py)
-
-$(STAMP)/compiled: $(STAMP)/venv setup.py $(CORE_COMPILED)
+# The scheduling core compiled in place with mypyc (setup.py says which modules); rebuilt
+# when any core source changes.
+$(STAMP)/compiled: $(STAMP)/venv setup.py $(wildcard operator/gpufleet/core/*.py)
 	@echo "==> compiling gpufleet.core with mypyc (about 20 s; log in $(STAMP)/compile.log)"
 	@$(BIN)/python setup.py build_ext --inplace --parallel 2 >$(STAMP)/compile.log 2>&1 \
 	  || { tail -30 $(STAMP)/compile.log; echo "mypyc failed (log above, all of it in $(STAMP)/compile.log): a type error in the core, or no C compiler; 'make pure' runs the core interpreted"; exit 1; }

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpufleet.corebuild import STALE_HINT, core_build, stale_modules
+from gpufleet.corebuild import core_build, stale_error
 from gpufleet.dev import clusters
 from gpufleet.dev.fleet import DEFAULT_FLEET, Fleet, load_fleet, parse_fleet
 from gpufleet.dev.tools import ToolsMissingError, find_tools
@@ -64,11 +64,9 @@ def namespace(hub: clusters.Cluster) -> Iterator[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     # A compiled core older than its source would test yesterday's code.
-    stale = stale_modules()
+    stale = stale_error()
     if stale:
-        pytest.exit(
-            f"gpufleet.core is compiled from an older source ({', '.join(stale)}): {STALE_HINT}", 2
-        )
+        pytest.exit(stale, 2)
     expected = os.environ.get("GPUFLEET_EXPECT_CORE")
     if expected and core_build() != expected:
         pytest.exit(f"GPUFLEET_EXPECT_CORE={expected} but the {core_build()} core is loaded", 2)

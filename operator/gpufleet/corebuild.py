@@ -14,8 +14,6 @@ from pathlib import Path
 import gpufleet.core
 from gpufleet.core import cycle
 
-STALE_HINT = "run `make compile` to rebuild it, or `make pure` to run the core interpreted"
-
 
 def core_build() -> str:
     """ "compiled" when the cycle runs as a C extension, else "interpreted"."""
@@ -40,3 +38,14 @@ def stale_modules() -> list[str]:
             if source.exists() and source.stat().st_mtime > path.stat().st_mtime:
                 stale.append(source.stem)
     return stale
+
+
+def stale_error() -> str | None:
+    """What to tell a person when the compiled core is older than its source, else None."""
+    stale = stale_modules()
+    if not stale:
+        return None
+    return (
+        f"gpufleet.core is compiled from an older source ({', '.join(stale)}): run"
+        " `make compile` to rebuild it, or `make pure` to run the core interpreted"
+    )

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpufleet.bench.core import bench_core
-from gpufleet.corebuild import STALE_HINT, stale_modules
+from gpufleet.corebuild import stale_error
 
 bench_app = typer.Typer(no_args_is_help=True)
 
@@ -44,13 +44,9 @@ def core_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build a synthetic fleet and time full scheduling cycles on it."""
-    stale = stale_modules()
+    stale = stale_error()
     if stale:
-        typer.echo(
-            f"error: gpufleet.core is compiled from an older source ({', '.join(stale)}): "
-            f"{STALE_HINT}",
-            err=True,
-        )
+        typer.echo(f"error: {stale}", err=True)
         raise typer.Exit(2)
     run_reference = gpus * pending <= 500_000_000 if reference is None else reference
     result = bench_core(

@@ -99,7 +99,7 @@ class _Rooms:
 
 
 def pool_verdict(
-    snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int, rooms: _Rooms | None = None
+    snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int, rooms: _Rooms
 ) -> _PoolVerdict:
     pool = snap.pools[p]
     site = snap.sites[snap.pool_site[p]].name
@@ -140,7 +140,6 @@ def pool_verdict(
             nearest,
         )
     lay = snap.layouts[p]
-    rooms = rooms or _Rooms(snap, st)
     total = int(rooms.fit(p, w).sum())
     if total < kmin:
         rule = _binding_resource(rooms.stage_totals(p, w), kmin)
@@ -201,11 +200,8 @@ def _binding_resource(totals: tuple[int, int, int], kmin: int) -> str:
     return "InsufficientPods"
 
 
-def site_verdicts(
-    snap: Snapshot, st: CycleState, w: Workload, rooms: _Rooms | None = None
-) -> list[SiteVerdict]:
+def site_verdicts(snap: Snapshot, st: CycleState, w: Workload, rooms: _Rooms) -> list[SiteVerdict]:
     queue = snap.queue_index[w.queue]
-    rooms = rooms or _Rooms(snap, st)
     return [
         _site_verdict(snap, st, w, queue, s, site.name, rooms) for s, site in enumerate(snap.sites)
     ]

@@ -11,7 +11,7 @@ touched since, instead of being recomputed at every attempt.
 
 Free capacity lives in plain lists, which claims and releases update one node
 at a time (cheap, especially compiled); the numpy copy that whole-pool fits read
-is brought up to date from a log of changed nodes only when it is read.
+is brought up to date from the pools' logs of touched nodes only when it is read.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class CycleState:
         self.cpu_l: list[int] = snap.cpu_free.tolist()
         self.mem_l: list[int] = snap.mem_free.tolist()
         self.pods_l: list[int] = snap.pods_free.tolist()
-        self._dirty: list[int] = []  # nodes whose list values the numpy copy lacks
         self._divisors: dict[tuple[int, int, int], tuple[IntArray, list[int] | None]] = {}
         self.ready = snap.node_ready
         self.ready_i = snap.node_ready.astype(np.int64)
@@ -89,6 +88,8 @@ class CycleState:
         self._node_pool_l: list[int] = self.node_pool.tolist()
         # Nodes touched per pool since the start, for the lazy per-shape fit cache.
         self.touched: list[list[int]] = [[] for _ in snap.pools]
+        # Per pool, how much of `touched` the numpy copy has taken in.
+        self._flushed = [0] * len(snap.pools)
         self._fits: dict[tuple[int, int, int, int], ShapeFit] = {}
         self._domains: dict[int, PoolDomains] = {}
         self._ub: dict[tuple[int, int], tuple[int, int]] = {}
@@ -97,10 +98,14 @@ class CycleState:
 
     def flush(self) -> None:
         """Copy the changed nodes' list values into the numpy arrays."""
-        if not self._dirty:
+        changed: dict[int, None] = {}
+        for p, log in enumerate(self.touched):
+            if self._flushed[p] < len(log):
+                changed.update(dict.fromkeys(log[self._flushed[p] :]))
+                self._flushed[p] = len(log)
+        if not changed:
             return
-        ids = list(dict.fromkeys(self._dirty))
-        self._dirty = []
+        ids = list(changed)
         idx = np.asarray(ids, dtype=np.int64)
         # Column by column: a list of ints per resource, no list per node.
         for col, values in enumerate((self.acc_l, self.cpu_l, self.mem_l, self.pods_l)):
@@ -290,7 +295,6 @@ class CycleState:
         ids: list[int] = nodes.tolist() if isinstance(nodes, np.ndarray) else list(nodes)
         acc, cpu, mem, pods = self.acc_l, self.cpu_l, self.mem_l, self.pods_l
         ready, node_pool = self._ready_l, self._node_pool_l
-        self._dirty.extend(ids)
         for n in ids:
             before = acc[n]
             after = before + d_acc
