@@ -11,6 +11,8 @@ import argparse
 import statistics
 import time
 
+# Run as a script, this directory is on the path: `fakes` is the tests' fake view.
+from fakes import FakeFleet
 from prometheus_client import generate_latest
 
 from gpufleet.metrics import (
@@ -26,9 +28,9 @@ from gpufleet.metrics import (
 CLASSES = ("nvidia-h100", "nvidia-h200", "nvidia-b200", "aws-trainium2")
 
 
-class StaticView:
-    def __init__(self, sites: int, pools_per_site: int, queues: int) -> None:
-        self._sites = [
+def large_fleet(sites: int, pools_per_site: int, queues: int) -> FakeFleet:
+    return FakeFleet(
+        site_states=[
             SiteState(
                 name=f"site-{s}",
                 connection=SiteConnection.CONNECTED,
@@ -36,8 +38,8 @@ class StaticView:
                 power_budget_watts=2e5,
             )
             for s in range(sites)
-        ]
-        self._pools = [
+        ],
+        pool_states=[
             PoolState(
                 name=f"pool-{s}-{p}",
                 site=f"site-{s}",
@@ -48,8 +50,8 @@ class StaticView:
             )
             for s in range(sites)
             for p in range(pools_per_site)
-        ]
-        self._shares = [
+        ],
+        shares=[
             QueueShare(
                 queue=f"q-{q}",
                 accelerator_class=c,
@@ -60,24 +62,13 @@ class StaticView:
             )
             for q in range(queues)
             for c in CLASSES
-        ]
-        self._groups = [
+        ],
+        groups=[
             WorkloadGroup(queue=f"q-{q}", phase=phase, count=3, oldest_since=1.7e9)
             for q in range(queues)
             for phase in (WorkloadPhase.PENDING, WorkloadPhase.RUNNING)
-        ]
-
-    def sites(self) -> list[SiteState]:
-        return self._sites
-
-    def pools(self) -> list[PoolState]:
-        return self._pools
-
-    def queue_shares(self) -> list[QueueShare]:
-        return self._shares
-
-    def workload_groups(self) -> list[WorkloadGroup]:
-        return self._groups
+        ],
+    )
 
 
 def main() -> None:
@@ -87,7 +78,7 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    view = StaticView(args.sites, args.pools_per_site, args.queues)
+    view = large_fleet(args.sites, args.pools_per_site, args.queues)
     registry, events = create_registry(view)
     for q in range(args.queues):
         events.observe_admission(f"q-{q}", 42.0)
