@@ -54,16 +54,7 @@ def agent(hub: Cluster) -> Iterator[AgentRelease]:
     suffix = uuid.uuid4().hex[:6]
     rel = Release(hub, f"fence-{suffix}", f"team-{suffix}")
     name = f"fence-{suffix}"
-    for ns in (rel.namespace, rel.team_namespace):
-        hub.kubectl("create", "namespace", ns)
-    # As for the operator: a pod that is not "restricted" is refused, not merely warned about.
-    hub.kubectl(
-        "label",
-        "namespace",
-        rel.namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    rel.create_namespaces()  # restricted, as for the operator
     try:
         out = rel.helm(
             "install",

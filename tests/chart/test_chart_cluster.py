@@ -41,6 +41,20 @@ class Release:
     def json(self, *args: str) -> Any:
         return json.loads(self.hub.kubectl(*args, "-o", "json").stdout)
 
+    def create_namespaces(self) -> None:
+        """The release's and the team's namespaces; the release's enforces Pod Security
+        "restricted", so a pod that does not meet it is refused by the API server's
+        admission, not merely warned about."""
+        for ns in (self.namespace, self.team_namespace):
+            self.hub.kubectl("create", "namespace", ns)
+        self.hub.kubectl(
+            "label",
+            "namespace",
+            self.namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        )
+
 
 def adopt_crds(hub: Cluster, namespace: str) -> None:
     """CRDs applied earlier in the session (kubectl apply -f crds/) become this release's,
@@ -63,17 +77,7 @@ def adopt_crds(hub: Cluster, namespace: str) -> None:
 def release(hub: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     rel = Release(hub, f"gpufleet-{suffix}", f"team-{suffix}")
-    for ns in (rel.namespace, rel.team_namespace):
-        hub.kubectl("create", "namespace", ns)
-    # The operator's namespace enforces Pod Security "restricted": a pod that does not
-    # meet it is refused by the API server's admission, not merely warned about.
-    hub.kubectl(
-        "label",
-        "namespace",
-        rel.namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    rel.create_namespaces()
     adopt_crds(hub, rel.namespace)
     rel.helm("install", RELEASE, str(CHART), "--wait=false")
     try:
