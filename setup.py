@@ -19,7 +19,7 @@ COMPILED = (
     "fairshare",
     "snapshot",
     "domains",
-    "state",
+    "cyclestate",
     "placement",
     "explain",
     "cycle",

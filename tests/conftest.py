@@ -17,8 +17,9 @@ import pytest
 
 from gpufleet.corebuild import core_build, stale_error
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import DEFAULT_FLEET, Fleet, load_fleet, parse_fleet
+from gpufleet.dev.nodes import DEFAULT_FLEET
 from gpufleet.dev.tools import ToolsMissingError, find_tools
+from gpufleet.fleetfile import Fleet, load_fleet, parse_fleet
 
 TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
 # Keep the fleet up after the session (faster local iterations); CI never sets it.

@@ -10,7 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from api.builders import CRDS, EXAMPLES, gpufleet_examples
-from gpufleet.api import cli, crdgen
+from gpufleet.api import crdgen
+from gpufleet.cli import validate as cli
 
 app = typer.Typer()
 cli.register(app)

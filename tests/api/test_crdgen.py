@@ -16,9 +16,23 @@ from gpufleet.api.v1alpha1 import CATEGORY, GROUP, KINDS
 COMMITTED = {path.name: yaml.safe_load(path.read_text()) for path in sorted(CRDS.glob("*.yaml"))}
 
 
-def test_committed_crds_match_the_models() -> None:
-    problems = crdgen.drift(CRDS)
-    assert not problems, "crds/ drifted from the models; run `make crds`:\n" + "\n".join(problems)
+@pytest.mark.parametrize("directory", [CRDS, crdgen.PACKAGE_CRD_DIR], ids=["crds", "package"])
+def test_committed_crds_match_the_models(directory: Path) -> None:
+    problems = crdgen.drift(directory)
+    assert not problems, f"{directory} drifted from the models; run `make crds`:\n" + "\n".join(
+        problems
+    )
+
+
+def test_package_ships_its_crds_as_package_data() -> None:
+    """An installed wheel must carry the CRDs (`gpufleet dev register` applies them)."""
+    import tomllib
+
+    root = CRDS.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["gpufleet"]
+    assert "api/crds/*.yaml" in patterns
+    assert crdgen.PACKAGE_CRD_DIR.is_relative_to(root / "operator" / "gpufleet")
 
 
 def test_drift_check_notices_an_edit_and_a_stray_file(tmp_path: Path) -> None:

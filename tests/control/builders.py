@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gpufleet.observed.cache import HUB, ClusterState, FleetCache
+from gpufleet.observed.records import NodeRecord, PodRecord
 from gpufleet.sites.dispatch import pod_name
-from gpufleet.state.cache import HUB, ClusterState, FleetCache
-from gpufleet.state.records import NodeRecord, PodRecord
 
 API = "gpufleet.io/v1alpha1"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from gpufleet.control.lifecycle import plan_lifecycle
-from gpufleet.state.cache import HUB
-from gpufleet.state.translate import translate
+from gpufleet.observed.cache import HUB
+from gpufleet.observed.translate import translate
 
 from .builders import World
 

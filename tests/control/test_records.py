@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpufleet.state.records import NodeRecord, PodRecord
+from gpufleet.observed.records import NodeRecord, PodRecord
 
 
 def test_pod_requests_are_summed_and_extended_resources_default_to_limits() -> None:

@@ -7,7 +7,7 @@ import time
 from gpufleet import core
 from gpufleet.control.summary import summarise
 from gpufleet.metrics import SiteConnection
-from gpufleet.state.translate import translate
+from gpufleet.observed.translate import translate
 
 from .builders import World
 

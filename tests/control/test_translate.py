@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpufleet.state.cache import HUB
-from gpufleet.state.translate import translate
+from gpufleet.observed.cache import HUB
+from gpufleet.observed.translate import translate
 
 from .builders import World
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpufleet.control.loop import SchedulingLoop
-from gpufleet.state.cache import FleetCache
+from gpufleet.observed.cache import FleetCache
 
 
 class _Result:

@@ -8,12 +8,12 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from gpufleet.bench.cli import register
 from gpufleet.bench.core import bench_core
 from gpufleet.bench.synthetic import build_fleet
+from gpufleet.cli.bench import register
 from gpufleet.core import Snapshot, schedule
+from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.reference import schedule_reference
-from gpufleet.core.state import CycleState
 from gpufleet.corebuild import core_build
 
 

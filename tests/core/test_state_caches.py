@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from gpufleet.bench.synthetic import build_fleet
 from gpufleet.core import Snapshot
+from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.model import Workload
-from gpufleet.core.state import CycleState
 
 FLEET = build_fleet(2000, 20, 200, seed=5)
 SNAP = Snapshot.build(FLEET.sites, FLEET.pools, FLEET.nodes, FLEET.queues, FLEET.workloads, 0.0)

@@ -9,8 +9,9 @@ import pytest
 from kubernetes import client
 
 from gpufleet.dev.clusters import Cluster, RunningFleet
-from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
 from gpufleet.dev.inventory import cluster_inventory
+from gpufleet.dev.nodes import DEFAULT_FLEET
+from gpufleet.fleetfile import load_fleet
 
 pytestmark = pytest.mark.cluster
 

@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from gpufleet.dev.fleet import (
-    DEFAULT_FLEET,
+from gpufleet.dev.nodes import DEFAULT_FLEET, iter_node_manifests
+from gpufleet.fleetfile import (
     LABEL_GPU_PRODUCT,
     LABEL_NVLINK,
     LABEL_RACK,
     FleetFileError,
-    iter_node_manifests,
     load_fleet,
     parse_fleet,
 )

@@ -11,8 +11,9 @@ import pytest
 from conftest import bring_up
 from e2e.operator_harness import Fleet, OperatorProcess
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import DEFAULT_FLEET, load_fleet
+from gpufleet.dev.nodes import DEFAULT_FLEET
 from gpufleet.dev.register import register
+from gpufleet.fleetfile import load_fleet
 
 FLEET_NAME = "test-op"
 

@@ -18,7 +18,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.dev.clusters import Cluster, RunningFleet
-from gpufleet.dev.fleet import DEFAULT_FLEET, LABEL_POOL, load_fleet
+from gpufleet.dev.nodes import DEFAULT_FLEET
+from gpufleet.fleetfile import LABEL_POOL, load_fleet
 
 pytestmark = pytest.mark.cluster
 

@@ -21,6 +21,6 @@ def test_the_cli_loads_without_matplotlib() -> None:
 
 
 def test_a_plot_without_matplotlib_says_what_to_install() -> None:
-    res = _run("from gpufleet.sim.cli import _plots; _plots()")
+    res = _run("from gpufleet.cli.simulate import _plots; _plots()")
     assert res.returncode != 0
     assert "pip install 'gpufleet[sim]'" in res.stdout + res.stderr

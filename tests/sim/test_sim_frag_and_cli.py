@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from gpufleet.sim.cli import register
+from gpufleet.cli.simulate import register
 from gpufleet.sim.frag import fill_experiment
 from gpufleet.sim.policies.registry import make
 from gpufleet.sim.tenants import default_queues

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.sim import csvtrace, openb
-from gpufleet.sim.fleetfile import load_sim_fleet
+from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.jobs import TraceError
 from gpufleet.sim.traces import detect, load_trace
 

@@ -5,8 +5,11 @@ OpenAPI v3 schema the API server demands: references inlined, ``anyOf`` with
 null turned into ``nullable``, ``const`` into ``enum``, map key patterns into
 CEL rules, and no keyword the API server would refuse.
 
-    python -m gpufleet.api.crdgen            # write crds/
-    python -m gpufleet.api.crdgen --check    # exit 1 if crds/ differs from the models
+    python -m gpufleet.api.crdgen            # write crds/ and the package's copy
+    python -m gpufleet.api.crdgen --check    # exit 1 if either differs from the models
+
+The package carries its own copy (``gpufleet/api/crds/``, package data) so that an
+installed wheel can install its CRDs without a source tree.
 """
 
 from __future__ import annotations
@@ -251,7 +254,7 @@ def openapi_schema(kind: type[Resource]) -> Schema:
 
 def crd(kind: type[Resource]) -> dict[str, Any]:
     """The CustomResourceDefinition for ``kind``."""
-    info = kind.crd  # type: ignore[attr-defined]
+    info = kind.crd
     name = kind.__name__
     names: dict[str, Any] = {
         "kind": name,
@@ -285,7 +288,7 @@ def crd(kind: type[Resource]) -> dict[str, Any]:
 
 
 def file_name(kind: type[Resource]) -> str:
-    return f"{GROUP}_{kind.crd.plural}.yaml"  # type: ignore[attr-defined]
+    return f"{GROUP}_{kind.crd.plural}.yaml"
 
 
 def render(kind: type[Resource]) -> str:
@@ -335,24 +338,41 @@ def write(directory: Path) -> list[Path]:
     return written
 
 
+# The copy shipped inside the package (package data), next to this module.
+PACKAGE_CRD_DIR = Path(__file__).with_name("crds")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpufleet.api.crdgen", description=__doc__)
-    parser.add_argument("--output-dir", type=Path, default=Path("crds"))
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if the directory differs from the models"
+        "--output-dir",
+        type=Path,
+        action="append",
+        help="directory to write or check (repeatable; default: crds/ and the package's copy)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a directory differs from the models"
     )
     args = parser.parse_args(argv)
+    directories: list[Path] = args.output_dir or [Path("crds"), PACKAGE_CRD_DIR]
     if args.check:
-        problems = drift(args.output_dir)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        if problems:
-            print("crds/ is out of date: run `make crds` and commit the result", file=sys.stderr)
-            return 1
-        print(f"{args.output_dir}: {len(KINDS)} CRDs match the models")
-        return 0
-    for path in write(args.output_dir):
-        print(f"wrote {path}")
+        failed = False
+        for directory in directories:
+            problems = drift(directory)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                print(
+                    f"{directory} is out of date: run `make crds` and commit the result",
+                    file=sys.stderr,
+                )
+                failed = True
+            else:
+                print(f"{directory}: {len(KINDS)} CRDs match the models")
+        return 1 if failed else 0
+    for directory in directories:
+        for path in write(directory):
+            print(f"wrote {path}")
     return 0
 
 

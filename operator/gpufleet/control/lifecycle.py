@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpufleet.api.v1alpha1 import ReplicaPlacement, Workload
+from gpufleet.observed.cache import CacheView
+from gpufleet.observed.records import LABEL_ORIGIN, PodRecord
+from gpufleet.observed.translate import RUNNING_PHASES, Inputs, timestamp
 from gpufleet.sites.dispatch import pod_name
-from gpufleet.state.cache import CacheView
-from gpufleet.state.records import LABEL_ORIGIN, PodRecord
-from gpufleet.state.translate import RUNNING_PHASES, Inputs, timestamp
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ from gpufleet.metrics import (
     SiteState,
     WorkloadGroup,
 )
+from gpufleet.observed.cache import HUB, FleetCache
+from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, timestamp, translate
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods, pod_name
 from gpufleet.sites.manager import ConnectionManager
-from gpufleet.state.cache import HUB, FleetCache
-from gpufleet.state.translate import Inputs, ParseCache, real_node_name, timestamp, translate
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gpufleet.api.v1alpha1 import GROUP, VERSION
+from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION
 from gpufleet.control.loop import SchedulingLoop, SummaryView
-from gpufleet.control.writer import PLURALS, Writer
+from gpufleet.control.writer import Writer
 from gpufleet.metrics import MetricsServer, create_registry, serve
+from gpufleet.observed.cache import HUB, FleetCache
 from gpufleet.sites.manager import ConnectionManager
-from gpufleet.state.cache import HUB, FleetCache
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,13 @@ class Operator:
         from kubernetes import client
 
         custom = client.CustomObjectsApi(api)
-        for kind, plural in PLURALS.items():
-            listing = custom.list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=60)
+        for kind in KIND_INFO.values():
+            listing = custom.list_cluster_custom_object(
+                GROUP, VERSION, kind.plural, _request_timeout=60
+            )
             for item in listing.get("items", []):
-                item.setdefault("kind", kind)
-                meta = item["metadata"]
-                key = f"{meta['namespace']}/{meta['name']}" if kind == "Workload" else meta["name"]
-                self.cache.put_object(kind, key, item)
+                item.setdefault("kind", kind.name)
+                self.cache.put_object(kind.name, kind.key(item["metadata"]), item)
 
     def healthy(self) -> bool:
         if self.task is None or self.task.done() or self.loop is None:

@@ -17,8 +17,8 @@ from gpufleet.metrics import (
     WorkloadGroup,
     WorkloadPhase,
 )
-from gpufleet.state.cache import HUB, CacheView
-from gpufleet.state.translate import Inputs, timestamp
+from gpufleet.observed.cache import HUB, CacheView
+from gpufleet.observed.translate import Inputs, timestamp
 
 
 @dataclass

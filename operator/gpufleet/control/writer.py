@@ -12,11 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from gpufleet.api.v1alpha1 import GROUP, VERSION
+from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION
 
 log = logging.getLogger(__name__)
-
-PLURALS = {"Site": "sites", "GpuPool": "gpupools", "Queue": "queues", "Workload": "workloads"}
 
 
 class ConflictError(Exception):
@@ -40,20 +38,21 @@ class Writer:
         patch: dict[str, Any] = {"status": status}
         if cas:
             patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+        info = KIND_INFO[kind]
         try:
-            if kind == "Workload":
+            if info.namespaced:
                 result = self.custom.patch_namespaced_custom_object_status(
                     GROUP,
                     VERSION,
                     meta["namespace"],
-                    PLURALS[kind],
+                    info.plural,
                     meta["name"],
                     patch,
                     _request_timeout=30,
                 )
             else:
                 result = self.custom.patch_cluster_custom_object_status(
-                    GROUP, VERSION, PLURALS[kind], meta["name"], patch, _request_timeout=30
+                    GROUP, VERSION, info.plural, meta["name"], patch, _request_timeout=30
                 )
         except ApiException as exc:
             if exc.status in (409, 404):

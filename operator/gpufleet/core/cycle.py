@@ -18,12 +18,12 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 
+from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
 from gpufleet.core.placement import PoolFit, place_in_pool
 from gpufleet.core.snapshot import Snapshot
-from gpufleet.core.state import CycleState
 
 _NONE: list[int] = []  # shared empty result; never mutated
 EligibleKey = tuple[int, Residency, tuple[str, ...], tuple[str, ...]]

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import SiteVerdict, Workload
 from gpufleet.core.placement import domain_sums, topology_level
 from gpufleet.core.snapshot import IntArray, Snapshot
-from gpufleet.core.state import CycleState
 
 # How far an attempt got in a pool; the furthest pool speaks for its site.
 _STAGES = (

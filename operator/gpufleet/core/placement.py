@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.model import Workload
 from gpufleet.core.snapshot import IntArray
-from gpufleet.core.state import CycleState
 
 # Up to this many nodes (of a bucket, or of a topology domain) are handled in plain
 # Python; numpy's per-call cost dominates below it.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import parse_fleet
+from gpufleet.fleetfile import parse_fleet
 
 
 def rss_mb(pids: list[int]) -> dict[str, float]:
@@ -54,7 +54,7 @@ def bench_nodes(nodes: int, *, name: str = "bench", keep: bool = False) -> dict[
     spec = fleet.clusters[0]
     group = spec.node_groups[0].model_copy(update={"count": nodes})
     spec = spec.model_copy(update={"node_groups": [group]})
-    from gpufleet.dev.fleet import iter_node_manifests
+    from gpufleet.dev.nodes import iter_node_manifests
 
     t1 = time.monotonic()
     clusters.create_nodes(cluster, iter_node_manifests(spec))

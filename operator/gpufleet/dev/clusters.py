@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.dev.fleet import ClusterSpec, Fleet, iter_node_manifests
+from gpufleet.dev.nodes import iter_node_manifests
 from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
+from gpufleet.fleetfile import ClusterSpec, Fleet
 
 Progress = Callable[[str], None]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet.dev.clusters import Cluster, RunningFleet
-from gpufleet.dev.fleet import LABEL_ACCELERATOR, LABEL_SITE
+from gpufleet.fleetfile import LABEL_ACCELERATOR, LABEL_SITE
 
 ACCELERATOR_RESOURCES = ("nvidia.com/gpu", "aws.amazon.com/neuron", "amd.com/gpu", "google.com/tpu")
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gpufleet.api.crdgen import PACKAGE_CRD_DIR
 from gpufleet.dev.clusters import Cluster, RunningFleet
-from gpufleet.dev.fleet import LABEL_NVLINK, LABEL_POOL, LABEL_RACK, LABEL_SITE, Fleet
+from gpufleet.fleetfile import LABEL_NVLINK, LABEL_POOL, LABEL_RACK, LABEL_SITE, Fleet
 
-CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 # Typical board power per accelerator, for the power budget when a fleet file gives none.
 WATTS = {"nvidia-h100": 700.0, "nvidia-h200": 700.0, "nvidia-b200": 1000.0, "aws-trainium2": 500.0}
 COST = {"nvidia-h100": 2.5, "nvidia-h200": 3.2, "nvidia-b200": 5.0, "aws-trainium2": 1.6}
@@ -112,7 +111,8 @@ def secret_objects(fleet: Fleet, running: RunningFleet, namespace: str) -> list[
 
 
 def install_crds(hub: Cluster) -> None:
-    hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    # The package's own copy (package data), so an installed wheel works without a source tree.
+    hub.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PACKAGE_CRD_DIR))
     hub.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import parse_fleet
 from gpufleet.dev.register import register
+from gpufleet.fleetfile import parse_fleet
 
 Progress = Callable[[str], None]
 

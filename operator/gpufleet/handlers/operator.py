@@ -6,20 +6,13 @@ from typing import Any
 
 import kopf
 
-from gpufleet.api.v1alpha1 import GROUP, VERSION
+from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION, Kind
 from gpufleet.control.operator import Operator, OperatorConfig
-
-KINDS = {"sites": "Site", "gpupools": "GpuPool", "queues": "Queue", "workloads": "Workload"}
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Kopf keeps no state of its own on our objects beyond what we name here.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gpufleet.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="gpufleet.io", key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = "gpufleet.io/finalizer"
+    # Only `on.event` handlers: Kopf stores no progress, diff base or finalizer on our objects.
     # gpufleet writes its own Events with explicit reasons; Kopf's log echoes would be noise.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
@@ -38,26 +31,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await operator.shutdown()
 
 
-def _feed(kind: str) -> Any:
+def _feed(kind: Kind) -> Any:
     def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         operator: Operator | None = memo.get("operator")
         if operator is None:
             return
         obj = event["object"]
-        meta = obj.get("metadata", {})
-        key = (
-            f"{meta.get('namespace')}/{meta.get('name')}"
-            if kind == "Workload"
-            else str(meta.get("name"))
-        )
-        operator.cache.put_object(kind, key, None if event["type"] == "DELETED" else dict(obj))
+        key = kind.key(obj.get("metadata", {}))
+        operator.cache.put_object(kind.name, key, None if event["type"] == "DELETED" else dict(obj))
 
-    handler.__name__ = f"feed_{kind.lower()}"
+    handler.__name__ = f"feed_{kind.name.lower()}"
     return handler
 
 
-for _plural, _kind in KINDS.items():
-    kopf.on.event(GROUP, VERSION, _plural)(_feed(_kind))
+for _kind in KIND_INFO.values():
+    kopf.on.event(GROUP, VERSION, _kind.plural)(_feed(_kind))
 
 
 @kopf.on.login()

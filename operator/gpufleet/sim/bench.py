@@ -24,7 +24,7 @@ from rich.console import Console
 
 from gpufleet.sim import plots, report
 from gpufleet.sim.compare import compare
-from gpufleet.sim.fleetfile import load_sim_fleet
+from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.frag import FragReport, fill_experiment
 from gpufleet.sim.jobs import Job, Trace
 from gpufleet.sim.metrics import PolicyMetrics

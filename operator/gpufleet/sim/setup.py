@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gpufleet.sim.arrivals import poisson_retime
 from gpufleet.sim.fleet import SimFleet, subsample
-from gpufleet.sim.fleetfile import load_sim_fleet
+from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.jobs import Trace
 from gpufleet.sim.tenants import QueueSpec, assign_queues, default_queues, queues_for
 from gpufleet.sim.traces import TraceFormat, load_trace

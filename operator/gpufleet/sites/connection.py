@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gpufleet.state.records import NodeRecord, PodRecord
+from gpufleet.observed.records import NodeRecord, PodRecord
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from gpufleet.state.records import (
+from gpufleet.observed.records import (
     LABEL_EPOCH,
     LABEL_MANAGED,
     LABEL_ORIGIN,

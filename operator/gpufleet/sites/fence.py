@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gpufleet.state.records import LABEL_MANAGED, LABEL_ORIGIN, MANAGED_BY
+from gpufleet.observed.records import LABEL_MANAGED, LABEL_ORIGIN, MANAGED_BY
 
 log = logging.getLogger(__name__)
 

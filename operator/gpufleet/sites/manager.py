@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from gpufleet.api.v1alpha1 import Site
+from gpufleet.observed.cache import HUB
 from gpufleet.sites.connection import ClusterConnection, ClusterSink
-from gpufleet.state.cache import HUB
 
 log = logging.getLogger(__name__)
 

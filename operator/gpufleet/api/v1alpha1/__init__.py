@@ -14,6 +14,7 @@ from gpufleet.api.v1alpha1.common import (
     check_update,
 )
 from gpufleet.api.v1alpha1.gpupool import GpuPool, GpuPoolSpec, GpuPoolStatus
+from gpufleet.api.v1alpha1.kinds import Kind, kinds_of
 from gpufleet.api.v1alpha1.queue import (
     Preemption,
     Queue,
@@ -49,11 +50,15 @@ from gpufleet.api.v1alpha1.workload import (
 KINDS: tuple[type[Resource], ...] = (Site, GpuPool, Queue, Workload)
 """Every top-level kind, in the order their CRDs are written."""
 
+KIND_INFO: dict[str, Kind] = kinds_of(KINDS)
+"""Kind name → plural, scope and cache key, for the clients."""
+
 __all__ = [
     "API_VERSION",
     "CATEGORY",
     "GROUP",
     "KINDS",
+    "KIND_INFO",
     "VERSION",
     "ClassCapacity",
     "Condition",
@@ -61,6 +66,7 @@ __all__ = [
     "GpuPool",
     "GpuPoolSpec",
     "GpuPoolStatus",
+    "Kind",
     "LabelSelector",
     "LocalNodes",
     "MemberNodes",

@@ -33,6 +33,7 @@ from pydantic_core import core_schema
 
 from gpufleet.api import regions
 from gpufleet.api.quantity import NON_NEGATIVE_QUANTITY_PATTERN, QuantityError, parse_quantity
+from gpufleet.api.v1alpha1.crdinfo import CrdInfo
 
 GROUP = "gpufleet.io"
 VERSION = "v1alpha1"
@@ -388,6 +389,9 @@ class ObjectMeta(BaseModel):
 
 class Resource(ApiModel):
     """Base of the top-level kinds."""
+
+    # Names, scope and printer columns of the kind's CRD; every kind sets it.
+    crd: ClassVar[CrdInfo]
 
     api_version: Literal["gpufleet.io/v1alpha1"] = "gpufleet.io/v1alpha1"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)

@@ -1,6 +1,7 @@
-"""The declarative dev fleet: clusters, the site each one hosts, and node groups.
+"""The fleet-file model: clusters, the site each one hosts, and node groups of accelerators.
 
-A fleet file describes local test clusters with simulated GPU nodes. It is
+A fleet file describes a fleet's clusters and nodes; the dev tooling brings it
+up as local clusters with simulated nodes and the simulator replays traces on it. It is
 validated strictly, so a typo is reported with the path of the field instead of
 silently producing a different fleet.
 """
@@ -8,7 +9,6 @@ silently producing a different fleet.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -243,87 +243,3 @@ def parse_fleet(raw: object, *, source: str = "<fleet>") -> Fleet:
     except ValidationError as exc:
         problems = [f"  {_field_path(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise FleetFileError(f"{source}: invalid fleet file:\n" + "\n".join(problems)) from exc
-
-
-DEFAULT_FLEET = Path(__file__).with_name("fleets") / "dev.yaml"
-
-
-# ---------------------------------------------------------------------------
-# Expansion into concrete Node objects
-# ---------------------------------------------------------------------------
-
-
-def node_name(group: NodeGroup, index: int) -> str:
-    return f"{group.name}-{index:05d}"
-
-
-def iter_node_manifests(cluster: ClusterSpec) -> Iterator[dict[str, object]]:
-    """Node objects for KWOK, with the labels a real GPU node would carry."""
-    for group in cluster.node_groups:
-        for i in range(group.count):
-            yield node_manifest(cluster, group, i)
-
-
-def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[str, object]:
-    labels: dict[str, str] = {
-        "type": "kwok",
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "kubernetes.io/hostname": node_name(group, index),
-        LABEL_SITE: cluster.site.name,
-        LABEL_POOL: group.name,
-        LABEL_ACCELERATOR: group.accelerator_class,
-        LABEL_REGION: cluster.site.jurisdiction.lower(),
-    }
-    if group.zone:
-        labels[LABEL_ZONE] = group.zone
-    if group.instance_type:
-        labels[LABEL_INSTANCE_TYPE] = group.instance_type
-    if group.topology.nodes_per_rack:
-        labels[LABEL_RACK] = f"{group.name}-rack-{index // group.topology.nodes_per_rack:03d}"
-    if group.topology.nodes_per_nvlink_domain:
-        labels[LABEL_NVLINK] = (
-            f"{group.name}-nvl-{index // group.topology.nodes_per_nvlink_domain:04d}"
-        )
-    if group.resource_name == "nvidia.com/gpu":
-        labels[LABEL_GPU_PRESENT] = "true"
-        labels[LABEL_GPU_COUNT] = str(group.accelerators_per_node)
-        if group.gpu_product:
-            labels[LABEL_GPU_PRODUCT] = group.gpu_product
-        if group.gpu_memory_mib:
-            labels[LABEL_GPU_MEMORY] = str(group.gpu_memory_mib)
-    labels.update(group.labels)
-    resources = {
-        "cpu": str(group.cpu),
-        "memory": str(group.memory),
-        "pods": str(group.pods),
-        group.resource_name: str(group.accelerators_per_node),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": node_name(group, index),
-            "labels": labels,
-            # KWOK only takes over nodes that carry this annotation.
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {},
-        "status": {
-            "capacity": resources,
-            "allocatable": resources,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "containerRuntimeVersion": "fake",
-                "kernelVersion": "fake",
-                "osImage": "fake",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-            "phase": "Running",
-        },
-    }

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from gpufleet import core
 from gpufleet.api import regions
 from gpufleet.api.v1alpha1 import GpuPool, Queue, Site, Workload
-from gpufleet.state.cache import HUB, CacheView
-from gpufleet.state.records import PodRecord
-from gpufleet.state.selectors import matches, matches_map
+from gpufleet.observed.cache import HUB, CacheView
+from gpufleet.observed.records import PodRecord
+from gpufleet.observed.selectors import matches, matches_map
 
 RUNNING_PHASES = frozenset({"Admitted", "Running"})
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})

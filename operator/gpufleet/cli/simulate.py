@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gpufleet.cli.common import console, fail
+from gpufleet.cli.common import out as stdout
 from gpufleet.sim import report
 from gpufleet.sim.compare import compare
 from gpufleet.sim.frag import fill_experiment
@@ -22,8 +24,8 @@ from gpufleet.sim.setup import policy_list, prepare
 from gpufleet.sim.tenants import assign_queues, default_queues
 from gpufleet.sim.traces import TraceFormat
 
-err = Console(stderr=True)
-out = Console()
+err = console
+out = stdout
 if not out.is_terminal:
     # Piped or captured output has no width to fit; the default 80 columns would fold
     # every cell of the eleven-column table.
@@ -60,13 +62,6 @@ def _progress() -> Progress:
     )
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print("[red]error:[/red]", end=" ")
-    # No markup (messages hold brackets such as deserved[h100]) and no wrapping (paths).
-    err.print(message, markup=False, soft_wrap=True, highlight=False)
-    return typer.Exit(code=1)
-
-
 def simulate(
     fleet: Annotated[Path, typer.Option(help="Dev fleet file (YAML) or a trace node list (CSV).")],
     trace: Annotated[Path, typer.Option(help="openb pod list or gpufleet CSV trace.")],
@@ -100,7 +95,7 @@ def simulate(
 ) -> None:
     """Replay a trace on a fleet under several policies and compare them side by side."""
     if trace_format not in ("auto", "openb", "csv"):
-        raise _fail(f"--format: must be auto, openb or csv (got {trace_format!r})")
+        raise fail(f"--format: must be auto, openb or csv (got {trace_format!r})")
     fmt = cast(TraceFormat, trace_format)
     try:
         jobs, sim_fleet, queue_specs = prepare(
@@ -109,7 +104,7 @@ def simulate(
         names = policy_list(policy)
         make(names, jobs.jobs, min_runtime)  # fail on a bad name before any work
     except (TraceError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if jobs.skipped:
         err.print(f"skipped {jobs.skipped} rows of the trace: {jobs.skipped_reason}")
     total = 2 * len(jobs.jobs)
@@ -164,7 +159,7 @@ def frag(
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
 ) -> None:
     """Fill the fleet from a pod list to 100-130% of capacity; GPUs left unallocated."""
-    from gpufleet.sim.fleetfile import load_sim_fleet
+    from gpufleet.sim.fleetsource import load_sim_fleet
     from gpufleet.sim.jobs import Job, Trace
 
     try:
@@ -180,7 +175,7 @@ def frag(
         jobs = list(assign_queues(Trace(tuple(jobs), str(pods)), queue_specs).jobs)
         chosen = make(policy_list(policy), jobs)
     except (TraceError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     with _progress() as bar:
         tasks = {p.name: bar.add_task(p.name, total=1) for p in chosen}
 

@@ -8,29 +8,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpufleet.cli.common import console, fail, out
 from gpufleet.dev import clusters
-from gpufleet.dev.fleet import DEFAULT_FLEET, FleetFileError, load_fleet
 from gpufleet.dev.inventory import fleet_inventory
+from gpufleet.dev.nodes import DEFAULT_FLEET
 from gpufleet.dev.tools import ToolsMissingError
+from gpufleet.fleetfile import FleetFileError, load_fleet
 
 dev = typer.Typer(
     help="Local multi-site test fleets (real control planes, KWOK GPU nodes).", no_args_is_help=True
 )
-console = Console(stderr=True)
-out = Console()
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(dev, name="dev")
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
 
 
 def inventory_table(fleet: clusters.RunningFleet) -> Table:
@@ -70,7 +64,7 @@ def up_command(
     try:
         fleet = load_fleet(fleet_file)
     except FleetFileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     started = time.monotonic()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -98,7 +92,7 @@ def up_command(
                 node_progress=node_progress,
             )
         except (ToolsMissingError, clusters.FleetError) as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     elapsed = time.monotonic() - started
     if as_json:
         out.print_json(json.dumps({**running.to_json(), "seconds": round(elapsed, 2)}))
@@ -131,7 +125,7 @@ def status_command(
     """Show the inventory of a running fleet: per site, cluster, nodes and accelerators."""
     running = clusters.load_running(name)
     if running is None:
-        raise _fail(
+        raise fail(
             f"no fleet '{name}' is up; start one with 'gpufleet dev up' (running: {clusters.running_fleets() or 'none'})"
         )
     if as_json:
@@ -155,7 +149,7 @@ def bench_command(
         try:
             result = bench_nodes(nodes, keep=keep)
         except (ToolsMissingError, clusters.FleetError) as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -194,14 +188,14 @@ def register_command(
     try:
         fleet = load_fleet(fleet_file)
     except FleetFileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     running = clusters.load_running(name or fleet.name)
     if running is None:
-        raise _fail(f"fleet '{name or fleet.name}' is not up; run 'gpufleet dev up' first")
+        raise fail(f"fleet '{name or fleet.name}' is not up; run 'gpufleet dev up' first")
     try:
         register(fleet, running, namespace, sites=sites)
     except clusters.FleetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(
         f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})"
     )
@@ -219,7 +213,7 @@ def throughput_command(
     try:
         result = measure(nodes, workloads, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     except (ToolsMissingError, clusters.FleetError, TimeoutError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         out.print_json(json.dumps(result))
         return

@@ -10,7 +10,7 @@ from gpufleet.sim.fleet import SimFleet, SimNode, SimPool, SimSite
 
 def from_dev_fleet(path: Path) -> SimFleet:
     """Each cluster is a site; each node group a pool; nodes without accelerators are left out."""
-    from gpufleet.dev.fleet import load_fleet  # the dev layer is optional for trace-only runs
+    from gpufleet.fleetfile import load_fleet  # YAML fleets only; trace-only runs never need it
 
     fleet = load_fleet(path)
     sites: list[SimSite] = []

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpufleet.state.records import NodeRecord, PodRecord
+from gpufleet.api.v1alpha1 import KIND_INFO
+from gpufleet.observed.records import NodeRecord, PodRecord
 
 # The cluster the operator itself runs against; sites whose nodes are "local" live here.
 HUB = "(hub)"
@@ -55,6 +56,14 @@ class FleetCache:
         self.pools: dict[str, dict[str, Any]] = {}
         self.queues: dict[str, dict[str, Any]] = {}
         self.workloads: dict[str, dict[str, Any]] = {}
+        # Kind name (as in the API) → its table; every kind of the API has one.
+        self._tables = {
+            "Site": self.sites,
+            "GpuPool": self.pools,
+            "Queue": self.queues,
+            "Workload": self.workloads,
+        }
+        assert set(self._tables) == set(KIND_INFO), "a kind of the API has no table in the cache"
         self.clusters: dict[str, ClusterState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -71,12 +80,7 @@ class FleetCache:
 
     # -- gpufleet objects (from Kopf, on the event loop) ------------------------
     def put_object(self, kind: str, key: str, body: dict[str, Any] | None) -> None:
-        table = {
-            "Site": self.sites,
-            "GpuPool": self.pools,
-            "Queue": self.queues,
-            "Workload": self.workloads,
-        }[kind]
+        table = self._tables[kind]
         with self._lock:
             if body is None:
                 table.pop(key, None)

@@ -1,0 +1,77 @@
+"""`gpufleet run`: the operator."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+import typer
+
+from gpufleet.cli.common import KubeconfigOpt
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+
+
+def run_command(
+    namespace: Annotated[
+        str,
+        typer.Option(
+            envvar="GPUFLEET_NAMESPACE",
+            help="The operator's namespace (member kubeconfig Secrets live here).",
+        ),
+    ] = "gpufleet-system",
+    kubeconfig: KubeconfigOpt = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address for /metrics, /healthz, /readyz.")
+    ] = "127.0.0.1",
+    metrics_port: Annotated[
+        int, typer.Option(help="Port for metrics and probes; -1 disables them.")
+    ] = 8080,
+    origin: Annotated[
+        str, typer.Option(help="Label value marking the pods this operator owns.")
+    ] = "gpufleet",
+    resync: Annotated[
+        float, typer.Option(help="Seconds between scheduling cycles when nothing changes.")
+    ] = 5.0,
+    fence_seconds: Annotated[
+        int, typer.Option(help="Silence after which a member's agent stops our pods.")
+    ] = 60,
+    site_loss_grace: Annotated[
+        float,
+        typer.Option(help="Extra wait after the fence before re-placing a lost site's workloads."),
+    ] = 30.0,
+    disconnect_after: Annotated[
+        float,
+        typer.Option(help="Seconds without an answer before a member is marked disconnected."),
+    ] = 20.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator: watch every site, schedule, dispatch pods, keep statuses current."""
+    import kopf
+
+    import gpufleet.handlers.operator  # noqa: F401  (registers the handlers)
+    from gpufleet.control.operator import OperatorConfig
+
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Kopf logs every handler call at INFO; gpufleet's own log and Events say what matters.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    config = OperatorConfig(
+        namespace=namespace,
+        origin=origin,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        resync_seconds=resync,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+        fence_seconds=fence_seconds,
+        site_loss_grace_seconds=site_loss_grace,
+        disconnect_after_seconds=disconnect_after,
+    )
+    kopf.run(standalone=True, clusterwide=True, memo=kopf.Memo(config=config))
