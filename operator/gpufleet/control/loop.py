@@ -34,6 +34,7 @@ from gpufleet.control.statuses import (
     eviction_status,
     lifecycle_status,
     pending_status,
+    waiting_since,
 )
 from gpufleet.control.summary import FleetSummary, summarise
 from gpufleet.control.writer import ConflictError, Writer
@@ -47,7 +48,7 @@ from gpufleet.metrics import (
     WorkloadGroup,
 )
 from gpufleet.observed.cache import HUB, FleetCache
-from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, timestamp, translate
+from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, translate
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods, pod_name
 from gpufleet.sites.manager import ConnectionManager
 
@@ -160,6 +161,8 @@ class SchedulingLoop:
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
         self.view.summary = summary
+        if self.metrics is not None:
+            self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
         if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
             self._last_fleet_status = time.monotonic()
             self._write_fleet_status(view, summary)
@@ -193,6 +196,9 @@ class SchedulingLoop:
                 )
                 if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
                     self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
+                elif c.reason == "SiteLost" and self.metrics is not None:
+                    # Past the fence the site's agent has stopped the pods; the workload moves.
+                    self.metrics.count_eviction(EvictionReason.SITE_FENCED)
 
         def create(c: PodCreate) -> None:
             body = bodies.get(c.workload)
@@ -319,8 +325,8 @@ class SchedulingLoop:
             )
             model = inputs.workload_models.get(a.workload)
             if self.metrics is not None and model is not None:
-                created = timestamp(body["metadata"].get("creationTimestamp"))
-                self.metrics.observe_admission(model.spec.queue, max(now - created, 0.0))
+                since = waiting_since(body)
+                self.metrics.observe_admission(model.spec.queue, max(now - since, 0.0))
             self._event(
                 body,
                 "Normal",

@@ -275,15 +275,6 @@ class Snapshot:
             pending_queue=tuple(queue_index[w.queue] for w in pending),
         )
 
-    def site_allows(self, w: Workload, site: int) -> bool:
-        """Residency, certifications and the queue's entitlement (fail closed)."""
-        s = self.sites[site]
-        return (
-            w.residency.allows_location(s)
-            and not w.residency.missing_certifications(s)
-            and self.entitled[self.queue_index[w.queue]][site]
-        )
-
 
 def _key(w: Workload) -> str:
     return w.key
