@@ -4,7 +4,7 @@ Each cluster is created by `kwokctl --runtime binary` from the cached binaries
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), so tests
 talk to a real API server with real admission, scheduling and garbage
 collection; only the kubelets are simulated: by KWOK (`kubelet: kwok` groups,
-with the graceful pod-delete stage of `dev/stages.py`) or by hollow kubelets
+configured by `dev/kwokconfig.py`) or by hollow kubelets
 (`kubelet: hollow` groups, one kubemark process per node, `dev/hollow.py`).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.dev import hollow
+from gpufleet.dev.kwokconfig import kwokctl_config
 from gpufleet.dev.nodes import iter_node_manifests
-from gpufleet.dev.stages import stages_config
 from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
 from gpufleet.fleetfile import ClusterSpec, Fleet
 
@@ -186,13 +186,13 @@ def create_cluster(
     kubeconfig = state_dir() / fleet_name / f"{spec.name}.kubeconfig"
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
-    # KWOK's default stages, pod-delete made graceful (dev/stages.py); kwokctl copies
-    # them into the cluster's own configuration, so the file is read only here.
-    stages = kubeconfig.parent / "kwok-stages.yaml"
-    stages.write_text(stages_config())
+    # KWOK manages only its own nodes, with its default stages but a graceful pod-delete
+    # (dev/kwokconfig.py); kwokctl copies this into the cluster's own configuration.
+    config = kubeconfig.parent / "kwokctl.yaml"
+    config.write_text(kwokctl_config())
     args = [
         "--config",
-        str(stages),
+        str(config),
         "create",
         "cluster",
         "--name",
