@@ -155,3 +155,25 @@ def test_an_agent_that_cannot_read_its_api_server_deletes_nothing(monkeypatch: A
     assert a.step() == 0  # answers again: the count restarts, nothing is deleted
     assert len(api.pods) == 2
     assert api.record is None
+
+
+def test_a_read_the_api_server_held_for_long_is_blindness_too(monkeypatch: Any) -> None:
+    """The paused API server of the cluster test: the client's retries hide the timeouts
+    inside one call that succeeds after the pause, 17 s later, with the same version."""
+    api = _Api("41", pods=2)
+    _patched(monkeypatch, api)
+    a = agent(fence=10)
+    clock = [1000.0]
+    a.clock = lambda: clock[0]
+    a._last_version, a._last_change = "41", clock[0] - 1  # seen a second ago
+    from kubernetes import client
+
+    read = client.CoordinationV1Api.read_namespaced_lease
+
+    def slow(self: Any, *args: Any, **kwargs: Any) -> Any:
+        clock[0] += 17  # held by the paused API server (the agent's clock says so)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(client.CoordinationV1Api, "read_namespaced_lease", slow)
+    assert a.step() == 0
+    assert len(api.pods) == 2

@@ -589,5 +589,5 @@ def _rfc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-FleetMachine.TestCase.settings = settings(settings.default, stateful_step_count=25, deadline=None)
+FleetMachine.TestCase.settings = settings(settings.default, stateful_step_count=20, deadline=None)
 test_fleet_under_faults = FleetMachine.TestCase

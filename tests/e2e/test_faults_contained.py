@@ -229,9 +229,10 @@ def _live_pods(fleet: Fleet, site: str, ns: str, name: str) -> list[Any]:
 
 
 def _at_ams(fleet: Fleet, team: str, queue: str) -> None:
+    # H200 first: only ams has it in the EU; fra's H100 is where they can move.
     common: dict[str, Any] = {
         "gpus": 8,
-        "classes": CLASSES,
+        "classes": ("nvidia-h200", "nvidia-h100"),
         "residency": {"regions": ["EU"]},
         "sitePreferences": [SITE],
     }

@@ -4,6 +4,8 @@ Pure: it looks at a cache view and the translated inputs and returns the
 status changes and pod operations to carry out. Running it twice on the same
 view gives the same answer, which is why a restart at any moment is safe:
 missing pods are created again under the same names, stray pods are removed.
+A workload at a silent site is placed again only on evidence that its pods
+there are stopped (`fence_evidence`), never on silence alone.
 """
 
 from __future__ import annotations

@@ -110,6 +110,9 @@ class Agent:
         self._last_change = time.monotonic()
         self._blind = False
         self._recorded: tuple[str, bool] | None = None
+        # A read of the Lease slower than this counts as a moment the agent could not see.
+        self.max_read_seconds = 2.0
+        self.clock = time.monotonic  # the agent's own clock (a test's, in tests)
         self.fenced = False
 
     def observe(
@@ -157,6 +160,7 @@ class Agent:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
+        started = self.clock()
         try:
             lease = client.CoordinationV1Api(self.api_client).read_namespaced_lease(
                 LEASE_NAME, self.namespace, _request_timeout=5
@@ -169,19 +173,23 @@ class Agent:
         except Exception:
             self.blind()
             raise
+        if self.clock() - started > self.max_read_seconds:
+            # A read the API server held (paused, overloaded; the client retries timeouts
+            # inside the call) is blindness too: the operator could not renew meanwhile.
+            self.blind()
         renew = lease.spec.renew_time if lease.spec else None
         version = lease.metadata.resource_version
         if not self.observe(
             version,
             renew.timestamp() if renew is not None else None,
             time.time(),
-            time.monotonic(),
+            self.clock(),
         ):
             return 0
         if not self.fenced:
             log.warning(
                 "no lease renewal for %.0fs (fence %.0fs): stopping gpufleet's pods here",
-                time.monotonic() - self._last_change,
+                self.clock() - self._last_change,
                 self.fence_seconds,
             )
         self.fenced = True
