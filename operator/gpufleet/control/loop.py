@@ -29,6 +29,7 @@ from typing import Any
 
 from gpufleet import core
 from gpufleet.control.lifecycle import LifecyclePlan, PodCreate, plan_lifecycle
+from gpufleet.control.podguard import PodGuard  # security gate (docs/security.md)
 from gpufleet.control.statuses import (
     admission_status,
     eviction_status,
@@ -110,6 +111,7 @@ class SchedulingLoop:
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._parsed: ParseCache = {}
+        self.guard = PodGuard()  # security gate (docs/security.md)
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -133,6 +135,7 @@ class SchedulingLoop:
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
         inputs = translate(view, namespaces, self._parsed)  # 2
+        self.guard.screen(inputs)  # security gate: templates their queue refuses are set aside
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.site_models)  # 3
         for (kind, key), message in inputs.invalid.items():
@@ -152,10 +155,15 @@ class SchedulingLoop:
         except core.ModelError as exc:
             log.error("the fleet could not be scheduled: %s", exc)
         if result is not None:
-            failed = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
+            # security gate: no admission (nor eviction for one) into a too-loose namespace
+            refused = self.guard.refuse(
+                view, inputs, result, self._write_workload, self._event, now
+            )
+            evictions = [e for e in result.evictions if e.preemptor not in refused]
+            failed = self._apply_evictions(view.workloads, inputs, evictions, now)  # 6
             # An admission that counted on room from an eviction that was not recorded would
             # overcommit the nodes: it waits for the next cycle instead.
-            admissions = [a for a in result.admissions if a.workload not in failed]
+            admissions = [a for a in result.admissions if a.workload not in failed | refused]
             self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
@@ -238,6 +246,7 @@ class SchedulingLoop:
         )
         if only is not None:
             plans = [p for i, p in enumerate(plans) if i in only]
+        plans = self.guard.harden(body, plans)  # security gate: checked again, token off
         create_pods(conn.api_client, plans)
 
     # -- 6 ----------------------------------------------------------------------

@@ -166,6 +166,9 @@ class FleetCache:
                 name: ClusterState(
                     nodes=dict(s.nodes),
                     pods=dict(s.pods),
+                    # Namespace labels decide which queues a namespace may use and whether
+                    # a namespace's Pod Security level lets gpufleet dispatch there.
+                    namespaces=dict(s.namespaces),
                     connected=s.connected,
                     reason=s.reason,
                     message=s.message,
