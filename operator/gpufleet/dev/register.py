@@ -106,7 +106,7 @@ def member_kubeconfig(cluster: Cluster, namespace: str, timeout: float = 60) -> 
     )  # fmt: skip
     secret = f"{memberaccess.SERVICE_ACCOUNT}-token"
     deadline = time.monotonic() + timeout
-    token = ""
+    token: str | None = None
     while not token:
         out = cluster.kubectl(
             "get", "secret", secret, "-n", namespace, "-o", "jsonpath={.data.token}", check=False
