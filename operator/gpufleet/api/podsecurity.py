@@ -12,8 +12,7 @@ The controls are written from the published standard for ``PSS_VERSION``; the
 cluster test ``tests/security/test_pod_security_cluster.py`` holds them to the
 real kube-apiserver by dry-running every corpus template (and generated ones)
 in namespaces labelled with each level and comparing verdicts. Where this
-module is unsure it is stricter than the server (e.g. ``image`` volumes under
-restricted), never looser.
+module is unsure it is stricter than the server, never looser.
 """
 
 from __future__ import annotations
@@ -123,6 +122,7 @@ RESTRICTED_VOLUME_SOURCES = frozenset(
         "persistentVolumeClaim",
         "projected",
         "secret",
+        "image",
     }
 )
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
@@ -238,8 +238,15 @@ def _baseline(
             host_port = _dict(port).get("hostPort")
             if host_port not in (None, 0):
                 add(Violation(f"{path}.ports[{j}].hostPort", "hostPorts", "must be unset or 0"))
-        if sc.get("procMount") not in (None, "Default"):
-            add(Violation(f"{scp}.procMount", "procMount", "must be unset or Default"))
+        # Since v1.35 a pod in its own user namespace (hostUsers: false) may unmask /proc.
+        if sc.get("procMount") not in (None, "Default") and spec.get("hostUsers") is not False:
+            add(
+                Violation(
+                    f"{scp}.procMount",
+                    "procMount",
+                    "must be unset or Default (unless spec.hostUsers is false)",
+                )
+            )
         _seccomp_baseline(sc, scp, out)
         _selinux(sc, scp, out)
         _apparmor(sc, scp, out)
@@ -343,6 +350,9 @@ def _restricted(spec: dict[str, Any], p: str, out: list[Violation]) -> None:
             )
         if sc.get("runAsUser") == 0:
             add(Violation(f"{scp}.runAsUser", "runAsUser", "must not be 0"))
+        # Restricted does not take baseline's user-namespace exception.
+        if sc.get("procMount") not in (None, "Default") and spec.get("hostUsers") is False:
+            add(Violation(f"{scp}.procMount", "procMount", "must be unset or Default"))
         if not windows:
             seccomp = _dict(sc.get("seccompProfile")).get("type")
             effective = seccomp if seccomp is not None else pod_seccomp

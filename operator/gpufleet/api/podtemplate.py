@@ -216,6 +216,15 @@ def _containers(spec: dict[str, Any], pfx: str, policy: TemplatePolicy, out: lis
                 out.append(Finding(f"{path}.name", "Duplicate", f"{cname!r} is also {seen[cname]}"))
             else:
                 seen[cname] = path
+            proc_mount = _dict(c.get("securityContext")).get("procMount")
+            if proc_mount not in (None, "Default") and spec.get("hostUsers") is not False:
+                out.append(
+                    Finding(
+                        f"{path}.securityContext.procMount",
+                        "Invalid",
+                        f"{proc_mount!r} needs spec.hostUsers: false (the API server refuses it)",
+                    )
+                )
             image = c.get("image")
             if not isinstance(image, str) or not image.strip() or image != image.strip():
                 out.append(
