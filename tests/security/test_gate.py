@@ -86,16 +86,25 @@ def test_the_switch_for_tests_turns_the_template_check_off() -> None:
     assert "ns/job" in {w.key for w in inputs.workloads}
 
 
-def test_verdicts_are_cached_per_template_and_policy() -> None:
+def test_verdicts_are_cached_per_workload_generation_and_policy() -> None:
     w = World().queue("q", ["ns"])
     for i in range(20):
         w.workload("ns", f"job-{i}", "q", template=PRIVILEGED)
     cache = VerdictCache()
     screen(translate(w.cache.view(), {}), cache)
-    assert cache.misses == 20  # the name is part of what is checked
+    assert cache.misses == 20
     screen(translate(w.cache.view(), {}), cache)
     assert cache.hits == 20
     assert cache.misses == 20
+    # A new generation (the spec changed) is checked again, and its new verdict holds.
+    body = w.workload(
+        "ns", "job-0", "q", template={"spec": {"containers": [{"name": "c", "image": "x"}]}}
+    )
+    body["metadata"]["generation"] = 2
+    inputs = translate(w.cache.view(), {})
+    screen(inputs, cache)
+    assert cache.misses == 21
+    assert "ns/job-0" in {x.key for x in inputs.workloads}
 
 
 def test_harden_switches_the_token_off_and_labels_namespaces_it_creates() -> None:

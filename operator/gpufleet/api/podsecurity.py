@@ -289,12 +289,14 @@ def _apparmor(sc: dict[str, Any], path: str, out: list[Violation]) -> None:
         )
 
 
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
 def _host_probes(c: dict[str, Any], path: str, out: list[Violation]) -> None:
-    handlers: list[tuple[str, Any]] = [
-        (probe, c.get(probe)) for probe in ("livenessProbe", "readinessProbe", "startupProbe")
-    ]
-    lifecycle = _dict(c.get("lifecycle"))
-    handlers += [(f"lifecycle.{hook}", lifecycle.get(hook)) for hook in ("postStart", "preStop")]
+    handlers: list[tuple[str, Any]] = [(probe, c[probe]) for probe in _PROBES if probe in c]
+    lifecycle = c.get("lifecycle")
+    if isinstance(lifecycle, dict):
+        handlers += [(f"lifecycle.{hook}", h) for hook, h in lifecycle.items()]
     for where, handler in handlers:
         for action in ("httpGet", "tcpSocket"):
             host = _dict(_dict(handler).get(action)).get("host")

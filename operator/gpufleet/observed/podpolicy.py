@@ -4,15 +4,12 @@ Pure. After translation, every workload not yet placed is checked against its
 queue's :class:`TemplatePolicy` (Pod Security level inherited down the queue
 tree, service accounts, token); one that fails is taken out of the core's
 input and set aside with an ``InvalidSpec`` verdict naming the field and rule,
-so it is never admitted and never reaches a member. Verdicts are cached by
-(template hash, name, policy): thousands of workloads made from one template
-cost one check.
+so it is never admitted and never reaches a member. Verdicts are cached per
+workload generation and policy, so an unchanged workload is not checked again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,21 +25,28 @@ _MAX_CACHED = 50_000
 
 @dataclass
 class VerdictCache:
-    """Findings by (template digest, workload name, policy); kept by the caller across cycles."""
+    """Findings by (workload, uid, generation, policy); kept by the caller across cycles.
 
-    entries: dict[tuple[str, str, TemplatePolicy], tuple[Finding, ...]] = field(
+    The key is read off the metadata (a dictionary lookup): the generation changes with every
+    spec change and with nothing else, and the name and uid pin the object. Hashing the
+    template instead was measured to cost more than checking it again.
+    """
+
+    entries: dict[tuple[str, str, str, TemplatePolicy], tuple[Finding, ...]] = field(
         default_factory=dict
     )
     hits: int = 0
     misses: int = 0
 
     def check(self, workload: Workload, policy: TemplatePolicy) -> tuple[Finding, ...]:
-        template = workload.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
-        digest = hashlib.sha256(
-            json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
-        name = workload.metadata.name or ""
-        key = (digest, name, policy)
+        meta = workload.metadata
+        name = meta.name or ""
+        version = str(meta.generation) if meta.generation is not None else ""
+        if not version:
+            # Without a generation (objects built by hand), nothing says the spec is unchanged.
+            self.misses += 1
+            return self._check(workload, name, policy)
+        key = (f"{meta.namespace}/{name}", meta.uid or "", version, policy)
         found = self.entries.get(key)
         if found is not None:
             self.hits += 1
@@ -50,9 +54,14 @@ class VerdictCache:
         self.misses += 1
         if len(self.entries) >= _MAX_CACHED:
             self.entries.clear()
-        found = tuple(check_workload(name, template, policy))
+        found = self._check(workload, name, policy)
         self.entries[key] = found
         return found
+
+    @staticmethod
+    def _check(workload: Workload, name: str, policy: TemplatePolicy) -> tuple[Finding, ...]:
+        template = workload.spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return tuple(check_workload(name, template, policy))
 
 
 def queue_policies(
