@@ -14,14 +14,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gpufleet.corebuild import core_build, stale_error
 from gpufleet.dev import clusters
-from gpufleet.dev.nodes import DEFAULT_FLEET
+from gpufleet.dev.nodes import DEFAULT_FLEET, HOLLOW_FLEET
 from gpufleet.dev.tools import ToolsMissingError, find_tools
 from gpufleet.fleetfile import Fleet, load_fleet, parse_fleet
 
 TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
+# The hollow-kubelet fleet (dev/fleets/hollow.yaml) runs under its own name beside it.
+TEST_HOLLOW_FLEET_NAME = os.environ.get("GPUFLEET_TEST_HOLLOW_FLEET", "test-hollow")
 # Keep the fleet up after the session (faster local iterations); CI never sets it.
 REUSE = os.environ.get("GPUFLEET_TEST_REUSE") == "1"
 REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("CI") == "true"
@@ -30,7 +33,9 @@ REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("C
 def bring_up(fleet: Fleet, name: str, source: str) -> Iterator[clusters.RunningFleet]:
     """A fleet for the session: up before the first test that needs it, down after the last."""
     try:
-        find_tools()
+        tools = find_tools()
+        if any(g.kubelet == "hollow" for c in fleet.clusters for g in c.node_groups):
+            tools.require_kubemark()
     except ToolsMissingError as exc:
         if REQUIRE:
             pytest.fail(f"cluster tests need the local binaries: {exc}")
@@ -49,6 +54,12 @@ def dev_fleet() -> Iterator[clusters.RunningFleet]:
 
 
 @pytest.fixture(scope="session")
+def hollow_fleet() -> Iterator[clusters.RunningFleet]:
+    """The three sites on hollow kubelets (real kubelet, fake runtime), plus two KWOK nodes."""
+    yield from bring_up(load_fleet(HOLLOW_FLEET), TEST_HOLLOW_FLEET_NAME, str(HOLLOW_FLEET))
+
+
+@pytest.fixture(scope="session")
 def hub(dev_fleet: clusters.RunningFleet) -> clusters.Cluster:
     return dev_fleet.hub
 
@@ -61,6 +72,15 @@ def namespace(hub: clusters.Cluster) -> Iterator[str]:
         yield name
     finally:
         hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# Hypothesis profiles for every package of tests (tests/core/conftest.py holds the same for
+# the core alone): `default` quick, `ci` (make test) and `thorough` thousands of examples.
+_HYPOTHESIS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("default", _HYPOTHESIS, max_examples=100)
+settings.register_profile("ci", _HYPOTHESIS, max_examples=1000)
+settings.register_profile("thorough", _HYPOTHESIS, max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Everything that uses the fleet is a cluster test, whether or not it says so.
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if {"dev_fleet", "hub", "namespace"} & set(fixtures):
+        if {"dev_fleet", "hollow_fleet", "hub", "namespace"} & set(fixtures):
             item.add_marker(pytest.mark.cluster)
 
 

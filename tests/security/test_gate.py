@@ -146,8 +146,9 @@ def test_harden_refuses_a_placed_workload_whose_template_is_now_refused() -> Non
 def _ns_world(labels: dict[str, str] | None, synced: bool = True) -> World:
     w = World().queue("q", ["ns"])
     state = w.cache.clusters["ams"]
-    if synced:
-        state.synced.add("namespaces")
+    # The world's clusters come fully synced; take the namespace listing away when asked.
+    if not synced:
+        state.synced.discard("namespaces")
     if labels is not None:
         w.cache.namespace_event("ams", labels, "ns")
     return w

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet import core
+from gpufleet.observed.translate import timestamp
 
 
 def rfc3339(ts: float) -> str:
@@ -71,6 +72,24 @@ def admission_status(
     }
 
 
+def waiting_since(body: dict[str, Any]) -> float:
+    """Unix time since which a pending workload waits: its creation, or its last requeue.
+
+    A workload admitted before (epoch > 0) and waiting again was requeued (preempted, or its
+    site lost); the Admitted condition turned False then, and set_condition keeps that time
+    while it stays False.
+    """
+    created = timestamp(body["metadata"].get("creationTimestamp"))
+    status = body.get("status") or {}
+    if int(status.get("epoch") or 0) > 0:
+        admitted = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Admitted"), None
+        )
+        if admitted is not None and admitted.get("status") == "False":
+            return max(created, timestamp(admitted.get("lastTransitionTime")))
+    return created
+
+
 def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
@@ -79,6 +98,9 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
         status.get("conditions"), "Evicted", "True", eviction.reason, message, gen, now
     )
     conds = set_condition(conds, "Admitted", "False", eviction.reason, message, gen, now)
+    if any(c.get("type") == "Running" for c in conds):
+        # Its pods are being stopped: it no longer runs.
+        conds = set_condition(conds, "Running", "False", eviction.reason, message, gen, now)
     return {
         "phase": "Preempted",
         "placement": None,
@@ -99,6 +121,7 @@ def lifecycle_status(
     clear_placement: bool,
     now: float,
     site_reachable: str | None = None,
+    running: str | None = None,
 ) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
@@ -106,8 +129,13 @@ def lifecycle_status(
     conds = status.get("conditions")
     if site_reachable is not None:
         conds = set_condition(conds, "SiteReachable", site_reachable, reason, message, gen, now)
+    if running is not None:
+        conds = set_condition(conds, "Running", running, reason, message, gen, now)
     if started:
-        patch["startedAt"] = rfc3339(now)
+        # Pods created again at the same epoch keep the first start: maxRuntimeSeconds counts
+        # from it.
+        if not status.get("startedAt"):
+            patch["startedAt"] = rfc3339(now)
         conds = set_condition(conds, "Running", "True", reason, message, gen, now)
     if finished:
         patch["finishedAt"] = rfc3339(now)
@@ -115,7 +143,10 @@ def lifecycle_status(
         conds = set_condition(conds, "Finished", "True", reason, message, gen, now)
     if clear_placement:
         patch["placement"] = None
+        patch["startedAt"] = None
         conds = set_condition(conds, "Admitted", "False", reason, message, gen, now)
+        if any(c.get("type") == "Running" for c in conds or []):
+            conds = set_condition(conds, "Running", "False", reason, message, gen, now)
     patch["conditions"] = conds
     return patch
 

@@ -317,7 +317,14 @@ class Cycle:
         out = []
         for r in self._static_victims(pool):
             vq = snap.run_queue[r]
-            if vq == q or r in self.evicted or not snap.queues[vq].reclaimable:
+            # Work left on a queue that gained children is never reclaimed: its queue shares
+            # its ancestors with the children, so no reclaim could be weighed fairly.
+            if (
+                vq == q
+                or r in self.evicted
+                or not snap.queues[vq].reclaimable
+                or not snap.is_leaf[vq]
+            ):
                 continue
             chain = [x for x in snap.chains[vq] if x not in mine]
             alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]

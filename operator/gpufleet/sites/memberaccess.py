@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpufleet.sites.fence import LEASE_NAME
+from gpufleet.sites.fence import LEASE_NAME, RECORD_NAME
 
 SERVICE_ACCOUNT = "gpufleet-operator"
 ROLE_NAME = "gpufleet-member-operator"
@@ -49,6 +49,13 @@ LEASE_RULES: list[dict[str, Any]] = [
         "resources": ["leases"],
         "resourceNames": [LEASE_NAME],
         "verbs": ["get", "update", "patch"],
+    },
+    # The agent's fence record: the operator reads it back as evidence the pods were stopped.
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [RECORD_NAME],
+        "verbs": ["get"],
     },
 ]
 
