@@ -120,7 +120,7 @@ class World:
         state.connected = connected
         # As a probe reports it: a tried connection, answering or not.
         state.reason = "Connected" if connected else "APIServerUnreachable"
-        state.synced = {"nodes", "pods"}
+        state.synced = {"nodes", "pods", "namespaces"}
         if renewed is not None:
             state.lease_renewed_at = renewed
 

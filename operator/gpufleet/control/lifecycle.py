@@ -341,8 +341,8 @@ def plan_one(
     now: float,
 ) -> None:
     status = wl.status
-    assert status is not None
-    assert status.placement is not None
+    if status is None or status.placement is None:  # plan_lifecycle passes placed ones only
+        return
     placement = status.placement
     failed = [p for p in present.values() if p.phase == "Failed"]
     live = tuple(sorted(k for k, p in present.items() if not p.terminal))

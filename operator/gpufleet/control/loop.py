@@ -38,6 +38,7 @@ from gpufleet.control.lifecycle import (
     plan_lifecycle,
     replica_pods,
 )
+from gpufleet.control.podguard import PodGuard  # security gate (docs/security.md)
 from gpufleet.control.statuses import (
     admission_status,
     eviction_status,
@@ -159,6 +160,7 @@ class SchedulingLoop:
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._parsed: ParseCache = {}
+        self.guard = PodGuard()  # security gate (docs/security.md)
         # Objects the core refused: (kind, key) -> (resourceVersion, rule, message); kept out
         # until they change.
         self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
@@ -185,7 +187,7 @@ class SchedulingLoop:
         view = self.cache.view()  # 1
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed, self._still_refused(view))  # 2
+        inputs = self._translate(view, namespaces)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.parsed_sites)  # 3
         for (kind, key), message in inputs.invalid.items():
@@ -195,10 +197,16 @@ class SchedulingLoop:
         busy = {c.workload for c in lifecycle.changes}
         inputs, result = self._schedule(view, namespaces, inputs, busy, now)  # 5
         if result is not None:
-            evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
+            # security gate: no admission (nor eviction for one) into a too-loose namespace
+            refused = self.guard.refuse(
+                view, inputs, result, self._write_workload, self._event, now
+            )
+            evictions = [e for e in result.evictions if e.preemptor not in refused]
+            evicted = self._apply_evictions(view.workloads, inputs, evictions, now)  # 6
             # An admission that counted on room from an eviction that was not recorded would
             # overcommit the nodes: it waits for the next cycle instead.
-            admissions = [a for a in result.admissions if a.workload not in evicted.room_not_made]
+            held = evicted.room_not_made | refused
+            admissions = [a for a in result.admissions if a.workload not in held]
             self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
@@ -212,6 +220,12 @@ class SchedulingLoop:
         self.last_cycle_at = time.time()
         if self.metrics is not None:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
+
+    # -- 2 ----------------------------------------------------------------------
+    def _translate(self, view: CacheView, namespaces: dict[str, dict[str, str]]) -> Inputs:
+        inputs = translate(view, namespaces, self._parsed, self._still_refused(view))
+        self.guard.screen(inputs)  # security gate: templates their queue refuses are set aside
+        return inputs
 
     # -- 2, 5: objects the core refuses ------------------------------------------
     def _still_refused(self, view: CacheView) -> Excluded:
@@ -264,7 +278,7 @@ class SchedulingLoop:
                 }[kind]
                 log.warning("%s %s set aside: %s", kind, key, exc)
                 self._refused[culprit] = (_version(table.get(key) or {}), INVALID_SPEC, str(exc))
-                inputs = translate(view, namespaces, self._parsed, self._still_refused(view))
+                inputs = self._translate(view, namespaces)
         log.error("the fleet could not be scheduled: over %d objects refused", self.max_refusals)
         return inputs, None
 
@@ -325,6 +339,7 @@ class SchedulingLoop:
             origin=self.origin,
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
+        missing = self.guard.harden(body, missing)  # security gate: checked again, token off
         return create_pods(conn.api_client, missing)
 
     def _delete_stray(self, d: PodDelete) -> int:

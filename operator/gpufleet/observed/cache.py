@@ -93,7 +93,8 @@ class FleetCache:
             "Queue": self.queues,
             "Workload": self.workloads,
         }
-        assert set(self._tables) == set(KIND_INFO), "a kind of the API has no table in the cache"
+        if set(self._tables) != set(KIND_INFO):
+            raise RuntimeError("a kind of the API has no table in the cache")
         self.clusters: dict[str, ClusterState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None

@@ -190,6 +190,8 @@ class ConnectionManager:
             self.sink,
             fence=(self.namespace, self.origin, self.fence_seconds),
             disconnect_after=self.disconnect_after,
+            # Dispatch reads each member namespace's Pod Security labels (docs/security.md).
+            watch_namespaces=True,
         )
         conn.start()
         self.connections[name] = conn
