@@ -36,6 +36,8 @@ def events(registry: CollectorRegistry) -> OperatorMetrics:
 def busy_events(events: OperatorMetrics) -> OperatorMetrics:
     """Every event metric touched once, as a running operator would."""
     events.observe_cycle(0.02)
+    events.observe_step("schedule", 0.01)
+    events.set_leader("gpufleet-0_ab12cd34", True)
     events.observe_admission("nlp", 30)
     events.count_preemption(PreemptionReason.RECLAIM)
     events.count_eviction(EvictionReason.PREEMPTED)

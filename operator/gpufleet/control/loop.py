@@ -23,13 +23,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gpufleet import core
+from gpufleet.control.elector import NotLeaderError
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -64,6 +65,17 @@ from gpufleet.sites.manager import ConnectionManager
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class WriteGate(Protocol):
+    """Whether this replica may write now (the leader election; see control/elector.py)."""
+
+    def may_write(self) -> bool: ...
+
+    def check(self) -> None:
+        """Raises NotLeaderError when it may not."""
+
+
 Bodies = dict[str, dict[str, Any]]  # workload key -> the object as last seen
 
 
@@ -131,7 +143,10 @@ class SchedulingLoop:
         workers: int = 16,
         site_loss_after: float = 90.0,
         verdict_budget: int = 2000,
+        gate: WriteGate | None = None,
     ) -> None:
+        # None: a single replica without leader election, which always writes.
+        self.gate = gate
         self.site_loss_after = site_loss_after
         self.verdict_budget = verdict_budget
         self._verdict_cursor = 0
@@ -148,7 +163,11 @@ class SchedulingLoop:
         # Events are informative: they are posted beside the cycle and never hold it up.
         self.events = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpufleet-events")
         self.cycles = 0
+        # Cycles run as a standby: the cache's view translated, connections kept, no writes.
+        self.warm_cycles = 0
         self.last_cycle_at = 0.0
+        # The last cycle's duration per step (seconds), for `gpufleet dev scale` and the log.
+        self.last_steps: dict[str, float] = {}
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._parsed: ParseCache = {}
@@ -160,8 +179,13 @@ class SchedulingLoop:
                 await asyncio.wait_for(wake.wait(), timeout=self.resync_seconds)
             await asyncio.sleep(self.debounce_seconds)  # let a burst of events land first
             wake.clear()
+            leading = self.gate is None or self.gate.may_write()
             try:
-                await asyncio.to_thread(self.cycle)
+                await asyncio.to_thread(self.cycle if leading else self.warm)
+            except NotLeaderError as exc:
+                # The renew deadline passed mid-cycle: what was not written is the new
+                # leader's to decide, from the API servers' state.
+                log.warning("cycle stopped before its next write: %s", exc)
             except Exception:
                 # One bad cycle must not stop scheduling; the next one starts from fresh state.
                 log.exception("scheduling cycle failed; retrying on the next change")
@@ -170,47 +194,71 @@ class SchedulingLoop:
     # -- one cycle --------------------------------------------------------------
     def cycle(self) -> None:
         started = time.monotonic()
+        steps = _StepTimer()
         now = time.time()
-        view = self.cache.view()  # 1
-        hub = view.clusters.get(HUB)
-        namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed)  # 2
+        with steps("view"):
+            view = self.cache.view()  # 1
+        with steps("translate"):
+            hub = view.clusters.get(HUB)
+            namespaces = hub.namespaces if hub is not None else {}
+            inputs = translate(view, namespaces, self._parsed)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.site_models)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
-        lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
-        self._apply_lifecycle(view.workloads, lifecycle, now)
+        with steps("apply"):
+            lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
+            self._apply_lifecycle(view.workloads, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
         # A workload whose phase just changed is not placed again this cycle, but if it holds
         # nodes it still counts: leaving it out would make its accelerators look free.
         usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
         result: core.CycleResult | None = None
         try:
-            snapshot = core.Snapshot.build(
-                inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
-            )
-            result = core.schedule(snapshot)  # 5
+            with steps("snapshot"):
+                snapshot = core.Snapshot.build(
+                    inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
+                )
+            with steps("schedule"):
+                result = core.schedule(snapshot)  # 5
         except core.ModelError as exc:
             log.error("the fleet could not be scheduled: %s", exc)
         if result is not None:
-            evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
-            # An admission that counted on room from an eviction that was not recorded would
-            # overcommit the nodes: it waits for the next cycle instead.
-            admissions = [a for a in result.admissions if a.workload not in evicted.room_not_made]
-            self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
-            self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
-        summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
-        self.view.summary = summary
-        if self.metrics is not None:
-            self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
-        if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
-            self._last_fleet_status = time.monotonic()
-            self._write_fleet_status(view, summary)
+            with steps("apply"):
+                evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
+                # An admission that counted on room from an eviction that was not recorded
+                # would overcommit the nodes: it waits for the next cycle instead.
+                admissions = [
+                    a for a in result.admissions if a.workload not in evicted.room_not_made
+                ]
+                self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
+                self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
+        with steps("statuses"):
+            summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
+            self.view.summary = summary
+            if self.metrics is not None:
+                self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
+            if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
+                self._last_fleet_status = time.monotonic()
+                self._write_fleet_status(view, summary)
         self.cycles += 1
         self.last_cycle_at = time.time()
+        self.last_steps = dict(steps.seconds)
         if self.metrics is not None:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
+            for step, seconds in steps.seconds.items():
+                self.metrics.observe_step(step, seconds)
+
+    def warm(self) -> None:
+        """A standby's cycle: steps 1-3 only, so that taking over costs no relist and no
+        re-parse. It writes nothing, and exports no fleet state (the leader does)."""
+        view = self.cache.view()
+        hub = view.clusters.get(HUB)
+        inputs = translate(view, hub.namespaces if hub is not None else {}, self._parsed)
+        self.connections.reconcile(inputs.site_models)
+        self.view.summary = FleetSummary()
+        self.warm_cycles += 1
+        self.last_cycle_at = time.time()
 
     # -- 4 ----------------------------------------------------------------------
     def _apply_lifecycle(self, bodies: Bodies, plan: LifecyclePlan, now: float) -> Applied:
@@ -488,7 +536,11 @@ class SchedulingLoop:
 
     # -- helpers ----------------------------------------------------------------
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events.submit(self.writer.event, body, type_, reason, message)
+        self.events.submit(self._post_event, body, type_, reason, message)
+
+    def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if self.gate is None or self.gate.may_write():
+            self.writer.event(body, type_, reason, message)
 
     def _write_workload(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -501,23 +553,53 @@ class SchedulingLoop:
         return written
 
     def _submit(self, tasks: Iterable[Callable[[], T]]) -> list[Future[T]]:
-        return [self.pool.submit(t) for t in tasks]
+        # Checked before the batch and again before each write in it: a batch of thousands
+        # can outlast the renew deadline while its tasks wait for a worker.
+        if self.gate is not None:
+            self.gate.check()
+        return [self.pool.submit(self._guarded, t) for t in tasks]
+
+    def _guarded(self, task: Callable[[], T]) -> T:
+        if self.gate is not None:
+            self.gate.check()
+        return task()
 
     @staticmethod
     def _outcomes(futures: Sequence[Future[T]]) -> list[T | None]:
         """Each task's result in order; None for one that raised (logged; the next cycle
-        tries again)."""
+        tries again). Raises NotLeaderError, after every task ended, if leadership ended."""
         results: list[T | None] = []
+        lost: NotLeaderError | None = None
         for future in futures:
             try:
                 results.append(future.result())
+            except NotLeaderError as exc:
+                lost = exc
+                results.append(None)
             except Exception:
                 log.exception("an action failed; it is retried on the next cycle")
                 results.append(None)
+        if lost is not None:
+            raise lost
         return results
 
     def _run_all(self, tasks: Iterable[Callable[[], T]]) -> list[T | None]:
         return self._outcomes(self._submit(tasks))
+
+
+class _StepTimer:
+    """Adds up the time spent in each named step of a cycle."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -171,6 +171,17 @@ class FleetCache:
         with self._lock:
             self.clusters.setdefault(cluster, ClusterState()).lease_renewed_at = at
 
+    def restart_fence_clocks(self, at: float) -> None:
+        """A replica that has just become leader counts every member's silence from `at`.
+
+        As a standby it renewed no fence Lease, and the previous leader may have renewed one
+        just before it stopped: re-placing a site's workloads on the standby's own (stale)
+        renewal time could run them twice. Counting from the takeover only delays that.
+        """
+        with self._lock:
+            for state in self.clusters.values():
+                state.lease_renewed_at = max(state.lease_renewed_at, at)
+
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:
         with self._lock:

@@ -67,6 +67,7 @@ class ClusterConnection:
         watch_namespaces: bool = False,
         secrets: tuple[str, SecretSink] | None = None,
         fence: tuple[str, str, int] | None = None,
+        fence_gate: Callable[[], bool] | None = None,
         probe_interval: float = 5.0,
         disconnect_after: float = 20.0,
     ) -> None:
@@ -78,6 +79,9 @@ class ClusterConnection:
         self.secrets = secrets
         # (namespace, holder, fence seconds): renew the member's fence Lease while reachable.
         self.fence = fence
+        # Only the leading replica renews fence Leases (a standby's renewals would keep a
+        # site unfenced that the leader cannot reach, and the leader re-places its work).
+        self.fence_gate = fence_gate
         self.probe_interval = probe_interval
         self.disconnect_after = disconnect_after
         self.health = Health()
@@ -122,7 +126,7 @@ class ClusterConnection:
                 version_api.get_code(_request_timeout=(3, 4))
                 if self._stop.is_set():
                     return  # replaced or removed meanwhile: its successor reports the health
-                if self.fence is not None:
+                if self.fence is not None and (self.fence_gate is None or self.fence_gate()):
                     from gpufleet.sites.fence import renew
 
                     renew(self.api_client, *self.fence)

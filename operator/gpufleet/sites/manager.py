@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,9 @@ class ConnectionManager:
         origin: str = "gpufleet",
         fence_seconds: int = 60,
         disconnect_after: float = 20.0,
+        fence_gate: Callable[[], bool] | None = None,
     ) -> None:
+        self.fence_gate = fence_gate
         self.origin = origin
         self.fence_seconds = fence_seconds
         self.disconnect_after = disconnect_after
@@ -189,6 +192,7 @@ class ConnectionManager:
             client,
             self.sink,
             fence=(self.namespace, self.origin, self.fence_seconds),
+            fence_gate=self.fence_gate,
             disconnect_after=self.disconnect_after,
         )
         conn.start()
