@@ -88,6 +88,19 @@ class EvictionReason(enum.StrEnum):
     STALE_EPOCH = "StaleEpoch"
 
 
+class WriteKind(enum.StrEnum):
+    """What a write request to an API server is for (gpufleet_api_writes_total)."""
+
+    WORKLOAD_STATUS = "WorkloadStatus"
+    # Site, GpuPool and Queue statuses.
+    FLEET_STATUS = "FleetStatus"
+    POD_CREATE = "PodCreate"
+    POD_DELETE = "PodDelete"
+    EVENT_CREATE = "EventCreate"
+    # A repeated Event folded into an existing one (count + 1).
+    EVENT_PATCH = "EventPatch"
+
+
 # --- the read-only view of the operator's state that the collector needs ---
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -236,6 +249,13 @@ STEP_DURATION = MetricSpec(
     "Duration of one step of a scheduling cycle: view, translate, snapshot, schedule, "
     "apply (lifecycle, evictions, admissions, verdicts) or statuses.",
 )
+API_WRITES = MetricSpec(
+    "gpufleet_api_writes_total",
+    "counter",
+    ("kind",),
+    "Write requests sent to API servers, by kind: WorkloadStatus, FleetStatus, PodCreate, "
+    "PodDelete, EventCreate, EventPatch.",
+)
 LEADER = MetricSpec(
     "gpufleet_leader",
     "gauge",
@@ -287,6 +307,7 @@ FLEET_METRICS: tuple[MetricSpec, ...] = (
 EVENT_METRICS: tuple[MetricSpec, ...] = (
     CYCLE_DURATION,
     STEP_DURATION,
+    API_WRITES,
     LEADER,
     CYCLES,
     LAST_CYCLE,
@@ -407,6 +428,11 @@ class OperatorMetrics:
             registry=registry,
             buckets=CYCLE_BUCKETS,
         )
+        self.api_writes = Counter(
+            API_WRITES.name, API_WRITES.help, API_WRITES.labels, registry=registry
+        )
+        for write in WriteKind:
+            self.api_writes.labels(kind=write.value)
         self.leader = Gauge(LEADER.name, LEADER.help, LEADER.labels, registry=registry)
         self.cycles = Counter(CYCLES.name, CYCLES.help, CYCLES.labels, registry=registry)
         self.last_cycle = Gauge(
@@ -447,6 +473,9 @@ class OperatorMetrics:
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; one of {', '.join(STEPS)}")
         self.step_duration.labels(step=step).observe(max(duration_seconds, 0.0))
+
+    def count_write(self, kind: WriteKind, count: int = 1) -> None:
+        self.api_writes.labels(kind=WriteKind(kind).value).inc(_positive(count))
 
     def set_leader(self, identity: str, leading: bool) -> None:
         self.leader.labels(identity=identity).set(1.0 if leading else 0.0)

@@ -57,6 +57,7 @@ def test_no_label_is_free_text() -> None:
         "version",
         "python_version",
         "step",  # the closed set metrics.STEPS
+        "kind",  # the closed set metrics.WriteKind
         "identity",  # one per replica of the operator
     }
     for spec in CATALOGUE:

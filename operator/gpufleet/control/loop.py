@@ -56,6 +56,7 @@ from gpufleet.metrics import (
     QueueShare,
     SiteState,
     WorkloadGroup,
+    WriteKind,
 )
 from gpufleet.observed.cache import HUB, CacheView, FleetCache
 from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, translate
@@ -315,12 +316,14 @@ class SchedulingLoop:
             origin=self.origin,
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
+        self._count_write(WriteKind.POD_CREATE, len(missing))
         return create_pods(conn.api_client, missing)
 
     def _delete_stray(self, d: PodDelete) -> int:
         conn = self.connections.connections.get(d.cluster)
         if conn is None:
             return 0
+        self._count_write(WriteKind.POD_DELETE, len(d.pods))
         deleted = delete_pods(conn.api_client, list(d.pods))
         if self.metrics is not None and d.reason == "NotPartOfAnyPlacement":
             self.metrics.count_eviction(EvictionReason.STALE_EPOCH, len(d.pods))
@@ -370,7 +373,9 @@ class SchedulingLoop:
         conn = self.connections.connections.get(cluster) if cluster else None
         if conn is None:
             return 0
-        return delete_pods(conn.api_client, list(replica_pods(model, placement)))
+        keys = list(replica_pods(model, placement))
+        self._count_write(WriteKind.POD_DELETE, len(keys))
+        return delete_pods(conn.api_client, keys)
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(
@@ -535,6 +540,10 @@ class SchedulingLoop:
             pass
 
     # -- helpers ----------------------------------------------------------------
+    def _count_write(self, kind: WriteKind, n: int) -> None:
+        if self.metrics is not None and n > 0:
+            self.metrics.count_write(kind, n)
+
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.submit(self._post_event, body, type_, reason, message)
 

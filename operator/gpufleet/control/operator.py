@@ -126,7 +126,7 @@ class Operator:
         self.loop = SchedulingLoop(
             self.cache,
             self.connections,
-            Writer(api),
+            Writer(api, on_write=metrics.count_write),
             origin=self.config.origin,
             metrics=metrics,
             view=view,

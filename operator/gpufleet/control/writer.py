@@ -9,10 +9,12 @@ never recorded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION
+from gpufleet.metrics import WriteKind
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,16 @@ class ConflictError(Exception):
 
 
 class Writer:
-    def __init__(self, api_client: Any, component: str = "gpufleet") -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        component: str = "gpufleet",
+        on_write: Callable[[WriteKind], None] | None = None,
+    ) -> None:
         from kubernetes import client
 
+        # Told of every write request sent (gpufleet_api_writes_total), answered or not.
+        self.on_write = on_write
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.component = component
@@ -39,6 +48,7 @@ class Writer:
         if cas:
             patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
         info = KIND_INFO[kind]
+        self._count(WriteKind.WORKLOAD_STATUS if kind == "Workload" else WriteKind.FLEET_STATUS)
         try:
             if info.namespaced:
                 result = self.custom.patch_namespaced_custom_object_status(
@@ -88,6 +98,7 @@ class Writer:
             "source": {"component": self.component},
             "reportingComponent": self.component,
         }
+        self._count(WriteKind.EVENT_CREATE)
         try:
             response = self.core.create_namespaced_event(
                 namespace, event, _request_timeout=10, _preload_content=False
@@ -96,3 +107,7 @@ class Writer:
             response.release_conn()
         except ApiException as exc:
             log.info("could not record event %s on %s: %s", reason, meta["name"], exc.reason)
+
+    def _count(self, kind: WriteKind) -> None:
+        if self.on_write is not None:
+            self.on_write(kind)
