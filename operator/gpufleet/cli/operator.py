@@ -67,6 +67,16 @@ def run_command(
     retry_period: Annotated[
         float, typer.Option(help="Seconds between attempts to acquire or renew the lease.")
     ] = 2.0,
+    event_qps: Annotated[
+        float,
+        typer.Option(
+            envvar="GPUFLEET_EVENT_QPS",
+            help="New Events per second beyond the burst; the rest are dropped (statuses keep them).",
+        ),
+    ] = 20.0,
+    event_burst: Annotated[
+        int, typer.Option(envvar="GPUFLEET_EVENT_BURST", help="New Events allowed in a burst.")
+    ] = 200,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator: watch every site, schedule, dispatch pods, keep statuses current."""
@@ -111,5 +121,7 @@ def run_command(
         lease_duration_seconds=lease_duration,
         renew_deadline_seconds=renew_deadline,
         retry_period_seconds=retry_period,
+        event_qps=event_qps,
+        event_burst=event_burst,
     )
     kopf.run(standalone=True, clusterwide=True, memo=kopf.Memo(config=config))

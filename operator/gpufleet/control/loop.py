@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from gpufleet import core
 from gpufleet.control.elector import NotLeaderError
+from gpufleet.control.events import EventCorrelator, EventRecorder
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -145,6 +146,7 @@ class SchedulingLoop:
         site_loss_after: float = 90.0,
         verdict_budget: int = 2000,
         gate: WriteGate | None = None,
+        events: EventCorrelator | None = None,
     ) -> None:
         # None: a single replica without leader election, which always writes.
         self.gate = gate
@@ -161,8 +163,12 @@ class SchedulingLoop:
         self.debounce_seconds = debounce_seconds
         self.status_interval_seconds = status_interval_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpufleet-apply")
-        # Events are informative: they are posted beside the cycle and never hold it up.
+        # Events are informative: they are posted beside the cycle and never hold it up,
+        # folded and rate-limited as client-go's recorder does (control/events.py).
         self.events = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpufleet-events")
+        self.recorder = EventRecorder(writer, events)
+        # A gang's pods are created side by side, not one after the other.
+        self.pod_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpufleet-pods")
         self.cycles = 0
         # Cycles run as a standby: the cache's view translated, connections kept, no writes.
         self.warm_cycles = 0
@@ -317,7 +323,9 @@ class SchedulingLoop:
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
         self._count_write(WriteKind.POD_CREATE, len(missing))
-        return create_pods(conn.api_client, missing)
+        if len(missing) <= 1:
+            return create_pods(conn.api_client, missing)
+        return sum(self.pod_pool.map(lambda p: create_pods(conn.api_client, [p]), missing))
 
     def _delete_stray(self, d: PodDelete) -> int:
         conn = self.connections.connections.get(d.cluster)
@@ -549,7 +557,7 @@ class SchedulingLoop:
 
     def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         if self.gate is None or self.gate.may_write():
-            self.writer.event(body, type_, reason, message)
+            self.recorder.record(body, type_, reason, message)
 
     def _write_workload(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION
 from gpufleet.control.elector import LeaderElector
+from gpufleet.control.events import EventCorrelator
 from gpufleet.control.leader import LEASE_NAME, ElectionConfig
 from gpufleet.control.loop import SchedulingLoop, SummaryView
 from gpufleet.control.writer import Writer
@@ -47,6 +48,9 @@ class OperatorConfig:
     lease_duration_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
+    # The operator's budget of new Events (control/events.py): a steady rate and a burst.
+    event_qps: float = 20.0
+    event_burst: int = 200
 
 
 def default_identity() -> str:
@@ -133,6 +137,7 @@ class Operator:
             resync_seconds=self.config.resync_seconds,
             site_loss_after=self.config.fence_seconds + self.config.site_loss_grace_seconds + 5.0,
             gate=self.elector,
+            events=EventCorrelator(qps=self.config.event_qps, burst=self.config.event_burst),
         )
         if self.config.metrics_port >= 0:
             self.server = serve(
