@@ -104,6 +104,6 @@ def test_a_standby_translates_and_connects_but_writes_nothing(
     assert pods == {"created": [], "deleted": []}
     assert reconciled
     assert reconciled[0]
-    assert ("Workload", "ns/high") in loop._parsed  # a takeover does not parse again
+    assert ("Workload", "ns/high") in loop.translator.parsed  # a takeover does not parse again
     assert loop.warm_cycles == 1
     assert loop.cycles == 0

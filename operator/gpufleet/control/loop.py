@@ -59,8 +59,9 @@ from gpufleet.metrics import (
     WorkloadGroup,
     WriteKind,
 )
-from gpufleet.observed.cache import HUB, CacheView, FleetCache
-from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, translate
+from gpufleet.observed.cache import CacheView, FleetCache
+from gpufleet.observed.incremental import IncrementalTranslator
+from gpufleet.observed.translate import Inputs, real_node_name
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.manager import ConnectionManager
 
@@ -177,7 +178,8 @@ class SchedulingLoop:
         self.last_steps: dict[str, float] = {}
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
-        self._parsed: ParseCache = {}
+        # Translation redoes only what changed since the last cycle (a standby's too).
+        self.translator = IncrementalTranslator()
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -206,9 +208,7 @@ class SchedulingLoop:
         with steps("view"):
             view = self.cache.view()  # 1
         with steps("translate"):
-            hub = view.clusters.get(HUB)
-            namespaces = hub.namespaces if hub is not None else {}
-            inputs = translate(view, namespaces, self._parsed)  # 2
+            inputs = self.translator.translate(view)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.site_models)  # 3
         for (kind, key), message in inputs.invalid.items():
@@ -259,9 +259,7 @@ class SchedulingLoop:
     def warm(self) -> None:
         """A standby's cycle: steps 1-3 only, so that taking over costs no relist and no
         re-parse. It writes nothing, and exports no fleet state (the leader does)."""
-        view = self.cache.view()
-        hub = view.clusters.get(HUB)
-        inputs = translate(view, hub.namespaces if hub is not None else {}, self._parsed)
+        inputs = self.translator.translate(self.cache.view())
         self.connections.reconcile(inputs.site_models)
         self.view.summary = FleetSummary()
         self.warm_cycles += 1

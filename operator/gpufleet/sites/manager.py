@@ -211,7 +211,11 @@ def _client_from_kubeconfig(text: str) -> Any:
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not data.get("clusters"):
         raise ValueError("not a kubeconfig (no clusters)")
-    return config.new_client_from_config_dict(data)
+    api = config.new_client_from_config_dict(data)
+    # As the hub's: the loop's apply and pod threads share the client (urllib3's default of
+    # 10 connections would drop and reopen connections under a burst).
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+    return api
 
 
 def _reason(exc: Exception) -> str:
