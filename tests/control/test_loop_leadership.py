@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,22 @@ def test_a_standby_translates_and_connects_but_writes_nothing(
     assert ("Workload", "ns/high") in loop.translator.parsed  # a takeover does not parse again
     assert loop.warm_cycles == 1
     assert loop.cycles == 0
+
+
+def test_a_waiting_workloads_explanation_is_refreshed_at_most_every_interval(
+    world: World, loops: list[SchedulingLoop]
+) -> None:
+    loop = scheduling_loop(world, Writer())
+    loops.append(loop)
+    loop.explain_interval_seconds = 3600
+    status = {"phase": "Pending", "verdicts": [{}], "observedGeneration": 2}
+    body = {"metadata": {"generation": 2}, "status": status}
+    moved = {"phase": "Pending", "observedGeneration": 2, "queuePosition": 7}
+    assert loop._explanation_due("ns/w", body, moved)  # never written by this replica
+    loop._explained_at["ns/w"] = time.monotonic()
+    assert not loop._explanation_due("ns/w", body, moved)  # only its position moved
+    assert loop._explanation_due("ns/w", body, {**moved, "observedGeneration": 3})
+    assert loop._explanation_due("ns/w", body, {**moved, "phase": "Preempted"})
+    assert loop._explanation_due("ns/w", {**body, "status": {"phase": "Pending"}}, moved)
+    loop._explained_at["ns/w"] = time.monotonic() - 3600
+    assert loop._explanation_due("ns/w", body, moved)

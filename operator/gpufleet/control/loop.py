@@ -146,6 +146,7 @@ class SchedulingLoop:
         workers: int = 16,
         site_loss_after: float = 90.0,
         verdict_budget: int = 2000,
+        explain_interval_seconds: float = 10.0,
         gate: WriteGate | None = None,
         events: EventCorrelator | None = None,
     ) -> None:
@@ -153,6 +154,13 @@ class SchedulingLoop:
         self.gate = gate
         self.site_loss_after = site_loss_after
         self.verdict_budget = verdict_budget
+        # A waiting workload's explanation is refreshed at most this often once it has one:
+        # every admission moves the queue positions of everything behind it, and rewriting
+        # thousands of statuses per admission would take the API server's writes from the
+        # admissions themselves. A first explanation, a new phase or a changed spec is
+        # written at once.
+        self.explain_interval_seconds = explain_interval_seconds
+        self._explained_at: dict[str, float] = {}
         self._verdict_cursor = 0
         self.cache = cache
         self.connections = connections
@@ -474,10 +482,27 @@ class SchedulingLoop:
             patch = pending_status(
                 bodies[key], result.verdicts[key], result.positions.get(key), now
             )
-            if patch is not None:
+            if patch is not None and self._explanation_due(key, bodies[key], patch):
                 patches.append((key, patch))
         written = self._run_all(partial(self._write_workload, bodies[k], p) for k, p in patches)
+        clock = time.monotonic()
+        for (key, _), w in zip(patches, written, strict=True):
+            if w is not None:
+                self._explained_at[key] = clock
+        if len(self._explained_at) > 2 * len(bodies) + 1000:
+            self._explained_at = {k: t for k, t in self._explained_at.items() if k in bodies}
         return _recorded([k for k, _ in patches], written)
+
+    def _explanation_due(self, key: str, body: dict[str, Any], patch: dict[str, Any]) -> bool:
+        status = body.get("status") or {}
+        if (
+            not status.get("verdicts")
+            or status.get("phase", "Pending") != patch.get("phase")
+            or status.get("observedGeneration") != patch.get("observedGeneration")
+        ):
+            return True
+        last = self._explained_at.get(key)
+        return last is None or time.monotonic() - last >= self.explain_interval_seconds
 
     def _verdicts_to_explain(
         self, result: core.CycleResult, bodies: dict[str, dict[str, Any]], skip: set[str]

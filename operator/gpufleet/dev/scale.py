@@ -236,6 +236,7 @@ def measure(
         admitted_at: list[float] = []
         decided_at = None
         last_admitted = -1
+        last_decided = -1
         while time.monotonic() - t0 < max(900.0, workloads / 5):
             items = custom.list_cluster_custom_object(
                 GROUP, VERSION, "workloads", _request_timeout=120
@@ -251,7 +252,8 @@ def measure(
             )
             if placed != last_admitted:
                 admitted_at.append(time.monotonic())
-                last_admitted = placed
+            if (placed, decided) != (last_admitted, last_decided):
+                last_admitted, last_decided = placed, decided
                 progress(
                     f"{time.monotonic() - t0:6.1f}s submitted {len(items)}, placed {placed}, decided {decided}"
                 )
@@ -260,8 +262,9 @@ def measure(
                 break
             time.sleep(2)
         submitter.join()
-        progress(f"all decided; settling, then {steady_seconds:.0f}s of steady cycles")
-        time.sleep(10)  # let the last pods' Running echoes be recorded
+        progress("all decided; waiting for the writes to settle")
+        _settle(port, progress)
+        progress(f"{steady_seconds:.0f}s of steady cycles")
         steady_from = _scrape(port)
         time.sleep(steady_seconds)
         steady_to = _scrape(port)
@@ -317,6 +320,24 @@ def measure(
                 proc.kill()
         if not keep:
             clusters.down(name)
+
+
+def _writes(samples: Samples) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "gpufleet_api_writes_total")
+
+
+def _settle(port: int, progress: Progress, quiet: float = 10.0, timeout: float = 300.0) -> None:
+    """Until no write for `quiet` seconds: the last Running records and explanations."""
+    deadline = time.monotonic() + timeout
+    last, since = _writes(_scrape(port)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = _writes(_scrape(port))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    progress(f"writes still going after {timeout:.0f}s; measuring anyway")
 
 
 def _submit(custom: Any, bodies: list[dict[str, Any]], rate: float) -> None:
