@@ -27,7 +27,11 @@ def check(fleet: Fleet, namespace: str, names: set[str], limits: dict[str, int])
     pods_by_workload: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for cluster in fleet.clients:
         for pod in fleet.pods(cluster, namespace):
-            if pod.metadata.deletion_timestamp is None:
+            # Finished pods hold nothing (and stay for their logs); pods being deleted go.
+            if pod.metadata.deletion_timestamp is None and pod.status.phase not in (
+                "Succeeded",
+                "Failed",
+            ):
                 pods_by_workload[pod.metadata.labels["gpufleet.io/workload"]].append((cluster, pod))
     duplicates = 0
     for w in placed:
