@@ -152,6 +152,7 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
             },
         )
         log = open(clusters.state_dir() / "bench-op-operator.log", "wb")  # noqa: SIM115 - closed below
+        port = _free_port()
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -161,7 +162,7 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
                 "--kubeconfig",
                 str(hub.kubeconfig),
                 "--metrics-port",
-                "-1",
+                str(port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -212,15 +213,19 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
             t_run = _wait(
                 "workloads running", lambda: phases().get("Running", 0), workloads, 900, progress
             )
+            writes = _writes_by_kind(port)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
             log.close()
-        operator = {
+        operator: dict[str, Any] = {
             "submitted_per_second": round(workloads / submitted, 1),
             "admitted_per_second": round(workloads / (t_adm - t0), 1),
             "running_per_second": round(workloads / (t_run - t0), 1),
             "seconds_to_all_running": round(t_run - t0, 2),
+            # The operator's own write requests (its metrics), over the whole run.
+            "api_writes": writes,
+            "api_writes_per_workload": round(sum(writes.values()) / workloads, 2),
         }
         api.close()
         return {
@@ -234,3 +239,26 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
         }
     finally:
         clusters.down("bench-op")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _writes_by_kind(port: int) -> dict[str, int]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as rsp:
+        text = rsp.read().decode()
+    return {
+        s.labels["kind"]: int(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gpufleet_api_writes_total"
+    }
