@@ -135,11 +135,13 @@ class LeaderElector:
         if leading:
             self.transitions_seen += 1
             log.info("%s now leads (lease %s)", self.config.identity, self.config.name)
+        elif self._stop.is_set():
+            log.info("%s stopped leading: shutting down", self.config.identity)
         else:
             log.warning(
                 "%s stopped leading (lease held by %r); writes stop",
                 self.config.identity,
-                holder,
+                holder or "nobody",
             )
         if self.on_change is not None:
             self.on_change(leading)

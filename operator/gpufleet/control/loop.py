@@ -160,6 +160,7 @@ class SchedulingLoop:
         # admissions themselves. A first explanation, a new phase or a changed spec is
         # written at once.
         self.explain_interval_seconds = explain_interval_seconds
+        self.slow_cycle_seconds = 1.0
         self._explained_at: dict[str, float] = {}
         self._verdict_cursor = 0
         self.cache = cache
@@ -259,6 +260,17 @@ class SchedulingLoop:
         self.cycles += 1
         self.last_cycle_at = time.time()
         self.last_steps = dict(steps.seconds)
+        took = time.monotonic() - started
+        if took >= self.slow_cycle_seconds:
+            # Where a slow cycle's time went, for whoever wonders why placement lags.
+            log.info(
+                "slow cycle: %.2fs (%s); %d workloads, %d lifecycle changes, %d admissions",
+                took,
+                ", ".join(f"{k} {v:.2f}s" for k, v in steps.seconds.items()),
+                len(inputs.workloads),
+                len(lifecycle.changes),
+                len(result.admissions) if result is not None else 0,
+            )
         if self.metrics is not None:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
             for step, seconds in steps.seconds.items():
