@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gpufleet.observed.cache import HUB, ClusterState, FleetCache
+from gpufleet.observed.cache import HUB, FleetCache
 from gpufleet.observed.records import NodeRecord, PodRecord
 from gpufleet.sites.dispatch import pod_name
 
@@ -105,7 +105,7 @@ class World:
         )
 
     def connect(self, cluster: str, connected: bool = True, renewed: float | None = None) -> None:
-        state = self.cache.clusters.setdefault(cluster, ClusterState())
+        state = self.cache.cluster(cluster)  # counted as a change (incremental translation)
         state.connected = connected
         state.synced = {"nodes", "pods"}
         if renewed is not None:

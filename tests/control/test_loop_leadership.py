@@ -127,3 +127,19 @@ def test_a_waiting_workloads_explanation_is_refreshed_at_most_every_interval(
     assert loop._explanation_due("ns/w", {**body, "status": {"phase": "Pending"}}, moved)
     loop._explained_at["ns/w"] = time.monotonic() - 3600
     assert loop._explanation_due("ns/w", body, moved)
+
+
+def test_waiting_workloads_are_explained_only_once_their_sites_are_listed(
+    loops: list[SchedulingLoop],
+) -> None:
+    world = World(nodes=1).queue("q", ["ns"])
+    world.workload("ns", "big", "q", gpus=8, replicas=4)  # fits nowhere: it waits
+    world.cache.clusters["ams"].synced = set()  # answering, its nodes not listed yet
+    writer = Writer()
+    loop = scheduling_loop(world, writer)
+    loops.append(loop)
+    loop.cycle()
+    assert writer.written == []
+    world.connect("ams")
+    loop.cycle()
+    assert writer.written == [("big", "Pending")]

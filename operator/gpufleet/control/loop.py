@@ -248,7 +248,8 @@ class SchedulingLoop:
                     a for a in result.admissions if a.workload not in evicted.room_not_made
                 ]
                 self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
-                self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
+                if not _still_listing(view, inputs):
+                    self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         with steps("statuses"):
             summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
             self.view.summary = summary
@@ -652,6 +653,22 @@ class _StepTimer:
             yield
         finally:
             self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
+
+
+def _still_listing(view: CacheView, inputs: Inputs) -> bool:
+    """Whether a Site's cluster is answering but not yet listed (or not yet probed at all).
+
+    Its site looks disconnected to the core until then; explaining every waiting workload
+    with that (a status write each, thousands after a start) would be wrong a moment later.
+    A cluster that fails its probes is no longer "not yet probed": then it is explained.
+    """
+    for cluster in set(inputs.site_cluster.values()):
+        state = view.clusters.get(cluster)
+        if state is None or (not state.connected and state.reason == "NotYetProbed"):
+            return True
+        if state.connected and not {"nodes", "pods"} <= state.synced:
+            return True
+    return False
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
