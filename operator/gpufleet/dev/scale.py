@@ -85,8 +85,16 @@ def scale_fleet(name: str, gpus: int) -> Fleet:
 def _scrape(port: int) -> Samples:
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as rsp:
-        text = rsp.read().decode()
+    # A loaded machine may keep the operator from answering for a while: try again.
+    for attempt in range(4):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as rsp:
+                text = rsp.read().decode()
+            break
+        except OSError:
+            if attempt == 3:
+                raise
+            time.sleep(2)
     out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
