@@ -174,9 +174,6 @@ class Operator:
         # The loop switches between cycles and warm cycles at its next turn: now, not at resync.
         loop.call_soon_threadsafe(self.wake.set)
 
-    def leading(self) -> bool:
-        return self.elector is None or self.elector.may_write()
-
     def healthy(self) -> bool:
         if self.task is None or self.task.done() or self.loop is None:
             return False
