@@ -195,7 +195,9 @@ def measure(
             for g in spec.node_groups:
                 capacity[g.accelerator_class] += g.count * g.accelerators_per_node
         for q in range(QUEUES):
-            core.create_namespace({"metadata": {"name": f"scale-{q}"}})
+            # gpufleet dispatches only into namespaces at least as strict as the queue.
+            labels = {"pod-security.kubernetes.io/enforce": "baseline"}
+            core.create_namespace({"metadata": {"name": f"scale-{q}", "labels": labels}})
             custom.create_cluster_custom_object(
                 GROUP,
                 VERSION,

@@ -51,9 +51,7 @@ class IncrementalTranslator:
             self.reused = "objects"
         else:
             hub = view.clusters.get(HUB)
-            out = translate(
-                view, hub.namespaces if hub is not None else {}, self.parsed, excluded
-            )
+            out = translate(view, hub.namespaces if hub is not None else {}, self.parsed, excluded)
             self.reused = "none"
         self._last, self._versions, self._excluded = out, dict(versions), excluded
         return out
