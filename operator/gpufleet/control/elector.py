@@ -92,7 +92,9 @@ class LeaderElector:
             with self._lock:
                 leading = self.election.leading
             period = self.config.retry_period
-            self._stop.wait(period if leading else period * (1 + 0.2 * random.random()))
+            # Jitter only spreads standbys' retries apart; nothing secret depends on it.
+            jitter = 1 + 0.2 * random.random()  # nosec B311
+            self._stop.wait(period if leading else period * jitter)
 
     def step(self) -> None:
         """One read, and the write it calls for."""

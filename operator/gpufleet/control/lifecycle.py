@@ -206,7 +206,8 @@ def _silent_site(
     site_loss_after: float,
 ) -> None:
     """A workload whose site does not answer: say so; move it only on evidence."""
-    assert at.state is not None
+    if at.state is None:  # the caller passes only workloads whose cluster it knows
+        return
     site = at.placement.site
     wl = at.wl
     if reachable is None or reachable.status != "False":
@@ -258,7 +259,8 @@ def _site_back(plan: LifecyclePlan, at: _Placed, inputs: Inputs) -> None:
     """The site answers again. If its agent fenced meanwhile, a `Requeue` workload's pods
     are gone: it is placed again (anywhere); otherwise the condition clears and its pods,
     if they went, are created again at the same epoch."""
-    assert at.state is not None
+    if at.state is None:  # the caller passes only workloads whose cluster it knows
+        return
     site = at.placement.site
     if at.wl.spec.on_site_loss == "Requeue":
         evidence = fence_evidence(inputs.site_models.get(site), at.state, at.placement)
