@@ -164,13 +164,14 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
             rows["wait"].append(waits.get((queue,), np.full(hours, np.nan)))
     if not keys:
         raise HistoryError("Prometheus: no queue series of a class that a pool has")
+    order = sorted(range(len(keys)), key=lambda i: keys[i])  # the CSV reader's order
     return History(
         np.datetime64(start, "s"),
-        tuple(keys),
-        np.array(rows["allocated"]),
-        np.array(rows["pending"]),
-        np.array(rows["capacity"]),
-        np.array(rows["wait"]),
+        tuple(keys[i] for i in order),
+        np.array(rows["allocated"])[order],
+        np.array(rows["pending"])[order],
+        np.array(rows["capacity"])[order],
+        np.array(rows["wait"])[order],
     )
 
 
