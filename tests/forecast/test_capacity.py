@@ -45,7 +45,8 @@ def test_committed_capacity_moves_the_date() -> None:
     plan = capacity.plan("fra", "nvidia-h100", DAYS, p50, p50, 128, commit, 0, sku, DAYS[0])
     assert plan.committed == 192
     assert plan.date_needed is None
-    assert plan.shortfall.accelerators == 0 and plan.shortfall.nodes == 0
+    assert plan.shortfall.accelerators == 0
+    assert plan.shortfall.nodes == 0
 
 
 def test_capacity_file_counts_nodes_with_the_sku(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def test_backtest_json_is_keyed_by_level_then_horizon(history_csv: Path) -> None
         for horizon in ("4w", "13w"):
             scores = payload[level][horizon]
             assert set(scores) == {"mase", "wape", "p90_coverage"}
-            assert 0 <= scores["p90_coverage"] <= 1 and scores["mase"] > 0
+            assert 0 <= scores["p90_coverage"] <= 1
+            assert scores["mase"] > 0
 
 
 def test_bad_inputs_fail_with_a_message(tmp_path: Path) -> None:
@@ -65,6 +66,8 @@ def test_bad_inputs_fail_with_a_message(tmp_path: Path) -> None:
     both = runner.invoke(
         app, ["forecast", "--history", "x.csv", "--prometheus", "http://127.0.0.1:9"]
     )
-    assert both.exit_code == 1 and "exactly one" in both.output
+    assert both.exit_code == 1
+    assert "exactly one" in both.output
     missing = runner.invoke(app, ["forecast", "--history", str(tmp_path / "none.csv")])
-    assert missing.exit_code == 1 and "no such file" in missing.output
+    assert missing.exit_code == 1
+    assert "no such file" in missing.output

@@ -144,7 +144,7 @@ def test_long_ranges_are_fetched_in_chunks(server: Server, monkeypatch: pytest.M
 
 def test_errors_say_what_prometheus_answered(server: Server) -> None:
     server.fail = True
-    with pytest.raises(HistoryError, match="answered 400.*parse error"):
+    with pytest.raises(HistoryError, match=r"answered 400.*parse error"):
         prometheus.read_prometheus(server.url, START, START + 3600 * 5)
     # A closed port on loopback: refused at once, reported as unreachable.
     with pytest.raises(HistoryError, match="unreachable"):

@@ -85,14 +85,17 @@ def test_expansion_comes_online_on_its_day_and_takes_the_queue() -> None:
     change = simhist.Expansion.parse("fra:nvidia-h100:2@1")
     assert change == simhist.Expansion("fra", "nvidia-h100", 2, 1.0)
     bigger, online = simhist.expand(fleet, [change])
-    assert len(bigger.nodes) == 6 and set(online.values()) == {DAY}
+    assert len(bigger.nodes) == 6
+    assert set(online.values()) == {DAY}
     tr = trace(*(job(i, 0.0, 10 * DAY, 8, classes=["nvidia-h100"]) for i in range(5)))
     result = replay(tr, bigger, queues, make(["fifo-first-fit"], tr.jobs)[0], None, 0.0, online)
     series = simhist.hourly(result, tr, 2, online)
     fra = series.keys.index(("fra", "nvidia-h100", "q0"))
-    assert series.capacity[fra, 23] == 8 and series.capacity[fra, 24] == 24
+    assert series.capacity[fra, 23] == 8
+    assert series.capacity[fra, 24] == 24
     total_alloc = series.allocated.sum(axis=0)
-    assert total_alloc[23] == 24 and total_alloc[24] == 40
+    assert total_alloc[23] == 24
+    assert total_alloc[24] == 40
     assert series.pending.sum(axis=0)[24] == pytest.approx(0)
     with pytest.raises(ValueError, match="SITE:CLASS:NODES@DAY"):
         simhist.Expansion.parse("fra:h100@3")
