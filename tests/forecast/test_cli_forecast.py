@@ -56,7 +56,7 @@ def test_backtest_json_is_keyed_by_level_then_horizon(history_csv: Path) -> None
     for level in ("fleet", "site_class", "queue"):
         for horizon in ("4w", "13w"):
             scores = payload[level][horizon]
-            assert set(scores) == {"mase", "wape", "p90_coverage"}
+            assert set(scores) == {"mase", "wape", "p90_coverage", "mae_vs_snaive"}
             assert 0 <= scores["p90_coverage"] <= 1
             assert scores["mase"] > 0
 

@@ -26,12 +26,16 @@ class Scores:
     mase: float
     wape: float
     p90_coverage: float
+    # MAE over the seasonal-naive forecast's MAE at the same origins and days: the
+    # head-to-head comparison (below 1: better), where MASE scales by in-sample errors.
+    mae_vs_snaive: float
 
     def as_dict(self) -> dict[str, float]:
         return {
             "mase": round(self.mase, 4),
             "wape": round(self.wape, 4),
             "p90_coverage": round(self.p90_coverage, 4),
+            "mae_vs_snaive": round(self.mae_vs_snaive, 4),
         }
 
 
@@ -72,8 +76,15 @@ def coverage(actual: FloatArray, band: FloatArray) -> float:
 
 
 def score(
-    actual: FloatArray, point: FloatArray, scales: FloatArray, band: FloatArray, h: int
+    actual: FloatArray,
+    point: FloatArray,
+    scales: FloatArray,
+    band: FloatArray,
+    snaive: FloatArray,
+    h: int,
 ) -> Scores:
     """Scores over the first `h` steps of arrays [origin, series, step(, 2)]."""
     a, p, b = actual[:, :, :h], point[:, :, :h], band[:, :, :h]
-    return Scores(mase(a, p, scales), wape(a, p), coverage(a, b))
+    naive_mae = float(np.abs(a - snaive[:, :, :h]).mean())
+    relative = float(np.abs(a - p).mean()) / naive_mae if naive_mae > 0 else float("nan")
+    return Scores(mase(a, p, scales), wape(a, p), coverage(a, b), relative)

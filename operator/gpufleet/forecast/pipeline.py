@@ -81,7 +81,12 @@ def run_backtest(
             if steps > horizon:
                 continue
             scores[lv][name] = backtest.score(
-                ro.actual[:, idx], point[:, idx], scales[:, idx], band[:, idx], steps
+                ro.actual[:, idx],
+                point[:, idx],
+                scales[:, idx],
+                band[:, idx],
+                ro.forecasts["snaive"][:, idx],
+                steps,
             )
             base[lv][name] = {
                 m: backtest.mase(ro.actual[:, idx, :steps], f[:, idx, :steps], scales[:, idx])

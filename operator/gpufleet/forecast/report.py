@@ -61,7 +61,7 @@ def as_dict(fc: Forecast, plans: list[Plan]) -> dict[str, Any]:
         "first_forecast_day": str(fc.future[0]),
         "season_days": fc.season,
         "reconciliation": fc.method,
-        "models": "mean of AutoETS, Dynamic Optimized Theta and ARIMA(1,0,0)(0,1,1)7 with drift",
+        "models": "mean of AutoETS and ARIMA(1,0,0)(0,1,1)7 with drift (statsforecast)",
         "coherence_max_abs_error": incoherence(h.S, fc.point),
         "backtest": backtest_dict(fc),
         "capacity": [_plan(p) for p in plans],
