@@ -3,10 +3,11 @@
 MinT (Wickramasuriya, Athanasopoulos & Hyndman 2019, "Optimal forecast reconciliation
 for hierarchical and grouped time series through trace minimization", JASA) with the
 shrunk covariance of in-sample one-step errors: the minimum-variance coherent
-combination of the base forecasts of every level. With thousands of series the
-covariance is large and the solve costs O(n^3), so beyond `MINT_LIMIT` series the
-weights fall back to WLS with each series' own error variance ("wls_var"), and to
-bottom-up when even that fails. hierarchicalforecast does the algebra.
+combination of the base forecasts of every level. hierarchicalforecast does the algebra
+with dense matrices: its solves cost O(n^3), and one WLS reconciliation of ~5,000
+series did not finish in 15 minutes on the project's 2-core machine. Beyond
+`MINT_LIMIT` series `auto` therefore reconciles bottom-up (coherent by construction,
+linear in the number of series); `wls_var` and `mint_shrink` stay selectable.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MINT_LIMIT = 400
 def choose(method: Method, series: int) -> Method:
     if method != "auto":
         return method
-    return "mint_shrink" if series <= MINT_LIMIT else "wls_var"
+    return "mint_shrink" if series <= MINT_LIMIT else "bottom_up"
 
 
 def reconcile(
