@@ -521,6 +521,16 @@ def restart_cluster(tools: Toolset, cluster: Cluster, timeout: float = 180) -> N
             f"Logs: {kwok_workdir() / 'clusters' / cluster.kwok_name / 'logs'}; "
             f"'gpufleet dev down --name {_fleet_of(cluster)}' and up again starts afresh."
         )
+    still = missing_components(cluster.kwok_name)
+    if still:
+        # kwokctl reports success when a component exits right after its start; the usual
+        # cause is that its port (fixed when the cluster was made) was taken meanwhile.
+        raise FleetError(
+            f"{cluster.name}: {', '.join(still)} exited again after the restart (a port of"
+            f" its taken by another process?). Logs:"
+            f" {kwok_workdir() / 'clusters' / cluster.kwok_name / 'logs'}; "
+            f"'gpufleet dev down --name {_fleet_of(cluster)}' and up again starts afresh."
+        )
 
 
 def _restart_dead_clusters(running: RunningFleet, progress: Progress) -> None:
