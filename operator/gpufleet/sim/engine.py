@@ -42,6 +42,7 @@ class Outcome:
     end: float | None = None
     waited: float = 0.0
     preempted: int = 0
+    lost_gpu_seconds: float = 0.0  # runs thrown away by evictions (restarts from zero)
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,9 @@ class _Replay:
                 raise PolicyError(f"{name}: evicted job {job_id} is not running")
             self._release(run)
             self.attempt[job_id] += 1
-            self.outcomes[job_id].preempted += 1
+            outcome = self.outcomes[job_id]
+            outcome.preempted += 1
+            outcome.lost_gpu_seconds += run.job.gpus * (now - run.start)
             self.result.preemptions += 1
             self._enqueue(run.job, now, requeue=True)
         for job, alloc in decision.admit:
