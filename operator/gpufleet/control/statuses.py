@@ -79,10 +79,13 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
         status.get("conditions"), "Evicted", "True", eviction.reason, message, gen, now
     )
     conds = set_condition(conds, "Admitted", "False", eviction.reason, message, gen, now)
+    # The latest evictions, kept for the queue's eviction cap (16 at most, as the API says).
+    times = [*(status.get("evictionTimes") or []), rfc3339(now)][-16:]
     return {
         "phase": "Preempted",
         "placement": None,
         "startedAt": None,
+        "evictionTimes": times,
         "observedGeneration": gen,
         "conditions": conds,
     }

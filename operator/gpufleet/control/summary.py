@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufleet import core
+from gpufleet.api.v1alpha1 import Queue
+from gpufleet.api.v1alpha1.queue import Fairness
 from gpufleet.control.statuses import rfc3339, set_condition
+from gpufleet.core.fairness import accumulate
 from gpufleet.metrics import (
     PoolState,
     QueueShare,
@@ -256,6 +259,7 @@ def summarise(
             if queue_model.status
             else {}
         )
+        history = _usage(queue_model, rows, now)
         admitted = counts.get((q.name, "Admitted"), 0) + counts.get((q.name, "Running"), 0)
         waiting = counts.get((q.name, "Pending"), 0) + counts.get((q.name, "Preempted"), 0)
         total_alloc = sum(r["allocated"] for r in rows)
@@ -292,5 +296,29 @@ def summarise(
             "admittedWorkloads": admitted,
             "pendingWorkloads": waiting,
             "conditions": conds,
+            **history,
         }
+        starved = result is not None and q.name in result.starved
+        old_since = old.get("starvedSince")
+        out.queue_status[q.name]["starvedSince"] = (old_since or rfc3339(now)) if starved else None
     return out
+
+
+def _usage(queue: Queue, rows: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Bring each class's decayed usage and fair usage up to `now` (into `rows`), as if
+    the allocation and fair share of this cycle had held since the last update."""
+    status = queue.status
+    before = {r.accelerator_class: r for r in (status.resources or [])} if status else {}
+    then = timestamp(status.usage_updated_at) if status and status.usage_updated_at else now
+    fair = queue.spec.fairness or Fairness()
+    half_life = float(fair.usage_half_life_seconds)
+    elapsed = max(now - then, 0.0)
+    for row in rows:
+        old = before.get(row["acceleratorClass"])
+        row["usage"] = round(
+            accumulate(old.usage if old else 0.0, row["allocated"], elapsed, half_life), 3
+        )
+        row["fairUsage"] = round(
+            accumulate(old.fair_usage if old else 0.0, row["fairShare"], elapsed, half_life), 3
+        )
+    return {"usageUpdatedAt": rfc3339(now)}

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from gpufleet import core
 from gpufleet.api import regions
 from gpufleet.api.v1alpha1 import GpuPool, Queue, Site, Workload
+from gpufleet.api.v1alpha1.queue import Fairness, Preemption
 from gpufleet.observed.cache import HUB, CacheView
 from gpufleet.observed.records import PodRecord
 from gpufleet.observed.selectors import matches, matches_map
@@ -176,7 +177,13 @@ def _queues(out: Inputs) -> None:
             jurisdictions = set(spec.allowed_jurisdictions or ())
             for region in spec.allowed_regions or ():
                 jurisdictions |= regions.REGIONS.get(region, frozenset())
-        preemption = spec.preemption
+        preemption = spec.preemption or Preemption()
+        fair = spec.fairness or Fairness()
+        # The state of fairness over time lives in the Queue's status (written every cycle
+        # by the summary), so a restarted operator carries on where it stopped.
+        status = queue.status
+        used = {r.accelerator_class: r for r in (status.resources or [])} if status else {}
+        starved = status.starved_since if status else None
         out.queues.append(
             core.Queue(
                 name=key,
@@ -185,8 +192,17 @@ def _queues(out: Inputs) -> None:
                 limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
                 over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
                 priority=spec.priority,
-                reclaimable=preemption.reclaimable if preemption else True,
-                min_runtime_seconds=float(preemption.min_runtime_seconds) if preemption else 0.0,
+                reclaimable=preemption.reclaimable,
+                min_runtime_seconds=float(preemption.min_runtime_seconds),
+                usage={c: r.usage for c, r in used.items()},
+                fair_usage={c: r.fair_usage for c, r in used.items()},
+                present_weight_seconds=float(fair.present_weight_seconds),
+                wait_credit_seconds=float(fair.wait_credit_seconds),
+                starved_since=None if starved is None else timestamp(starved),
+                reclaim_delay_seconds=float(preemption.reclaim_delay_seconds),
+                reclaim_margin=preemption.reclaim_margin,
+                max_evictions=preemption.max_evictions,
+                eviction_window_seconds=float(preemption.eviction_window_seconds),
                 allowed_sites=frozenset(spec.allowed_sites)
                 if spec.allowed_sites is not None
                 else None,
@@ -298,6 +314,14 @@ def _workloads(
                     preferred_topology=spec.topology.preferred if spec.topology else None,
                     site_preferences=tuple(spec.site_preferences or ()),
                     placement=core_placement,
+                    checkpoint_interval_seconds=(
+                        float(spec.checkpoint_interval_seconds)
+                        if spec.checkpoint_interval_seconds is not None
+                        else None
+                    ),
+                    eviction_times=tuple(
+                        timestamp(t) for t in ((status.eviction_times if status else None) or ())
+                    ),
                 )
             )
         except core.ModelError as exc:
