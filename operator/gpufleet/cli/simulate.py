@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gpufleet.cli.common import console, fail
 from gpufleet.cli.common import out as stdout
+from gpufleet.core.fairness import MIN_RUNTIME_SECONDS
 from gpufleet.sim import report
 from gpufleet.sim.compare import compare
 from gpufleet.sim.frag import fill_experiment
@@ -87,8 +88,12 @@ def simulate(
     ] = None,
     max_runtime: Annotated[float | None, typer.Option(help="Cap job runtimes (seconds).")] = None,
     min_runtime: Annotated[
-        float, typer.Option(help="gpufleet queues: seconds before a workload may be preempted.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="gpufleet queues: seconds before a workload may be preempted"
+            " (default: the API's, 600)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
@@ -123,7 +128,7 @@ def simulate(
             "capacity_gpus": sim_fleet.total_gpus,
             "queues": {q.name: q.share for q in queue_specs},
             "cycle_seconds": cycle,
-            "min_runtime_seconds": min_runtime,
+            "min_runtime_seconds": MIN_RUNTIME_SECONDS if min_runtime is None else min_runtime,
             "policies": [m.model_dump() for m in result.metrics],
         }
         out.print_json(json.dumps(payload))
