@@ -17,11 +17,13 @@ import pytest
 
 from gpufleet.corebuild import core_build, stale_error
 from gpufleet.dev import clusters
-from gpufleet.dev.nodes import DEFAULT_FLEET
+from gpufleet.dev.nodes import DEFAULT_FLEET, HOLLOW_FLEET
 from gpufleet.dev.tools import ToolsMissingError, find_tools
 from gpufleet.fleetfile import Fleet, load_fleet, parse_fleet
 
 TEST_FLEET_NAME = os.environ.get("GPUFLEET_TEST_FLEET", "test")
+# The hollow-kubelet fleet (dev/fleets/hollow.yaml) runs under its own name beside it.
+TEST_HOLLOW_FLEET_NAME = os.environ.get("GPUFLEET_TEST_HOLLOW_FLEET", "test-hollow")
 # Keep the fleet up after the session (faster local iterations); CI never sets it.
 REUSE = os.environ.get("GPUFLEET_TEST_REUSE") == "1"
 REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("CI") == "true"
@@ -30,7 +32,9 @@ REQUIRE = os.environ.get("GPUFLEET_REQUIRE_CLUSTER") == "1" or os.environ.get("C
 def bring_up(fleet: Fleet, name: str, source: str) -> Iterator[clusters.RunningFleet]:
     """A fleet for the session: up before the first test that needs it, down after the last."""
     try:
-        find_tools()
+        tools = find_tools()
+        if any(g.kubelet == "hollow" for c in fleet.clusters for g in c.node_groups):
+            tools.require_kubemark()
     except ToolsMissingError as exc:
         if REQUIRE:
             pytest.fail(f"cluster tests need the local binaries: {exc}")
@@ -46,6 +50,12 @@ def bring_up(fleet: Fleet, name: str, source: str) -> Iterator[clusters.RunningF
 @pytest.fixture(scope="session")
 def dev_fleet() -> Iterator[clusters.RunningFleet]:
     yield from bring_up(load_fleet(DEFAULT_FLEET), TEST_FLEET_NAME, str(DEFAULT_FLEET))
+
+
+@pytest.fixture(scope="session")
+def hollow_fleet() -> Iterator[clusters.RunningFleet]:
+    """The three sites on hollow kubelets (real kubelet, fake runtime), plus two KWOK nodes."""
+    yield from bring_up(load_fleet(HOLLOW_FLEET), TEST_HOLLOW_FLEET_NAME, str(HOLLOW_FLEET))
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +91,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Everything that uses the fleet is a cluster test, whether or not it says so.
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if {"dev_fleet", "hub", "namespace"} & set(fixtures):
+        if {"dev_fleet", "hollow_fleet", "hub", "namespace"} & set(fixtures):
             item.add_marker(pytest.mark.cluster)
 
 

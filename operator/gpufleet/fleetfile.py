@@ -47,6 +47,12 @@ LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"
 LABEL_GPU_PRESENT = "nvidia.com/gpu.present"
 
+# What a hollow kubelet (kubemark) reports, whatever it is asked: its fake cAdvisor
+# has one machine shape. A hollow group states these (or leaves cpu/memory out) so
+# that the fleet file never promises a node more than its kubelet will admit.
+HOLLOW_CPU = "1"
+HOLLOW_MEMORY = "3840Mi"
+
 
 def parse_quantity(value: str | int, *, field: str) -> int:
     """Parse a Kubernetes quantity into an integer of base units (rounded up)."""
@@ -115,9 +121,17 @@ class Topology(_Model):
 
 
 class NodeGroup(_Model):
-    """Identical simulated nodes of one pool."""
+    """Identical simulated nodes of one pool.
+
+    `kubelet` says what plays the nodes' kubelet: `kwok` (the default; KWOK fakes
+    node and pod status, any size, thousands per machine, never refuses a pod) or
+    `hollow` (one kubemark process per node: the real kubelet with a fake container
+    runtime, which admits pods against its allocatable like a real node; about
+    100 MB each, so tens per machine).
+    """
 
     name: Annotated[str, Field(pattern=DNS_LABEL, max_length=40)]
+    kubelet: Literal["kwok", "hollow"] = "kwok"
     count: Annotated[int, Field(ge=0, le=200_000)]
     accelerator_class: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
     resource_name: Annotated[str, Field(pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")] = "nvidia.com/gpu"
@@ -131,6 +145,33 @@ class NodeGroup(_Model):
     zone: str | None = None
     topology: Topology = Topology()
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hollow_machine_shape(cls, data: object) -> object:
+        # A hollow group that leaves cpu/memory out gets the shape its kubelet reports.
+        if isinstance(data, dict) and data.get("kubelet") == "hollow":
+            data = dict(data)
+            data.setdefault("cpu", HOLLOW_CPU)
+            data.setdefault("memory", HOLLOW_MEMORY)
+        return data
+
+    @model_validator(mode="after")
+    def _hollow_cpu_memory(self) -> NodeGroup:
+        if self.kubelet != "hollow":
+            return self
+        shape = (
+            parse_cpu_millis(HOLLOW_CPU, field="cpu"),
+            parse_quantity(HOLLOW_MEMORY, field="memory"),
+        )
+        if (self.cpu_millis, self.memory_bytes) != shape:
+            raise ValueError(
+                f"a hollow node group (kubelet: hollow) has cpu {HOLLOW_CPU!r} and memory "
+                f"{HOLLOW_MEMORY!r}: that is what kubemark's fake cAdvisor reports whatever it is "
+                f"asked; got cpu {self.cpu!r} and memory {self.memory!r}. Leave cpu and memory out, "
+                "or use kubelet: kwok for other machine shapes"
+            )
+        return self
 
     @field_validator("cpu")
     @classmethod

@@ -3,17 +3,17 @@
 Two halves, both registered on a `CollectorRegistry` the caller owns (no module-level
 metric objects, so tests and several operators in one process never share counters):
 
-- `FleetCollector(view)` reads a `FleetView` (the operator's in-memory state) on every
-  scrape, so gauges can never drift from the state they describe.
+- `FleetCollector(view)` reads a `FleetView` (the summary of the last scheduling cycle)
+  on every scrape, so gauges can never drift from the state they describe.
 - `OperatorMetrics(registry)` holds what only exists as events: cycle durations,
   admission waits, preemptions and evictions, the last cycle's timestamp.
 
 `serve()` exposes `/metrics`, `/healthz` and `/readyz` on one port.
 
-Wiring, in the operator::
+Wiring, as in `gpufleet.control.operator.Operator.start`::
 
-    registry, events = create_registry(view)
-    server = serve(registry, "0.0.0.0", 8080, health=loop.alive, ready=state.synced)
+    registry, events = create_registry(view)  # view: the loop's SummaryView
+    server = serve(registry, "127.0.0.1", 8080, health=operator.healthy, ready=operator.ready)
 
 `CATALOGUE` is the contract: every metric family the operator exports, with its type
 and labels. The dashboard and the alerts may only use names listed there (tested).
@@ -26,7 +26,7 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
@@ -144,7 +144,7 @@ class WorkloadGroup(BaseModel):
 
 
 class FleetView(Protocol):
-    """What the collector reads at scrape time; implemented by the operator's state cache.
+    """What the collector reads at scrape time; implemented by the loop's `SummaryView`.
 
     Each call must return a consistent, point-in-time answer and must not block on I/O:
     it runs on the scrape's thread.
@@ -406,6 +406,9 @@ class OperatorMetrics:
             self.evictions.labels(reason=eviction.value)
         build = Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=registry)
         build.labels(version=version, python_version=platform.python_version()).set(1)
+        # The queues that have an admission-wait series, so `retain_queues` knows what to drop.
+        self._queues: set[str] = set()
+        self._queues_lock = threading.Lock()
 
     def observe_cycle(self, duration_seconds: float, *, finished_at: float | None = None) -> None:
         if duration_seconds < 0:
@@ -426,7 +429,9 @@ class OperatorMetrics:
             raise ValueError("queue must be a non-empty queue name")
         if wait_seconds < 0:
             raise ValueError(f"wait_seconds must be >= 0, got {wait_seconds}")
-        self.admission_wait.labels(queue=queue).observe(wait_seconds)
+        with self._queues_lock:
+            self._queues.add(queue)
+            self.admission_wait.labels(queue=queue).observe(wait_seconds)
 
     def count_preemption(self, reason: PreemptionReason, count: int = 1) -> None:
         # Converting rejects free-text reasons, which would make the label set unbounded.
@@ -437,8 +442,17 @@ class OperatorMetrics:
 
     def forget_queue(self, queue: str) -> None:
         """Drops a deleted queue's admission-wait series so it does not linger."""
-        with suppress(KeyError):
-            self.admission_wait.remove(queue)
+        with self._queues_lock:
+            self._queues.discard(queue)
+            with suppress(KeyError):
+                self.admission_wait.remove(queue)
+
+    def retain_queues(self, present: Collection[str]) -> None:
+        """Forgets every queue with a series that is not in `present` (the Queues that exist)."""
+        with self._queues_lock:
+            gone = self._queues - set(present)
+        for queue in sorted(gone):
+            self.forget_queue(queue)
 
 
 def _positive(count: int) -> int:

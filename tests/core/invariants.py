@@ -1,4 +1,4 @@
-"""The invariants of ARCHITECTURE.md, checked by replaying a cycle's decisions.
+"""The invariants of docs/architecture.md, checked by replaying a cycle's decisions.
 
 The replay walks `queue_order`; before each admitted workload it applies the
 evictions made for it, then the admission. That is the order the cycle made

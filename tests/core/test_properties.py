@@ -1,4 +1,4 @@
-"""Property tests: the invariants of ARCHITECTURE.md over random fleets, queue
+"""Property tests: the invariants of docs/architecture.md over random fleets, queue
 trees and workload mixes, through many successive cycles with arrivals,
 completions and evictions; the reference cycle agrees with the fast one."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from gpufleet.dev.nodes import DEFAULT_FLEET
 from gpufleet.dev.register import register
 from gpufleet.fleetfile import load_fleet
 
-FLEET_NAME = "test-op"
+FLEET_NAME = os.environ.get("GPUFLEET_TEST_OPERATOR_FLEET", "test-op")
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""api."""
+"""The API: pydantic models of the CRDs (one subpackage per version), quantities, regions, and CRD generation."""

@@ -32,12 +32,20 @@ def inventory_table(fleet: clusters.RunningFleet) -> Table:
         title=f"fleet {fleet.name}",
         caption="kubeconfigs: " + ", ".join(str(c.kubeconfig) for c in fleet.clusters.values()),
     )
-    for col in ("site", "cluster", "nodes (ready)", "accelerators", "API server"):
+    inventory = fleet_inventory(fleet)
+    hollow = any(inv.hollow for inv in inventory)
+    columns = ["site", "cluster", "nodes (ready)", "accelerators", "API server"]
+    if hollow:
+        columns.insert(3, "hollow kubelets (running, ready)")
+    for col in columns:
         table.add_column(col)
-    for inv in fleet_inventory(fleet):
+    for inv in inventory:
         accel = "\n".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
         name = inv.cluster + (" (hub)" if fleet.clusters[inv.cluster].hub else "")
-        table.add_row(inv.site, name, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server)
+        row = [inv.site, name, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server]
+        if hollow:
+            row.insert(3, f"{inv.hollow} ({inv.hollow_running}, {inv.hollow_ready})")
+        table.add_row(*row)
     return table
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpufleet.api.v1alpha1 import ReplicaPlacement, Workload
+from gpufleet.api.v1alpha1 import Placement, ReplicaPlacement, Workload
 from gpufleet.observed.cache import CacheView
 from gpufleet.observed.records import LABEL_ORIGIN, PodRecord
 from gpufleet.observed.translate import RUNNING_PHASES, Inputs, timestamp
@@ -91,11 +91,7 @@ def plan_lifecycle(
         if cluster is None or pool is None:
             continue
         state = view.clusters.get(cluster)
-        name = wl.metadata.name or ""
-        expected = {
-            f"{wl.metadata.namespace}/{pod_name(name, placement.epoch, r.index)}": r
-            for r in placement.replicas
-        }
+        expected = replica_pods(wl, placement)
         present = {
             p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting
         }
@@ -175,6 +171,16 @@ def plan_lifecycle(
                 PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement")
             )
     return plan
+
+
+def replica_pods(wl: Workload, placement: Placement) -> dict[str, ReplicaPlacement]:
+    """The pod key ("namespace/name") of each replica of a placement: where its pods are
+    looked for, created and deleted (`pod_name` makes each name)."""
+    name = wl.metadata.name or ""
+    return {
+        f"{wl.metadata.namespace}/{pod_name(name, placement.epoch, r.index)}": r
+        for r in placement.replicas
+    }
 
 
 def _condition_status(wl: Workload, type_: str) -> str | None:

@@ -23,17 +23,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, TypeVar
 
 from gpufleet import core
-from gpufleet.control.lifecycle import LifecyclePlan, PodCreate, plan_lifecycle
+from gpufleet.control.lifecycle import (
+    LifecyclePlan,
+    PodCreate,
+    PodDelete,
+    StatusChange,
+    plan_lifecycle,
+    replica_pods,
+)
 from gpufleet.control.statuses import (
     admission_status,
     eviction_status,
     lifecycle_status,
     pending_status,
+    waiting_since,
 )
 from gpufleet.control.summary import FleetSummary, summarise
 from gpufleet.control.writer import ConflictError, Writer
@@ -46,12 +56,44 @@ from gpufleet.metrics import (
     SiteState,
     WorkloadGroup,
 )
-from gpufleet.observed.cache import HUB, FleetCache
-from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, timestamp, translate
-from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods, pod_name
+from gpufleet.observed.cache import HUB, CacheView, FleetCache
+from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, translate
+from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Bodies = dict[str, dict[str, Any]]  # workload key -> the object as last seen
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one step of the cycle carried out. What it did not is retried on the next cycle."""
+
+    written: tuple[str, ...] = ()  # workloads whose status was recorded
+    not_written: tuple[str, ...] = ()  # a conflict, a vanished workload or an error
+    pods_created: int = 0
+    pods_deleted: int = 0
+    # Evictions only: the preemptors whose room was not made (their admission must wait).
+    room_not_made: frozenset[str] = frozenset()
+
+
+def _recorded(keys: Sequence[str], written: Sequence[T | None]) -> Applied:
+    """`written[i]` is what was written for `keys[i]`, None when nothing was."""
+    return Applied(
+        written=tuple(k for k, w in zip(keys, written, strict=True) if w is not None),
+        not_written=tuple(k for k, w in zip(keys, written, strict=True) if w is None),
+    )
+
+
+@dataclass(frozen=True)
+class _AdmissionRecord:
+    """A placement recorded on its workload: what its pods are created from."""
+
+    nodes: list[str]  # the clusters' node names, one per replica
+    patch: dict[str, Any]
+    written: dict[str, Any]
 
 
 class SummaryView:
@@ -138,7 +180,7 @@ class SchedulingLoop:
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
         lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
-        self._apply_lifecycle(view.workloads, inputs, lifecycle, now)
+        self._apply_lifecycle(view.workloads, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
         # A workload whose phase just changed is not placed again this cycle, but if it holds
         # nodes it still counts: leaving it out would make its accelerators look free.
@@ -152,14 +194,16 @@ class SchedulingLoop:
         except core.ModelError as exc:
             log.error("the fleet could not be scheduled: %s", exc)
         if result is not None:
-            failed = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
+            evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
             # An admission that counted on room from an eviction that was not recorded would
             # overcommit the nodes: it waits for the next cycle instead.
-            admissions = [a for a in result.admissions if a.workload not in failed]
+            admissions = [a for a in result.admissions if a.workload not in evicted.room_not_made]
             self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
         self.view.summary = summary
+        if self.metrics is not None:
+            self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
         if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
             self._last_fleet_status = time.monotonic()
             self._write_fleet_status(view, summary)
@@ -169,181 +213,195 @@ class SchedulingLoop:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
 
     # -- 4 ----------------------------------------------------------------------
-    def _apply_lifecycle(
-        self, bodies: dict[str, dict[str, Any]], inputs: Inputs, plan: LifecyclePlan, now: float
-    ) -> None:
-        def change(c: Any) -> None:
-            body = bodies.get(c.workload)
-            if body is None:
-                return
-            patch = lifecycle_status(
-                body,
-                c.phase,
-                c.reason,
-                c.message,
-                started=c.started,
-                finished=c.finished,
-                clear_placement=c.clear_placement,
-                now=now,
-                site_reachable=c.site_reachable,
-            )
-            if self._write_workload(body, patch):
-                self._event(
-                    body, "Warning" if c.phase == "Failed" else "Normal", c.reason, c.message
-                )
-                if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
-                    self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
-
-        def create(c: PodCreate) -> None:
-            body = bodies.get(c.workload)
-            if body is None:
-                return
-            self._create_pods(
-                body, c.cluster, c.site, c.epoch, list(c.nodes), c.resource_name, c.missing
-            )
-
-        def delete(d: Any) -> None:
-            conn = self.connections.connections.get(d.cluster)
-            if conn is not None:
-                delete_pods(conn.api_client, list(d.pods))
-                if self.metrics is not None and d.reason == "NotPartOfAnyPlacement":
-                    self.metrics.count_eviction(EvictionReason.STALE_EPOCH, len(d.pods))
-
-        self._run_all(
-            [lambda c=c: change(c) for c in plan.changes]
-            + [lambda c=c: create(c) for c in plan.creates]
-            + [lambda d=d: delete(d) for d in plan.deletes]
+    def _apply_lifecycle(self, bodies: Bodies, plan: LifecyclePlan, now: float) -> Applied:
+        """Record phase changes, create missing pods, delete stray ones: all side by side."""
+        changed = self._submit(partial(self._change_phase, bodies, c, now) for c in plan.changes)
+        created = self._submit(
+            partial(self._create_pods, bodies[c.workload], c)
+            for c in plan.creates
+            if c.workload in bodies
+        )
+        deleted = self._submit(partial(self._delete_stray, d) for d in plan.deletes)
+        return replace(
+            _recorded([c.workload for c in plan.changes], self._outcomes(changed)),
+            pods_created=sum(n or 0 for n in self._outcomes(created)),
+            pods_deleted=sum(n or 0 for n in self._outcomes(deleted)),
         )
 
-    def _create_pods(
-        self,
-        body: dict[str, Any],
-        cluster: str,
-        site: str,
-        epoch: int,
-        nodes: list[str],
-        resource: str,
-        only: tuple[int, ...] | None = None,
-    ) -> None:
-        conn = self.connections.connections.get(cluster)
+    def _change_phase(self, bodies: Bodies, c: StatusChange, now: float) -> dict[str, Any] | None:
+        body = bodies.get(c.workload)
+        if body is None:
+            return None
+        patch = lifecycle_status(
+            body,
+            c.phase,
+            c.reason,
+            c.message,
+            started=c.started,
+            finished=c.finished,
+            clear_placement=c.clear_placement,
+            now=now,
+            site_reachable=c.site_reachable,
+        )
+        written = self._write_workload(body, patch)
+        if written is not None:
+            self._event(body, "Warning" if c.phase == "Failed" else "Normal", c.reason, c.message)
+            if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
+                self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
+            elif c.reason == "SiteLost" and self.metrics is not None:
+                # Past the fence the site's agent has stopped the pods; the workload moves.
+                self.metrics.count_eviction(EvictionReason.SITE_FENCED)
+        return written
+
+    def _create_pods(self, body: dict[str, Any], pods: PodCreate) -> int:
+        """Create the `missing` replicas' pods; returns how many were created."""
+        conn = self.connections.connections.get(pods.cluster)
         if conn is None:
-            return
+            return 0
         plans = plan_pods(
             workload=body,
-            site=site,
-            nodes=nodes,
-            epoch=epoch,
-            resource_name=resource,
+            site=pods.site,
+            nodes=list(pods.nodes),
+            epoch=pods.epoch,
+            resource_name=pods.resource_name,
             origin=self.origin,
         )
-        if only is not None:
-            plans = [p for i, p in enumerate(plans) if i in only]
-        create_pods(conn.api_client, plans)
+        missing = [p for i, p in enumerate(plans) if i in pods.missing]
+        return create_pods(conn.api_client, missing)
+
+    def _delete_stray(self, d: PodDelete) -> int:
+        conn = self.connections.connections.get(d.cluster)
+        if conn is None:
+            return 0
+        deleted = delete_pods(conn.api_client, list(d.pods))
+        if self.metrics is not None and d.reason == "NotPartOfAnyPlacement":
+            self.metrics.count_eviction(EvictionReason.STALE_EPOCH, len(d.pods))
+        return deleted
 
     # -- 6 ----------------------------------------------------------------------
     def _apply_evictions(
-        self,
-        bodies: dict[str, dict[str, Any]],
-        inputs: Inputs,
-        evictions: list[core.Eviction],
-        now: float,
-    ) -> set[str]:
-        """Evict; return the preemptors whose room was not made."""
-        failed: set[str] = set()
+        self, bodies: Bodies, inputs: Inputs, evictions: list[core.Eviction], now: float
+    ) -> Applied:
+        """Record every eviction, then stop the recorded ones' pods."""
+        written = self._run_all(partial(self._record_eviction, bodies, e, now) for e in evictions)
+        recorded = [e for e, w in zip(evictions, written, strict=True) if w is not None]
+        deleted = self._run_all(
+            partial(self._stop_evicted, bodies[e.workload], e, inputs) for e in recorded
+        )
+        return replace(
+            _recorded([e.workload for e in evictions], written),
+            pods_deleted=sum(n or 0 for n in deleted),
+            room_not_made=frozenset(
+                e.preemptor for e, w in zip(evictions, written, strict=True) if w is None
+            ),
+        )
 
-        def evict(e: core.Eviction) -> None:
-            body = bodies.get(e.workload)
-            written = None
-            try:
-                written = (
-                    self._write_workload(body, eviction_status(body, e, now))
-                    if body is not None
-                    else None
-                )
-            finally:
-                if written is None:
-                    failed.add(e.preemptor)
-            if written is not None and body is not None:
-                log.info("evicted %s (%s) for %s", e.workload, e.reason, e.preemptor)
-                self._event(body, "Warning", e.reason, f"evicted to make room for {e.preemptor}")
-                if self.metrics is not None:
-                    self.metrics.count_preemption(
-                        PreemptionReason.RECLAIM
-                        if e.reason == "Reclaimed"
-                        else PreemptionReason.PRIORITY_IN_QUEUE
-                    )
-                    self.metrics.count_eviction(EvictionReason.PREEMPTED)
-                # The pods go now; the stray-pod sweep would remove them next cycle anyway.
-                model = inputs.workload_models.get(e.workload)
-                placement = model.status.placement if model and model.status else None
-                if placement is not None:
-                    cluster = inputs.site_cluster.get(placement.site)
-                    conn = self.connections.connections.get(cluster) if cluster else None
-                    if conn is not None:
-                        ns, name = e.workload.split("/", 1)
-                        delete_pods(
-                            conn.api_client,
-                            [
-                                f"{ns}/{pod_name(name, placement.epoch, r.index)}"
-                                for r in placement.replicas
-                            ],
-                        )
+    def _record_eviction(
+        self, bodies: Bodies, e: core.Eviction, now: float
+    ) -> dict[str, Any] | None:
+        body = bodies.get(e.workload)
+        return None if body is None else self._write_workload(body, eviction_status(body, e, now))
 
-        self._run_all([lambda e=e: evict(e) for e in evictions])
-        return failed
+    def _stop_evicted(self, body: dict[str, Any], e: core.Eviction, inputs: Inputs) -> int:
+        """Announce a recorded eviction and delete its pods; returns how many were deleted."""
+        log.info("evicted %s (%s) for %s", e.workload, e.reason, e.preemptor)
+        self._event(body, "Warning", e.reason, f"evicted to make room for {e.preemptor}")
+        if self.metrics is not None:
+            self.metrics.count_preemption(
+                PreemptionReason.RECLAIM
+                if e.reason == "Reclaimed"
+                else PreemptionReason.PRIORITY_IN_QUEUE
+            )
+            self.metrics.count_eviction(EvictionReason.PREEMPTED)
+        # The pods go now; the stray-pod sweep would remove them next cycle anyway.
+        model = inputs.workload_models.get(e.workload)
+        if model is None or model.status is None or model.status.placement is None:
+            return 0
+        placement = model.status.placement
+        cluster = inputs.site_cluster.get(placement.site)
+        conn = self.connections.connections.get(cluster) if cluster else None
+        if conn is None:
+            return 0
+        return delete_pods(conn.api_client, list(replica_pods(model, placement)))
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(
-        self,
-        bodies: dict[str, dict[str, Any]],
-        inputs: Inputs,
-        admissions: list[core.Admission],
-        now: float,
-    ) -> None:
-        def admit(a: core.Admission) -> None:
-            body = bodies.get(a.workload)
-            if body is None:
-                return
-            nodes = [real_node_name(n) for n in a.nodes]
-            patch = admission_status(body, a, nodes, now)
-            written = self._write_workload(body, patch)
-            if written is None:
-                return
-            log.info(
-                "admitted %s to %s/%s on %d node(s), epoch %s",
-                a.workload,
-                a.site,
-                a.pool,
-                len(nodes),
-                patch["epoch"],
-            )
-            model = inputs.workload_models.get(a.workload)
-            if self.metrics is not None and model is not None:
-                created = timestamp(body["metadata"].get("creationTimestamp"))
-                self.metrics.observe_admission(model.spec.queue, max(now - created, 0.0))
-            self._event(
-                body,
-                "Normal",
-                "Admitted",
-                patch["conditions"][0]["message"] if patch.get("conditions") else "admitted",
-            )
-            cluster = inputs.site_cluster[a.site]
-            resource = inputs.pool_models[a.pool].spec.resource_name
-            self._create_pods(written, cluster, a.site, int(patch["epoch"]), nodes, resource)
+        self, bodies: Bodies, inputs: Inputs, admissions: list[core.Admission], now: float
+    ) -> Applied:
+        """Record every placement, then create the recorded ones' pods."""
+        records = self._run_all(partial(self._record_admission, bodies, a, now) for a in admissions)
+        created = self._run_all(
+            partial(self._start_admitted, bodies[a.workload], a, r, inputs, now)
+            for a, r in zip(admissions, records, strict=True)
+            if r is not None
+        )
+        return replace(
+            _recorded([a.workload for a in admissions], records),
+            pods_created=sum(n or 0 for n in created),
+        )
 
-        self._run_all([lambda a=a: admit(a) for a in admissions])
+    def _record_admission(
+        self, bodies: Bodies, a: core.Admission, now: float
+    ) -> _AdmissionRecord | None:
+        body = bodies.get(a.workload)
+        if body is None:
+            return None
+        nodes = [real_node_name(n) for n in a.nodes]
+        patch = admission_status(body, a, nodes, now)
+        written = self._write_workload(body, patch)
+        return None if written is None else _AdmissionRecord(nodes, patch, written)
+
+    def _start_admitted(
+        self,
+        body: dict[str, Any],
+        a: core.Admission,
+        record: _AdmissionRecord,
+        inputs: Inputs,
+        now: float,
+    ) -> int:
+        """Announce a recorded admission and create its pods; returns how many were created."""
+        patch = record.patch
+        log.info(
+            "admitted %s to %s/%s on %d node(s), epoch %s",
+            a.workload,
+            a.site,
+            a.pool,
+            len(record.nodes),
+            patch["epoch"],
+        )
+        model = inputs.workload_models.get(a.workload)
+        if self.metrics is not None and model is not None:
+            since = waiting_since(body)
+            self.metrics.observe_admission(model.spec.queue, max(now - since, 0.0))
+        self._event(
+            body,
+            "Normal",
+            "Admitted",
+            patch["conditions"][0]["message"] if patch.get("conditions") else "admitted",
+        )
+        pods = PodCreate(
+            workload=a.workload,
+            cluster=inputs.site_cluster[a.site],
+            site=a.site,
+            epoch=int(patch["epoch"]),
+            nodes=tuple(record.nodes),
+            missing=tuple(range(len(record.nodes))),  # a new placement has no pods yet
+            resource_name=inputs.pool_models[a.pool].spec.resource_name,
+        )
+        return self._create_pods(record.written, pods)
 
     # -- 8 ----------------------------------------------------------------------
     def _apply_verdicts(
         self,
-        bodies: dict[str, dict[str, Any]],
+        bodies: Bodies,
         inputs: Inputs,
         result: core.CycleResult,
         busy: set[str],
         now: float,
-    ) -> None:
+    ) -> Applied:
+        """Write why each waiting workload waits: the ones set aside, then the core's."""
         admitted = {a.workload for a in result.admissions}
-        tasks = []
+        patches: list[tuple[str, dict[str, Any]]] = []
         for key, verdict in inputs.blocked.items():
             body = bodies.get(key)
             if body is not None and (body.get("status") or {}).get("phase") not in (
@@ -352,13 +410,15 @@ class SchedulingLoop:
             ):
                 patch = pending_status(body, [verdict], None, now)
                 if patch is not None:
-                    tasks.append(lambda b=body, p=patch: self._write_workload(b, p))
+                    patches.append((key, patch))
         for key in self._verdicts_to_explain(result, bodies, admitted | busy):
-            body = bodies[key]
-            patch = pending_status(body, result.verdicts[key], result.positions.get(key), now)
+            patch = pending_status(
+                bodies[key], result.verdicts[key], result.positions.get(key), now
+            )
             if patch is not None:
-                tasks.append(lambda b=body, p=patch: self._write_workload(b, p))
-        self._run_all(tasks)
+                patches.append((key, patch))
+        written = self._run_all(partial(self._write_workload, bodies[k], p) for k, p in patches)
+        return _recorded([k for k, _ in patches], written)
 
     def _verdicts_to_explain(
         self, result: core.CycleResult, bodies: dict[str, dict[str, Any]], skip: set[str]
@@ -384,7 +444,7 @@ class SchedulingLoop:
         return chosen
 
     # -- 9 ----------------------------------------------------------------------
-    def _write_fleet_status(self, view: Any, summary: FleetSummary) -> None:
+    def _write_fleet_status(self, view: CacheView, summary: FleetSummary) -> None:
         tasks = []
         for kind, table, statuses in (
             ("Site", view.sites, summary.site_status),
@@ -401,9 +461,7 @@ class SchedulingLoop:
                     and _without_times(body.get("status") or {}) == comparable
                 ):
                     continue
-                tasks.append(
-                    lambda k=kind, b=body, s=status, c=comparable: self._write_fleet(k, b, s, c)
-                )
+                tasks.append(partial(self._write_fleet, kind, body, status, comparable))
         self._run_all(tasks)
 
     def _write_fleet(
@@ -442,14 +500,24 @@ class SchedulingLoop:
         self.cache.assume_workload(f"{meta['namespace']}/{meta['name']}", written)
         return written
 
-    def _run_all(self, tasks: list[Any]) -> None:
-        if not tasks:
-            return
-        for future in [self.pool.submit(t) for t in tasks]:
+    def _submit(self, tasks: Iterable[Callable[[], T]]) -> list[Future[T]]:
+        return [self.pool.submit(t) for t in tasks]
+
+    @staticmethod
+    def _outcomes(futures: Sequence[Future[T]]) -> list[T | None]:
+        """Each task's result in order; None for one that raised (logged; the next cycle
+        tries again)."""
+        results: list[T | None] = []
+        for future in futures:
             try:
-                future.result()
+                results.append(future.result())
             except Exception:
                 log.exception("an action failed; it is retried on the next cycle")
+                results.append(None)
+        return results
+
+    def _run_all(self, tasks: Iterable[Callable[[], T]]) -> list[T | None]:
+        return self._outcomes(self._submit(tasks))
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet import core
+from gpufleet.observed.translate import timestamp
 
 
 def rfc3339(ts: float) -> str:
@@ -69,6 +70,24 @@ def admission_status(
             status.get("conditions"), "Admitted", "True", "Admitted", message, gen, now
         ),
     }
+
+
+def waiting_since(body: dict[str, Any]) -> float:
+    """Unix time since which a pending workload waits: its creation, or its last requeue.
+
+    A workload admitted before (epoch > 0) and waiting again was requeued (preempted, or its
+    site lost); the Admitted condition turned False then, and set_condition keeps that time
+    while it stays False.
+    """
+    created = timestamp(body["metadata"].get("creationTimestamp"))
+    status = body.get("status") or {}
+    if int(status.get("epoch") or 0) > 0:
+        admitted = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Admitted"), None
+        )
+        if admitted is not None and admitted.get("status") == "False":
+            return max(created, timestamp(admitted.get("lastTransitionTime")))
+    return created
 
 
 def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -> dict[str, Any]:

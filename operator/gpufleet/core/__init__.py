@@ -18,6 +18,8 @@ from gpufleet.core.model import (
     Site,
     SiteVerdict,
     Workload,
+    leaf_queue_violation,
+    queues_with_children,
 )
 from gpufleet.core.snapshot import Snapshot
 
@@ -35,5 +37,7 @@ __all__ = [
     "SiteVerdict",
     "Snapshot",
     "Workload",
+    "leaf_queue_violation",
+    "queues_with_children",
     "schedule",
 ]

@@ -1,6 +1,6 @@
 """One scheduling cycle: order, filter, place, reclaim/preempt, explain.
 
-Recipe (ARCHITECTURE.md, "Scheduling semantics"):
+Recipe (docs/architecture.md, "Scheduling semantics"):
 1. fair shares come with the snapshot;
 2. the leaf queue furthest below its fair share offers its next workload
    (priority, then age); the queue is re-ranked after each decision;

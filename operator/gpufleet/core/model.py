@@ -11,7 +11,7 @@ object, the field and the rule, so bad input never reaches the cycle.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "Site",
     "SiteVerdict",
     "Workload",
+    "leaf_queue_violation",
+    "queues_with_children",
 ]
 
 
@@ -243,6 +245,26 @@ class Queue:
 
     def weight(self, cls: str) -> float:
         return float(self.over_quota_weight.get(cls, 1.0))
+
+
+def queues_with_children(queues: Iterable[Queue]) -> frozenset[str]:
+    """The names of the queues that some queue names as its parent."""
+    return frozenset(q.parent for q in queues if q.parent is not None)
+
+
+def leaf_queue_violation(
+    workload: str, queue: str, with_children: frozenset[str]
+) -> ModelError | None:
+    """The leaf-queue rule: workloads are submitted to leaf queues only.
+
+    A queue with children only passes its share on to them; work queued on it
+    would compete with its own children. `with_children` is from `queues_with_children`.
+    """
+    if queue in with_children:
+        return ModelError(
+            "Workload", workload, "queue", f"must name a leaf queue, {queue!r} has children"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,11 @@
-"""Local multi-cluster fleets: one real control plane per fleet cluster, KWOK GPU nodes.
+"""Local multi-cluster fleets: one real control plane per fleet cluster, KWOK or hollow GPU nodes.
 
 Each cluster is created by `kwokctl --runtime binary` from the cached binaries
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), so tests
 talk to a real API server with real admission, scheduling and garbage
-collection; only the kubelets are simulated.
+collection; only the kubelets are simulated: by KWOK (`kubelet: kwok` groups,
+with the graceful pod-delete stage of `dev/stages.py`) or by hollow kubelets
+(`kubelet: hollow` groups, one kubemark process per node, `dev/hollow.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpufleet.dev import hollow
 from gpufleet.dev.nodes import iter_node_manifests
+from gpufleet.dev.stages import stages_config
 from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
 from gpufleet.fleetfile import ClusterSpec, Fleet
 
@@ -60,6 +64,8 @@ class Cluster:
     hub: bool
     nodes: int
     kubectl_path: Path = field(default_factory=lambda: Path(shutil.which("kubectl") or "kubectl"))
+    # Of `nodes`, how many are hollow kubelets (the rest are KWOK's).
+    hollow: int = 0
 
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
@@ -180,7 +186,13 @@ def create_cluster(
     kubeconfig = state_dir() / fleet_name / f"{spec.name}.kubeconfig"
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
+    # KWOK's default stages, pod-delete made graceful (dev/stages.py); kwokctl copies
+    # them into the cluster's own configuration, so the file is read only here.
+    stages = kubeconfig.parent / "kwok-stages.yaml"
+    stages.write_text(stages_config())
     args = [
+        "--config",
+        str(stages),
         "create",
         "cluster",
         "--name",
@@ -235,6 +247,7 @@ def create_cluster(
         hub=spec.hub,
         nodes=sum(g.count for g in spec.node_groups),
         kubectl_path=tools.kubectl,
+        hollow=sum(g.count for g in spec.node_groups if g.kubelet == "hollow"),
     )
 
 
@@ -279,7 +292,19 @@ def create_nodes(
     return len(items)
 
 
-def wait_nodes_ready(cluster: Cluster, expected: int, timeout: float = 300) -> None:
+def wait_nodes_ready(
+    cluster: Cluster,
+    expected: int,
+    timeout: float = 300,
+    selector: str = "type=kwok",
+    since: float | None = None,
+) -> None:
+    """Wait until `expected` nodes matching `selector` are Ready.
+
+    With `since` (a Unix time), a node counts only once it has reported Ready after
+    it: a restarted kubelet's Node still says Ready from before (the node monitor's
+    grace period is long in these fleets), until the new process heartbeats.
+    """
     from kubernetes import client
 
     api_client = cluster.api_client()
@@ -288,12 +313,18 @@ def wait_nodes_ready(cluster: Cluster, expected: int, timeout: float = 300) -> N
     ready = 0
     try:
         while time.monotonic() < deadline:
-            nodes = core.list_node(label_selector="type=kwok").items
+            nodes = core.list_node(label_selector=selector).items
             ready = sum(
                 1
                 for n in nodes
                 if any(
-                    c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])
+                    c.type == "Ready"
+                    and c.status == "True"
+                    and (
+                        since is None
+                        or (c.last_heartbeat_time and c.last_heartbeat_time.timestamp() >= since)
+                    )
+                    for c in (n.status.conditions or [])
                 )
             )
             if ready >= expected:
@@ -301,9 +332,49 @@ def wait_nodes_ready(cluster: Cluster, expected: int, timeout: float = 300) -> N
             time.sleep(1)
     finally:
         api_client.close()
-    raise FleetError(
-        f"{cluster.name}: only {ready}/{expected} nodes became Ready within {timeout:.0f}s; see the kwok-controller log"
+    where = (
+        f"the hollow kubelets' logs in {hollow.hollow_dir(state_dir(), _fleet_of(cluster))}"
+        if selector == hollow.HOLLOW_SELECTOR
+        else "the kwok-controller log"
     )
+    raise FleetError(
+        f"{cluster.name}: only {ready}/{expected} nodes ({selector}) became Ready within {timeout:.0f}s; see {where}"
+    )
+
+
+def _fleet_of(cluster: Cluster) -> str:
+    # The kubeconfig lives in <state>/<fleet>/<cluster>.kubeconfig.
+    return cluster.kubeconfig.parent.name
+
+
+def install_graceful_termination(cluster: Cluster, timeout: float = 60) -> None:
+    """Install hollow.GRACEFUL_TERMINATION_POLICY and wait until the API server applies it.
+
+    The API server loads admission policies asynchronously; a server-side dry run of
+    a pod shows when the mutation is in force, so no pod created afterwards misses it.
+    """
+    manifests = {"apiVersion": "v1", "kind": "List", "items": hollow.GRACEFUL_TERMINATION_POLICY}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gpufleet-policy-probe", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cluster.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe)
+        )
+        container = json.loads(result.stdout)["spec"]["containers"][0]
+        if container.get("lifecycle", {}).get("preStop", {}).get("sleep"):
+            return
+        if time.monotonic() > deadline:
+            raise FleetError(
+                f"{cluster.name}: the MutatingAdmissionPolicy {hollow.POLICY_NAME} was not in "
+                f"force after {timeout:.0f}s (a dry-run pod came back without a preStop sleep)"
+            )
+        time.sleep(0.5)
 
 
 def up(
@@ -323,6 +394,7 @@ def up(
         alive = [c.name for c in existing.clusters.values() if cluster_processes(c.kwok_name)]
         if alive and reuse:
             progress(f"fleet {fleet_name} is already up; reusing it")
+            _restart_hollow(existing, progress)
             return existing
         if alive:
             raise FleetError(
@@ -335,6 +407,8 @@ def up(
             "--runtime kind needs Docker; use the default --runtime binary on this machine"
         )
     tools = find_tools()
+    if any(g.kubelet == "hollow" for c in fleet.clusters for g in c.node_groups):
+        tools.require_kubemark()
     running = RunningFleet(name=fleet_name, source=source, clusters={})
     state_dir().mkdir(parents=True, exist_ok=True)
     try:
@@ -343,6 +417,13 @@ def up(
                 tools, fleet_name, spec, runtime, progress, node_progress
             )
             _state_file(fleet_name).write_text(json.dumps(running.to_json(), indent=2))
+        # Hollow kubelets register while the next clusters are made; wait for them last.
+        for cluster in running.clusters.values():
+            if cluster.hollow:
+                progress(f"{cluster.name}: waiting for {cluster.hollow} hollow kubelets")
+                wait_nodes_ready(
+                    cluster, cluster.hollow, _hollow_timeout(cluster.hollow), hollow.HOLLOW_SELECTOR
+                )
     except BaseException:
         progress("bring-up failed; tearing down what was started")
         down(fleet_name, progress=progress)
@@ -366,13 +447,22 @@ def _bring_up(
     """
     for attempt in range(1, attempts + 1):
         cluster = create_cluster(tools, fleet_name, spec, runtime, progress)
-        tick = node_progress(spec.name, cluster.nodes) if node_progress and attempt == 1 else None
-        progress(f"{spec.name}: creating {cluster.nodes} GPU nodes")
+        kwok_nodes = cluster.nodes - cluster.hollow
+        if cluster.hollow:
+            tools.require_kubemark()
+            progress(f"{spec.name}: graceful pod termination for hollow kubelets")
+            install_graceful_termination(cluster)
+            progress(f"{spec.name}: starting {cluster.hollow} hollow kubelets (kubemark)")
+            for _, node in hollow.hollow_nodes_of(fleet_name, spec, cluster.kubeconfig):
+                hollow.start(tools, state_dir(), node)
+        tick = node_progress(spec.name, kwok_nodes) if node_progress and attempt == 1 else None
+        progress(f"{spec.name}: creating {kwok_nodes} KWOK GPU nodes")
         create_nodes(cluster, iter_node_manifests(spec), progress=tick)
         try:
-            wait_nodes_ready(cluster, cluster.nodes, timeout=max(90.0, cluster.nodes / 10))
+            wait_nodes_ready(cluster, kwok_nodes, timeout=max(90.0, kwok_nodes / 10))
             return cluster
         except FleetError as exc:
+            hollow.stop_fleet(state_dir(), fleet_name, cluster=spec.name)
             log = kwok_workdir() / "clusters" / cluster.kwok_name / "logs" / "kwok-controller.log"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
             _kwokctl(tools, "delete", "cluster", "--name", cluster.kwok_name, timeout=120)
@@ -382,9 +472,42 @@ def _bring_up(
     raise AssertionError("unreachable")
 
 
+def _hollow_timeout(count: int) -> float:
+    # About 20 s for one on an idle machine; they start in parallel and share the cores.
+    return 120.0 + 5.0 * count
+
+
+def _restart_hollow(running: RunningFleet, progress: Progress) -> None:
+    """`up --reuse`: start again the hollow kubelets that died, and wait until they are Ready."""
+    if not any(c.hollow for c in running.clusters.values()):
+        return
+    # Heartbeat times are whole seconds.
+    since = float(int(time.time()))
+    restarted = hollow.restart_dead(find_tools(), state_dir(), running.name)
+    if not restarted:
+        return
+    progress(
+        f"restarted {len(restarted)} hollow kubelet(s): {', '.join(n.name for n in restarted)}"
+    )
+    for cluster in running.clusters.values():
+        names = [n.name for n in restarted if n.cluster == cluster.name]
+        if names:
+            wait_nodes_ready(
+                cluster,
+                len(names),
+                _hollow_timeout(len(restarted)),
+                f"{hollow.HOLLOW_SELECTOR},kubernetes.io/hostname in ({','.join(names)})",
+                since=since,
+            )
+
+
 def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     """Delete every cluster of the fleet and make sure none of its processes is left."""
     removed: list[str] = []
+    # The hollow kubelets first: with their API servers gone they would only log errors.
+    stopped = hollow.stop_fleet(state_dir(), fleet_name)
+    if stopped:
+        progress(f"stopped {stopped} hollow kubelet(s)")
     running = load_running(fleet_name)
     names = [c.kwok_name for c in running.clusters.values()] if running else []
     clusters_dir = kwok_workdir() / "clusters"

@@ -24,6 +24,8 @@ from gpufleet.fleetfile import (
 
 # The three-site fleet that `gpufleet dev up`, the demo and the cluster tests start.
 DEFAULT_FLEET = Path(__file__).with_name("fleets") / "dev.yaml"
+# The same three sites on hollow kubelets (real kubelets with a fake runtime), small.
+HOLLOW_FLEET = Path(__file__).with_name("fleets") / "hollow.yaml"
 
 
 def node_name(group: NodeGroup, index: int) -> str:
@@ -31,15 +33,24 @@ def node_name(group: NodeGroup, index: int) -> str:
 
 
 def iter_node_manifests(cluster: ClusterSpec) -> Iterator[dict[str, object]]:
-    """Node objects for KWOK, with the labels a real GPU node would carry."""
+    """Node objects for KWOK, with the labels a real GPU node would carry.
+
+    Hollow groups have none: their kubelets register their nodes themselves.
+    """
     for group in cluster.node_groups:
+        if group.kubelet != "kwok":
+            continue
         for i in range(group.count):
             yield node_manifest(cluster, group, i)
 
 
-def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[str, object]:
+def node_labels(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[str, str]:
+    """The labels of a group's node: the same for KWOK and hollow nodes but `type`.
+
+    `type` names the tier (`kwok` or `hollow`), so that each can be listed apart.
+    """
     labels: dict[str, str] = {
-        "type": "kwok",
+        "type": group.kubelet,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/hostname": node_name(group, index),
@@ -66,6 +77,11 @@ def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[st
         if group.gpu_memory_mib:
             labels[LABEL_GPU_MEMORY] = str(group.gpu_memory_mib)
     labels.update(group.labels)
+    return labels
+
+
+def node_manifest(cluster: ClusterSpec, group: NodeGroup, index: int) -> dict[str, object]:
+    labels = node_labels(cluster, group, index)
     resources = {
         "cpu": str(group.cpu),
         "memory": str(group.memory),

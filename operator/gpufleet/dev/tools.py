@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 K8S_VERSION = "v1.37.2"
+# Needed by every fleet.
 TOOLS = (
     "etcd",
     "kube-apiserver",
@@ -18,6 +19,9 @@ TOOLS = (
     "kwokctl",
     "helm",
 )
+# Needed only by fleets with hollow node groups; built by the same `make tools`
+# (hollow kubelets are the real kubelet of K8S_VERSION with a fake runtime).
+KUBEMARK = "kubemark"
 
 
 class ToolsMissingError(RuntimeError):
@@ -42,6 +46,16 @@ class Toolset:
     kwokctl: Path
     helm: Path
     kubectl: Path
+    kubemark: Path | None = None
+
+    def require_kubemark(self) -> Path:
+        """kubemark, or a ToolsMissingError saying how to build it."""
+        if self.kubemark is None:
+            raise ToolsMissingError(
+                f"missing kubemark in {bin_dir()} (hollow node groups run it). Run 'make tools': "
+                "with the control plane already built it compiles kubemark alone, a few minutes."
+            )
+        return self.kubemark
 
 
 def _kubectl() -> Path | None:
@@ -74,4 +88,5 @@ def find_tools() -> Toolset:
         kwokctl=base / "kwokctl",
         helm=base / "helm",
         kubectl=kubectl,
+        kubemark=base / KUBEMARK if (base / KUBEMARK).exists() else None,
     )

@@ -12,9 +12,9 @@ from gpufleet.control.operator import Operator, OperatorConfig
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Only `on.event` handlers: Kopf stores no progress, diff base or finalizer on our objects.
-    # gpufleet writes its own Events with explicit reasons; Kopf's log echoes would be noise.
-    settings.posting.enabled = False
+    # Only `on.event` handlers: Kopf stores no progress, diff base or finalizer on our objects
+    # and posts no Events for them (their logger is local), so only its watches need settings:
+    # end each watch within minutes, as the site connections do, and relist calmly on errors.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0

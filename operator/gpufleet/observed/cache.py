@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gpufleet.api.v1alpha1 import KIND_INFO
@@ -35,6 +35,18 @@ class ClusterState:
     # Until a renewal is seen, count from when the operator first knew the cluster: an earlier
     # incarnation may have renewed just before it stopped.
     lease_renewed_at: float = field(default_factory=time.time)
+
+    def copy(self) -> ClusterState:
+        """Every field, with its own containers: a field added later cannot be left out of views."""
+        return ClusterState(**{f.name: _own(getattr(self, f.name)) for f in fields(self)})
+
+
+def _own(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, set):
+        return set(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -162,19 +174,7 @@ class FleetCache:
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:
         with self._lock:
-            clusters = {
-                name: ClusterState(
-                    nodes=dict(s.nodes),
-                    pods=dict(s.pods),
-                    connected=s.connected,
-                    reason=s.reason,
-                    message=s.message,
-                    since=s.since,
-                    synced=set(s.synced),
-                    lease_renewed_at=s.lease_renewed_at,
-                )
-                for name, s in self.clusters.items()
-            }
+            clusters = {name: s.copy() for name, s in self.clusters.items()}
             return CacheView(
                 sites=dict(self.sites),
                 pools=dict(self.pools),

@@ -16,7 +16,16 @@ from pydantic import ValidationError
 
 from gpufleet import core
 from gpufleet.api import regions
-from gpufleet.api.v1alpha1 import GpuPool, Queue, Site, Workload
+from gpufleet.api.v1alpha1 import (
+    GpuPool,
+    Placement,
+    Queue,
+    Residency,
+    Site,
+    Workload,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from gpufleet.api.v1alpha1.queue import Fairness, Preemption
 from gpufleet.observed.cache import HUB, CacheView
 from gpufleet.observed.records import PodRecord
@@ -224,7 +233,8 @@ def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | Non
 def _workloads(
     view: CacheView, out: Inputs, namespace_labels: dict[str, dict[str, str]] | None
 ) -> None:
-    parents = {q.parent for q in out.queues if q.parent}
+    """Parse, gate and convert every workload; the ones kept out go to `out.blocked`."""
+    with_children = core.queues_with_children(out.queues)
     for key, body in sorted(view.workloads.items()):
         wl = _parse("Workload", Workload, key, body, out)
         if wl is None:
@@ -233,99 +243,144 @@ def _workloads(
             )
             continue
         out.workload_models[key] = wl
-        status = wl.status
-        phase = status.phase if status and status.phase else "Pending"
-        placement = status.placement if status else None
-        if phase in FINISHED_PHASES:
+        gate = _gate(key, wl, out, with_children, namespace_labels)
+        if isinstance(gate, core.SiteVerdict):
+            out.blocked[key] = gate
             continue
-        if phase == "Preempted" and not wl.spec.requeue_on_preemption:
+        if gate is None:
             continue
-        spec = wl.spec
-        queue = out.queue_models.get(spec.queue)
-        running = placement is not None and phase in RUNNING_PHASES
-        if not running:
-            if queue is None:
-                out.blocked[key] = _error_verdict(
-                    "QueueNotFound",
-                    f"spec.queue names no Queue {spec.queue!r}",
-                    f"create Queue {spec.queue}",
-                )
-                continue
-            if spec.queue in parents:
-                out.blocked[key] = _error_verdict(
-                    "QueueNotLeaf",
-                    f"Queue {spec.queue!r} has child queues; submit to one of them",
-                    None,
-                )
-                continue
-            ns = wl.metadata.namespace or ""
-            labels = (namespace_labels or {}).get(ns)
-            if not namespace_allowed(queue, ns, labels):
-                out.blocked[key] = _error_verdict(
-                    "NamespaceNotAllowed",
-                    f"namespace {ns!r} may not submit to Queue {spec.queue!r}",
-                    f"add {ns} to spec.namespaces of Queue {spec.queue}",
-                )
-                continue
-        elif queue is None:
-            # Running work whose queue vanished keeps running; it is accounted nowhere.
-            continue
-        residency = spec.residency
-        core_placement = None
-        if running and placement is not None:
-            if placement.pool not in out.pool_models or placement.site not in out.site_models:
-                continue
-            cluster = out.site_cluster[placement.site]
-            nodes = tuple(
-                core_node_name(cluster, r.node)
-                for r in sorted(placement.replicas, key=lambda r: r.index)
-            )
-            core_placement = core.Placement(
-                site=placement.site,
-                pool=placement.pool,
-                nodes=nodes,
-                started_at=timestamp(placement.admitted_at),
-            )
-        min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
+        placement = _core_placement(gate.placement, out) if gate.placement is not None else None
+        created_at = timestamp(body.get("metadata", {}).get("creationTimestamp"))
         try:
             out.workloads.append(
-                core.Workload(
-                    key=key,
-                    queue=spec.queue,
-                    replicas=spec.replicas,
-                    min_replicas=min(min_replicas, spec.replicas),
-                    accelerators_per_replica=spec.accelerators_per_replica,
-                    accelerator_classes=tuple(spec.accelerator_classes),
-                    cpu_millis_per_replica=spec.cpu_millicores,
-                    memory_bytes_per_replica=spec.memory_bytes,
-                    priority=spec.priority,
-                    preemptible=spec.preemptible,
-                    created_at=timestamp(body.get("metadata", {}).get("creationTimestamp")),
-                    residency=core.Residency(
-                        jurisdictions=frozenset(residency.jurisdictions or ())
-                        if residency
-                        else frozenset(),
-                        regions=frozenset(residency.regions or ()) if residency else frozenset(),
-                        certifications=frozenset(residency.certifications or ())
-                        if residency
-                        else frozenset(),
-                    ),
-                    required_topology=spec.topology.required if spec.topology else None,
-                    preferred_topology=spec.topology.preferred if spec.topology else None,
-                    site_preferences=tuple(spec.site_preferences or ()),
-                    placement=core_placement,
-                    checkpoint_interval_seconds=(
-                        float(spec.checkpoint_interval_seconds)
-                        if spec.checkpoint_interval_seconds is not None
-                        else None
-                    ),
-                    eviction_times=tuple(
-                        timestamp(t) for t in ((status.eviction_times if status else None) or ())
-                    ),
-                )
+                _core_workload(key, wl.spec, wl.status, created_at, placement)
             )
         except core.ModelError as exc:
             out.blocked[key] = _error_verdict("InvalidSpec", str(exc), "fix the field named")
+
+
+@dataclass(frozen=True)
+class _Considered:
+    """A workload the core considers: waiting, or running at `placement`."""
+
+    placement: Placement | None
+
+
+def _gate(
+    key: str,
+    wl: Workload,
+    out: Inputs,
+    with_children: frozenset[str],
+    namespace_labels: dict[str, dict[str, str]] | None,
+) -> _Considered | core.SiteVerdict | None:
+    """Whether the core considers the workload, the verdict that says why a waiting one may
+    not be, or None for one left out without a word (finished, or placed nowhere known)."""
+    status = wl.status
+    phase = status.phase if status and status.phase else "Pending"
+    if phase in FINISHED_PHASES or (phase == "Preempted" and not wl.spec.requeue_on_preemption):
+        return None
+    placement = status.placement if status else None
+    if placement is None or phase not in RUNNING_PHASES:
+        verdict = _submission_verdict(key, wl, out, with_children, namespace_labels)
+        return verdict if verdict is not None else _Considered(None)
+    # Running work whose queue vanished keeps running; it is accounted nowhere.
+    if wl.spec.queue not in out.queue_models:
+        return None
+    if placement.pool not in out.pool_models or placement.site not in out.site_models:
+        return None
+    return _Considered(placement)
+
+
+def _submission_verdict(
+    key: str,
+    wl: Workload,
+    out: Inputs,
+    with_children: frozenset[str],
+    namespace_labels: dict[str, dict[str, str]] | None,
+) -> core.SiteVerdict | None:
+    """Why a waiting workload may not be submitted to its queue; None when it may."""
+    name = wl.spec.queue
+    queue = out.queue_models.get(name)
+    if queue is None:
+        return _error_verdict(
+            "QueueNotFound", f"spec.queue names no Queue {name!r}", f"create Queue {name}"
+        )
+    if core.leaf_queue_violation(key, name, with_children) is not None:
+        return _error_verdict(
+            "QueueNotLeaf", f"Queue {name!r} has child queues; submit to one of them", None
+        )
+    ns = wl.metadata.namespace or ""
+    if not namespace_allowed(queue, ns, (namespace_labels or {}).get(ns)):
+        return _error_verdict(
+            "NamespaceNotAllowed",
+            f"namespace {ns!r} may not submit to Queue {name!r}",
+            f"add {ns} to spec.namespaces of Queue {name}",
+        )
+    return None
+
+
+def _core_placement(placement: Placement, out: Inputs) -> core.Placement:
+    """A running placement in the core's terms: one qualified node per replica, by index."""
+    cluster = out.site_cluster[placement.site]
+    nodes = tuple(
+        core_node_name(cluster, r.node) for r in sorted(placement.replicas, key=lambda r: r.index)
+    )
+    return core.Placement(
+        site=placement.site,
+        pool=placement.pool,
+        nodes=nodes,
+        started_at=timestamp(placement.admitted_at),
+    )
+
+
+def _core_workload(
+    key: str,
+    spec: WorkloadSpec,
+    status: WorkloadStatus | None,
+    created_at: float,
+    placement: core.Placement | None,
+) -> core.Workload:
+    """The workload as the core models it; raises `core.ModelError` for a spec it refuses.
+
+    Its past evictions come from the status, so a restarted operator keeps counting them
+    against the queue's eviction cap."""
+    min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
+    return core.Workload(
+        key=key,
+        queue=spec.queue,
+        replicas=spec.replicas,
+        min_replicas=min(min_replicas, spec.replicas),
+        accelerators_per_replica=spec.accelerators_per_replica,
+        accelerator_classes=tuple(spec.accelerator_classes),
+        cpu_millis_per_replica=spec.cpu_millicores,
+        memory_bytes_per_replica=spec.memory_bytes,
+        priority=spec.priority,
+        preemptible=spec.preemptible,
+        created_at=created_at,
+        residency=_core_residency(spec.residency),
+        required_topology=spec.topology.required if spec.topology else None,
+        preferred_topology=spec.topology.preferred if spec.topology else None,
+        site_preferences=tuple(spec.site_preferences or ()),
+        placement=placement,
+        checkpoint_interval_seconds=(
+            float(spec.checkpoint_interval_seconds)
+            if spec.checkpoint_interval_seconds is not None
+            else None
+        ),
+        eviction_times=tuple(
+            timestamp(t) for t in ((status.eviction_times if status else None) or ())
+        ),
+    )
+
+
+def _core_residency(residency: Residency | None) -> core.Residency:
+    if residency is None:
+        return core.Residency()
+    return core.Residency(
+        jurisdictions=frozenset(residency.jurisdictions or ()),
+        regions=frozenset(residency.regions or ()),
+        certifications=frozenset(residency.certifications or ()),
+    )
 
 
 def current_pod_keys(out: Inputs) -> set[tuple[str, int]]:

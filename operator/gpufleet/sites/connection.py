@@ -3,12 +3,15 @@
 Watches run in threads with the synchronous kubernetes client and hand
 records to the cache through a callback; the operator's event loop never
 blocks on them. A cluster that stops answering is reported as disconnected
-after `disconnect_after` seconds without a successful health probe.
+after `disconnect_after` seconds without a successful health probe. The hub's
+connection also watches the operator namespace's Secrets (member kubeconfigs)
+for the connection manager.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -33,6 +36,17 @@ class ClusterSink(Protocol):
     def lease_renewed(self, cluster: str, at: float) -> None: ...
 
 
+class SecretSink(Protocol):
+    """Where the hub's connection reports the operator namespace's Secrets (the manager).
+
+    `data` is the Secret's `data`, values base64-encoded as the API serves them.
+    """
+
+    def secrets_listed(self, secrets: dict[str, dict[str, str]]) -> None: ...
+    def secret_event(self, name: str, data: dict[str, str] | None) -> None: ...
+    def secrets_unreadable(self, reason: str) -> None: ...
+
+
 @dataclass
 class Health:
     connected: bool = False
@@ -51,6 +65,7 @@ class ClusterConnection:
         sink: ClusterSink,
         *,
         watch_namespaces: bool = False,
+        secrets: tuple[str, SecretSink] | None = None,
         fence: tuple[str, str, int] | None = None,
         probe_interval: float = 5.0,
         disconnect_after: float = 20.0,
@@ -59,6 +74,8 @@ class ClusterConnection:
         self.api_client = api_client
         self.sink = sink
         self.watch_namespaces = watch_namespaces
+        # (namespace, sink): also watch that namespace's Secrets and report them to the sink.
+        self.secrets = secrets
         # (namespace, holder, fence seconds): renew the member's fence Lease while reachable.
         self.fence = fence
         self.probe_interval = probe_interval
@@ -80,15 +97,19 @@ class ClusterConnection:
             t = threading.Thread(target=target, name=f"{self.name}-{label}", daemon=True)
             t.start()
             self._threads.append(t)
-        if self.watch_namespaces:
-            t = threading.Thread(
-                target=self._watch_namespaces, name=f"{self.name}-namespaces", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+        for wanted, target, label in (
+            (self.watch_namespaces, self._watch_namespaces, "namespaces"),
+            (self.secrets is not None, self._watch_secrets, "secrets"),
+        ):
+            if wanted:
+                t = threading.Thread(target=target, name=f"{self.name}-{label}", daemon=True)
+                t.start()
+                self._threads.append(t)
 
     def stop(self) -> None:
         self._stop.set()
+        # A replaced connection (rotated kubeconfig) must not hold its watches open for minutes.
+        self._end_streams()
 
     # -- health --------------------------------------------------------------
     def _probe(self) -> None:
@@ -99,6 +120,8 @@ class ClusterConnection:
         while not self._stop.is_set():
             try:
                 version_api.get_code(_request_timeout=(3, 4))
+                if self._stop.is_set():
+                    return  # replaced or removed meanwhile: its successor reports the health
                 if self.fence is not None:
                     from gpufleet.sites.fence import renew
 
@@ -143,10 +166,13 @@ class ClusterConnection:
         happened meanwhile; after the site answers again, nothing it said is
         trusted until a new list.
         """
+        log.info("%s: reconnected; restarting its watches", self.name)
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         with self._streams_lock:
-            streams = list(self._streams.items())
-        for what, stream in streams:
-            log.info("%s: reconnected; restarting the watch of %s", self.name, what)
+            streams = list(self._streams.values())
+        for stream in streams:
             # shutdown() also wakes a thread blocked reading; close() alone would not.
             with contextlib.suppress(Exception):
                 getattr(stream, "shutdown", stream.close)()
@@ -170,6 +196,31 @@ class ClusterConnection:
         core = client.CoreV1Api(self.api_client)
         self._watch_loop("namespaces", core.list_namespace, self._namespace_event)
 
+    def _watch_secrets(self) -> None:
+        from kubernetes import client
+
+        assert self.secrets is not None
+        namespace, sink = self.secrets
+        core = client.CoreV1Api(self.api_client)
+
+        def event(kind: str, obj: dict[str, Any]) -> None:
+            data = None if kind == "DELETED" else dict(obj.get("data") or {})
+            sink.secret_event(obj["metadata"]["name"], data)
+
+        def listed(items: list[dict[str, Any]]) -> None:
+            sink.secrets_listed({o["metadata"]["name"]: dict(o.get("data") or {}) for o in items})
+
+        self._watch_loop(
+            "secrets",
+            # Helm's release records (up to 1 MiB each, one per revision) are never kubeconfigs.
+            functools.partial(
+                core.list_namespaced_secret, namespace, field_selector="type!=helm.sh/release.v1"
+            ),
+            event,
+            resync=listed,
+            failed=sink.secrets_unreadable,
+        )
+
     def _namespace_event(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         labels = None if kind == "DELETED" else dict(meta.get("labels") or {})
@@ -185,12 +236,20 @@ class ClusterConnection:
         self.sink.pod_event(self.name, record, f"{meta['namespace']}/{meta['name']}")
 
     def _watch_loop(
-        self, what: str, list_fn: Callable[..., Any], handle: Callable[[str, dict[str, Any]], None]
+        self,
+        what: str,
+        list_fn: Callable[..., Any],
+        handle: Callable[[str, dict[str, Any]], None],
+        *,
+        resync: Callable[[list[dict[str, Any]]], None] | None = None,
+        failed: Callable[[str], None] | None = None,
     ) -> None:
         """List, then watch from the list's resourceVersion; relist on expiry or error.
 
         Objects are read as plain JSON: decoding thousands of pods into the client's
         model classes would cost more CPU than everything else the operator does.
+        `resync` replaces the default report of a list (the sink's resync, then every
+        object as added); `failed` hears why a list or watch failed.
         """
         from kubernetes.client.rest import ApiException
 
@@ -198,7 +257,11 @@ class ClusterConnection:
             try:
                 listing = json.loads(list_fn(_request_timeout=30, _preload_content=False).data)
                 # A relist replaces what we knew: tell the cache which objects still exist.
-                self._resync(what, listing.get("items") or [], handle)
+                items = listing.get("items") or []
+                if resync is not None:
+                    resync(items)
+                else:
+                    self._resync(what, items, handle)
                 rv = listing["metadata"]["resourceVersion"]
                 stream = list_fn(
                     watch=True,
@@ -211,6 +274,8 @@ class ClusterConnection:
                 with self._streams_lock:
                     self._streams[what] = stream
                 try:
+                    if self._stop.is_set():
+                        return  # stopped while it was opening: stop() could not end it
                     for line in stream:
                         if self._stop.is_set():
                             return
@@ -229,14 +294,20 @@ class ClusterConnection:
             except ApiException as exc:
                 if exc.status != 410:
                     log.warning("%s: watch of %s failed: %s", self.name, what, exc.reason)
+                    if failed is not None:
+                        failed(f"{exc.status} {exc.reason}")
                     self._stop.wait(2)
             except Exception as exc:  # noqa: BLE001 - a dropped connection must never kill the watch
+                if self._stop.is_set():
+                    return  # ended by stop()
                 log.info(
                     "%s: watch of %s interrupted (%s); relisting",
                     self.name,
                     what,
                     type(exc).__name__,
                 )
+                if failed is not None:
+                    failed(f"{type(exc).__name__}: {exc}"[:300])
                 self._stop.wait(2)
 
     def _resync(

@@ -1,34 +1,56 @@
 """Which clusters the operator is connected to: the hub, and one per member Site.
 
 A member Site names a kubeconfig Secret in the operator's own namespace (and
-only there: the operator reads no other Secret). A missing or broken Secret
-is reported on the Site as a disconnected connection with the reason.
+only there: the operator reads no other Secret). The hub's connection watches
+that namespace's Secrets and reports them here, so the scheduling loop never
+reads a Secret: `reconcile` works from what the watch has delivered. A member
+is connected again when its kubeconfig changes, and disconnected when its
+Secret or key goes away. A missing or broken Secret is reported on the Site as
+a disconnected connection with the reason.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import time
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from gpufleet.api.v1alpha1 import Site
+from gpufleet.api.v1alpha1 import SecretKeyRef, Site
 from gpufleet.observed.cache import HUB
 from gpufleet.sites.connection import ClusterConnection, ClusterSink
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _Kubeconfig:
+    data: str  # base64, as in the Secret
+
+
 class ConnectionManager:
+    """The connections, kept in line with the member Sites and their kubeconfig Secrets.
+
+    Called from two threads: the scheduling loop (`reconcile`, with the Sites) and the
+    hub's Secret watch (`secrets_listed`, `secret_event`, `secrets_unreadable`). Neither
+    does network I/O under the lock: connecting only builds a client and starts threads.
+    """
+
     def __init__(
         self,
         hub_client: Any,
         namespace: str,
         sink: ClusterSink,
         *,
-        retry_seconds: float = 10.0,
         origin: str = "gpufleet",
         fence_seconds: int = 60,
         disconnect_after: float = 20.0,
@@ -39,77 +61,128 @@ class ConnectionManager:
         self.hub_client = hub_client
         self.namespace = namespace
         self.sink = sink
-        self.retry_seconds = retry_seconds
         self.connections: dict[str, ClusterConnection] = {}
-        self._secret_versions: dict[str, str] = {}
-        self._failed_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+        # Member Site → its kubeconfig reference, as of the last `reconcile`.
+        self._wanted: dict[str, SecretKeyRef] = {}
+        # Secret name → data; None until the watch's first list.
+        self._secrets: dict[str, dict[str, str]] | None = None
+        self._unreadable: str | None = None
+        # Member Site → what its connection (or its reported failure) was made from, so each
+        # change is acted on once and an unchanged Secret costs a comparison per cycle.
+        self._acted: dict[str, _Failure | _Kubeconfig] = {}
 
     def start_hub(self) -> None:
-        if HUB not in self.connections:
-            conn = ClusterConnection(HUB, self.hub_client, self.sink, watch_namespaces=True)
-            conn.start()
-            self.connections[HUB] = conn
+        with self._lock:
+            if HUB not in self.connections:
+                conn = ClusterConnection(
+                    HUB,
+                    self.hub_client,
+                    self.sink,
+                    watch_namespaces=True,
+                    secrets=(self.namespace, self),
+                )
+                conn.start()
+                self.connections[HUB] = conn
 
     def stop(self) -> None:
-        for conn in self.connections.values():
-            conn.stop()
+        with self._lock:
+            self._stopped = True
+            for conn in self.connections.values():
+                conn.stop()
 
+    # -- from the scheduling loop ----------------------------------------------------
     def reconcile(self, sites: dict[str, Site]) -> None:
-        wanted = {name: s for name, s in sites.items() if s.spec.nodes.member is not None}
-        for name in list(self.connections):
-            if name != HUB and name not in wanted:
+        wanted = {
+            name: s.spec.nodes.member.kubeconfig_secret_ref
+            for name, s in sites.items()
+            if s.spec.nodes.member is not None
+        }
+        with self._lock:
+            for name in [n for n in self.connections if n != HUB and n not in wanted]:
                 self.connections.pop(name).stop()
                 self.sink.health_changed(name, False, "SiteRemoved", "the Site no longer exists")
-        for name, site in wanted.items():
-            self._ensure(name, site)
+            for name in [n for n in self._acted if n not in wanted]:
+                del self._acted[name]
+            self._wanted = wanted
+            self._sync()
 
-    def _ensure(self, name: str, site: Site) -> None:
-        member = site.spec.nodes.member
-        assert member is not None
-        ref = member.kubeconfig_secret_ref
-        if (
-            name not in self.connections
-            and time.monotonic() - self._failed_at.get(name, -1e9) < self.retry_seconds
-        ):
+    # -- from the hub's Secret watch (SecretSink) --------------------------------------
+    def secrets_listed(self, secrets: dict[str, dict[str, str]]) -> None:
+        with self._lock:
+            self._secrets = dict(secrets)
+            self._unreadable = None
+            self._sync()
+
+    def secret_event(self, name: str, data: dict[str, str] | None) -> None:
+        with self._lock:
+            if self._secrets is None:
+                return  # the first list has not arrived; it will carry this Secret
+            if data is None:
+                self._secrets.pop(name, None)
+            else:
+                self._secrets[name] = data
+            self._sync()
+
+    def secrets_unreadable(self, reason: str) -> None:
+        with self._lock:
+            # Once listed, a failing watch keeps what it delivered: it relists by itself.
+            if self._secrets is None:
+                self._unreadable = reason
+                self._sync()
+
+    # -- under the lock -------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self._stopped:
             return
-        try:
-            secret = self._read_secret(ref.name)
-        except Exception as exc:
-            self._fail(
-                name,
+        for name, ref in self._wanted.items():
+            wanted = self._wanted_state(ref)
+            if wanted is None or self._acted.get(name) == wanted:
+                continue
+            self._acted[name] = wanted
+            if isinstance(wanted, _Failure):
+                self._fail(name, wanted)
+            else:
+                self._connect(name, ref, wanted)
+
+    def _wanted_state(self, ref: SecretKeyRef) -> _Failure | _Kubeconfig | None:
+        """What the member's connection should be made from; None: not known yet."""
+        where = f"Secret {self.namespace}/{ref.name}"
+        if self._secrets is None:
+            if self._unreadable is None:
+                return None
+            return _Failure(
                 "KubeconfigSecretUnreadable",
-                f"cannot read Secret {self.namespace}/{ref.name}: {_reason(exc)}",
+                f"cannot read the Secrets of {self.namespace}: {self._unreadable}",
             )
-            return
+        secret = self._secrets.get(ref.name)
         if secret is None:
-            self._fail(
-                name,
+            return _Failure(
                 "KubeconfigSecretMissing",
-                f"Secret {self.namespace}/{ref.name} does not exist; create it with the member's kubeconfig under key {ref.key!r}",
+                f"{where} does not exist; create it with the member's kubeconfig under key {ref.key!r}",
             )
-            return
-        version = secret.metadata.resource_version
-        if name in self.connections and self._secret_versions.get(name) == version:
-            return
-        data = (secret.data or {}).get(ref.key)
+        data = secret.get(ref.key)
         if data is None:
-            self._fail(
-                name,
-                "KubeconfigKeyMissing",
-                f"Secret {self.namespace}/{ref.name} has no key {ref.key!r}",
-            )
-            return
+            return _Failure("KubeconfigKeyMissing", f"{where} has no key {ref.key!r}")
+        return _Kubeconfig(data)
+
+    def _connect(self, name: str, ref: SecretKeyRef, kubeconfig: _Kubeconfig) -> None:
         try:
-            client = _client_from_kubeconfig(base64.b64decode(data).decode())
+            client = _client_from_kubeconfig(base64.b64decode(kubeconfig.data).decode())
         except Exception as exc:
+            # Retrying the same text would fail the same way: wait for the Secret to change.
             self._fail(
                 name,
-                "KubeconfigInvalid",
-                f"Secret {self.namespace}/{ref.name} key {ref.key!r}: {_reason(exc)}",
+                _Failure(
+                    "KubeconfigInvalid",
+                    f"Secret {self.namespace}/{ref.name} key {ref.key!r}: {_reason(exc)}",
+                ),
             )
             return
         old = self.connections.pop(name, None)
         if old is not None:
+            log.info("%s: its kubeconfig changed; connecting again", name)
             old.stop()
         conn = ClusterConnection(
             name,
@@ -120,28 +193,12 @@ class ConnectionManager:
         )
         conn.start()
         self.connections[name] = conn
-        self._secret_versions[name] = version
-        self._failed_at.pop(name, None)
 
-    def _fail(self, name: str, reason: str, message: str) -> None:
+    def _fail(self, name: str, failure: _Failure) -> None:
         old = self.connections.pop(name, None)
         if old is not None:
             old.stop()
-        self._failed_at[name] = time.monotonic()
-        self.sink.health_changed(name, False, reason, message)
-
-    def _read_secret(self, name: str) -> Any:
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-
-        try:
-            return client.CoreV1Api(self.hub_client).read_namespaced_secret(
-                name, self.namespace, _request_timeout=10
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        self.sink.health_changed(name, False, failure.reason, failure.message)
 
 
 def _client_from_kubeconfig(text: str) -> Any:
