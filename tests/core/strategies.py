@@ -167,6 +167,7 @@ def time_rules(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "present_weight_seconds": draw(st.sampled_from([math.inf, math.inf, 60.0])),
         "wait_credit_seconds": draw(st.sampled_from([math.inf, math.inf, 120.0])),
+        "max_wait_seconds": draw(st.sampled_from([math.inf, math.inf, 300.0])),
         "reclaim_delay_seconds": draw(st.sampled_from([0.0, 0.0, 45.0])),
         "reclaim_margin": draw(st.sampled_from([0.0, 0.0, 0.25])),
         "max_evictions": draw(st.sampled_from([None, 1, 1, 2])),

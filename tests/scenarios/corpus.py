@@ -15,6 +15,7 @@ A file holds one scenario (a mapping) or several (`scenarios: [...]`). Shape:
     queues: [{name, parent, deserved, limit, over_quota_weight, priority,
               reclaimable, min_runtime_seconds, allowed_sites, allowed_jurisdictions,
               usage, fair_usage, present_weight_seconds, wait_credit_seconds,
+              max_wait_seconds,
               starved_since, reclaim_delay_seconds, reclaim_margin, max_evictions,
               eviction_window_seconds}]   # time-based fields default to "rule off"
     workloads: [{key, queue, replicas, min_replicas (default replicas),
@@ -128,6 +129,7 @@ def _queue(d: dict[str, Any]) -> Queue:
         fair_usage={k: float(v) for k, v in d.get("fair_usage", {}).items()},
         present_weight_seconds=float(d.get("present_weight_seconds", "inf")),
         wait_credit_seconds=float(d.get("wait_credit_seconds", "inf")),
+        max_wait_seconds=float(d.get("max_wait_seconds", "inf")),
         starved_since=float(d["starved_since"]) if "starved_since" in d else None,
         reclaim_delay_seconds=float(d.get("reclaim_delay_seconds", 0)),
         reclaim_margin=float(d.get("reclaim_margin", 0)),

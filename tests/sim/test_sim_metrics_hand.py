@@ -96,6 +96,7 @@ def test_kueue_like_reclaims_borrowed_quota_for_the_queue_under_nominal() -> Non
 NO_TIME_RULES = FairnessSettings(
     present_weight_seconds=math.inf,
     wait_credit_seconds=math.inf,
+    max_wait_seconds=math.inf,
     min_runtime_seconds=0.0,
     max_evictions=None,
     reclaim_delay_seconds=0.0,

@@ -174,7 +174,7 @@ class SchedulingLoop:
         view = self.cache.view()  # 1
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed)  # 2
+        inputs = translate(view, namespaces, self._parsed, now)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.site_models)  # 3
         for (kind, key), message in inputs.invalid.items():

@@ -77,6 +77,7 @@ class History:
         self.fair = [[float(q.fair_usage.get(c, 0.0)) for c in snap.classes] for q in snap.queues]
         self.weight = [q.present_weight_seconds for q in snap.queues]
         self.credit = [q.wait_credit_seconds for q in snap.queues]
+        self.max_wait = [q.max_wait_seconds for q in snap.queues]
         self.ratio = [
             [history_ratio(u, f) for u, f in zip(us, fs, strict=True)]
             for us, fs in zip(self.usage, self.fair, strict=True)
@@ -92,6 +93,7 @@ class History:
             self.weight[q],
             self.snap.now - created_at,
             self.credit[q],
+            self.max_wait[q],
         )
 
 

@@ -28,6 +28,16 @@ PRESENT_WEIGHT_SECONDS = 3_600.0
 WAIT_CREDIT_SECONDS = 7_200.0
 """Waiting this long counts as one fair share less when queues are ranked (age)."""
 
+MAX_WAIT_SECONDS = 3_600.0
+"""A queue whose next workload has waited this long goes ahead of the fairness order
+(oldest first): a bound on how long fairness alone keeps a workload waiting, after
+Volcano's `sla-waiting-time`. One hour, because a fair order makes a queue that asks
+more than its share absorb the whole backlog of a busy spell (docs/scheduling.md)."""
+
+STARVED_RANK = -1.0e12
+"""The rank of a queue whose next workload has waited `max_wait`: below any fairness
+rank (those are >= -waited / wait_credit), minus the wait itself, so the oldest goes first."""
+
 MIN_RUNTIME_SECONDS = 600.0
 """A workload runs this long before it may be evicted (the API's default)."""
 
@@ -69,6 +79,7 @@ def queue_rank(
     weight: float,
     waited: float = 0.0,
     wait_credit: float = INF,
+    max_wait: float = INF,
 ) -> float:
     """The order key of a leaf queue in one class: lowest goes first.
 
@@ -81,9 +92,14 @@ def queue_rank(
     Age, as in Slurm's multifactor priority: the queue's next workload has `waited`
     seconds, and every `wait_credit` seconds of waiting count as one fair share less, so
     that a queue over its share is slowed down, not starved.
+
+    Wait bound: once the next workload has waited `max_wait` seconds, the queue goes
+    ahead of every queue whose next workload has not (oldest first among those).
     """
     if share <= 0:
         return INF
+    if waited >= max_wait:
+        return STARVED_RANK - waited
     if weight == INF:
         rank = alloc / share
     else:
@@ -134,10 +150,12 @@ def reclaim_ready(starved_since: float | None, now: float, delay: float) -> bool
 __all__ = [
     "EVICTION_WINDOW_SECONDS",
     "MAX_EVICTIONS",
+    "MAX_WAIT_SECONDS",
     "MIN_RUNTIME_SECONDS",
     "PRESENT_WEIGHT_SECONDS",
     "RECLAIM_DELAY_SECONDS",
     "RECLAIM_MARGIN",
+    "STARVED_RANK",
     "USAGE_HALF_LIFE_SECONDS",
     "WAIT_CREDIT_SECONDS",
     "accumulate",

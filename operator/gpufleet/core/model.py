@@ -167,12 +167,14 @@ class Queue:
     # Fairness over time (gpufleet.core.fairness). State the caller keeps: decayed
     # accelerator-seconds used and deserved by fair share, per class, and when the queue
     # last became starved. Policy: how much the present allocation weighs against that
-    # history (inf: history ignored), how much waiting counts (inf: age ignored), the
+    # history (inf: history ignored), how much waiting counts (inf: age ignored), how
+    # long a workload waits before it goes ahead of the fairness order (inf: never), the
     # reclaim hysteresis and the eviction cap.
     usage: Mapping[str, float] = field(default_factory=dict)
     fair_usage: Mapping[str, float] = field(default_factory=dict)
     present_weight_seconds: float = math.inf
     wait_credit_seconds: float = math.inf
+    max_wait_seconds: float = math.inf
     starved_since: float | None = None
     reclaim_delay_seconds: float = 0.0
     reclaim_margin: float = 0.0
@@ -197,6 +199,13 @@ class Queue:
             self.name,
             "wait_credit_seconds",
             f"must be > 0 (inf: age ignored), got {self.wait_credit_seconds!r}",
+        )
+        _require(
+            self.max_wait_seconds > 0,
+            "Queue",
+            self.name,
+            "max_wait_seconds",
+            f"must be > 0 (inf: no bound), got {self.max_wait_seconds!r}",
         )
         _non_negative("Queue", self.name, "reclaim_delay_seconds", self.reclaim_delay_seconds)
         _require(

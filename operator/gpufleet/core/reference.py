@@ -409,6 +409,7 @@ class _Ref:
                 queue.present_weight_seconds,
                 snap.now - by_queue[q][0].created_at,
                 queue.wait_credit_seconds,
+                queue.max_wait_seconds,
             )
 
         heap = [(rank(q), -snap.queues[q].priority, q) for q in by_queue]

@@ -8,6 +8,7 @@ scheduled on a guess.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from gpufleet.api.v1alpha1 import (
     WorkloadStatus,
 )
 from gpufleet.api.v1alpha1.queue import Fairness, Preemption
+from gpufleet.core.fairness import decay_factor
 from gpufleet.observed.cache import HUB, CacheView
 from gpufleet.observed.records import PodRecord
 from gpufleet.observed.selectors import matches, matches_map
@@ -110,8 +112,12 @@ def translate(
     view: CacheView,
     namespace_labels: dict[str, dict[str, str]] | None = None,
     parsed: ParseCache | None = None,
+    now: float | None = None,
 ) -> Inputs:
-    """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects."""
+    """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects.
+
+    `now`: the cycle's time, to which the decayed usage read from Queue status is brought
+    (None: taken as written)."""
     out = Inputs(parsed=parsed if parsed is not None else {})
     for key, body in sorted(view.sites.items()):
         site = _parse("Site", Site, key, body, out)
@@ -159,7 +165,7 @@ def translate(
         if queue is None:
             continue
         out.queue_models[key] = queue
-    _queues(out)
+    _queues(out, now)
     _workloads(view, out, namespace_labels)
     _nodes(view, out)
     live = (
@@ -173,7 +179,7 @@ def translate(
     return out
 
 
-def _queues(out: Inputs) -> None:
+def _queues(out: Inputs, now: float | None) -> None:
     known = set(out.queue_models)
     for key, queue in sorted(out.queue_models.items()):
         spec = queue.spec
@@ -193,6 +199,13 @@ def _queues(out: Inputs) -> None:
         status = queue.status
         used = {r.accelerator_class: r for r in (status.resources or [])} if status else {}
         starved = status.starved_since if status else None
+        # Usage and fair usage were written at usageUpdatedAt; both decay alike until now
+        # (what happened since is not history yet: the cycle counts it as the present).
+        decay = 1.0
+        if now is not None and status is not None and status.usage_updated_at is not None:
+            decay = decay_factor(
+                now - timestamp(status.usage_updated_at), float(fair.usage_half_life_seconds)
+            )
         out.queues.append(
             core.Queue(
                 name=key,
@@ -203,10 +216,13 @@ def _queues(out: Inputs) -> None:
                 priority=spec.priority,
                 reclaimable=preemption.reclaimable,
                 min_runtime_seconds=float(preemption.min_runtime_seconds),
-                usage={c: r.usage for c, r in used.items()},
-                fair_usage={c: r.fair_usage for c, r in used.items()},
+                usage={c: r.usage * decay for c, r in used.items()},
+                fair_usage={c: r.fair_usage * decay for c, r in used.items()},
                 present_weight_seconds=float(fair.present_weight_seconds),
                 wait_credit_seconds=float(fair.wait_credit_seconds),
+                max_wait_seconds=(
+                    float(fair.max_wait_seconds) if fair.max_wait_seconds is not None else math.inf
+                ),
                 starved_since=None if starved is None else timestamp(starved),
                 reclaim_delay_seconds=float(preemption.reclaim_delay_seconds),
                 reclaim_margin=preemption.reclaim_margin,
@@ -252,9 +268,7 @@ def _workloads(
         placement = _core_placement(gate.placement, out) if gate.placement is not None else None
         created_at = timestamp(body.get("metadata", {}).get("creationTimestamp"))
         try:
-            out.workloads.append(
-                _core_workload(key, wl.spec, wl.status, created_at, placement)
-            )
+            out.workloads.append(_core_workload(key, wl.spec, wl.status, created_at, placement))
         except core.ModelError as exc:
             out.blocked[key] = _error_verdict("InvalidSpec", str(exc), "fix the field named")
 

@@ -114,6 +114,15 @@ class Fairness(ApiModel):
             description="Waiting this long counts as one fair share less when queues are ranked.",
         ),
     ] = int(fairness.WAIT_CREDIT_SECONDS)
+    max_wait_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=31_536_000,
+            description="After waiting this long, the queue's next workload goes ahead of"
+            " the fairness order (oldest first); null: no bound.",
+        ),
+    ] = int(fairness.MAX_WAIT_SECONDS)
 
 
 class QueueSpec(ApiModel):

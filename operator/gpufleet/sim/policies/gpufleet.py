@@ -40,6 +40,7 @@ class FairnessSettings:
     half_life_seconds: float = fairness.USAGE_HALF_LIFE_SECONDS
     present_weight_seconds: float = fairness.PRESENT_WEIGHT_SECONDS
     wait_credit_seconds: float = fairness.WAIT_CREDIT_SECONDS
+    max_wait_seconds: float = fairness.MAX_WAIT_SECONDS
     min_runtime_seconds: float = fairness.MIN_RUNTIME_SECONDS
     max_evictions: int | None = fairness.MAX_EVICTIONS
     eviction_window_seconds: float = fairness.EVICTION_WINDOW_SECONDS
@@ -125,6 +126,7 @@ class GpufleetPolicy:
                 min_runtime_seconds=self.settings.min_runtime_seconds,
                 present_weight_seconds=self.settings.present_weight_seconds,
                 wait_credit_seconds=self.settings.wait_credit_seconds,
+                max_wait_seconds=self.settings.max_wait_seconds,
                 reclaim_delay_seconds=self.settings.reclaim_delay_seconds,
                 reclaim_margin=self.settings.reclaim_margin,
                 max_evictions=self.settings.max_evictions,
