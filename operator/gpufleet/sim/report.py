@@ -99,6 +99,8 @@ def _frag_rows(report: FragReport) -> tuple[list[str], list[list[str]]]:
         ]
         for lv in report.levels
     ]
+    if report.evictions:
+        rows.append(["evictions", "", *(str(report.evictions.get(p, 0)) for p in policies)])
     return header, rows
 
 
