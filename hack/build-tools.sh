@@ -97,14 +97,27 @@ GOMOD
 fi
 link etcd "$ETCD_VERSION"
 
-# --- kube-apiserver, kube-controller-manager, kube-scheduler ---------------
+# --- kube-apiserver, kube-controller-manager, kube-scheduler; kubemark ------
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
-all=1; for c in "${K8S_CMDS[@]}"; do have "$c" "$K8S_VERSION" || all=0; done
-if [ "$all" = 1 ]; then
-  step "kubernetes $K8S_VERSION: cached"
-else
-  step "kubernetes $K8S_VERSION: building ${K8S_CMDS[*]} (cold: 20-40 minutes on 2 cores)"
-  mod="$WORK/kubernetes-$K8S_VERSION"; mkdir -p "$mod"
+# kubemark (hollow kubelets) comes from the same module at the same version, but
+# has a "have" check of its own: a cache made before it was added builds kubemark
+# alone, reusing the Go build cache of the packages it shares with the others.
+K8S_ALL_CMDS=("${K8S_CMDS[@]}" kubemark)
+mod="$WORK/kubernetes-$K8S_VERSION"
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+ld="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+# The helper module that builds k8s.io/kubernetes commands at K8S_VERSION, for
+# all of K8S_ALL_CMDS; made again when it was made for another list (modules.txt
+# records the list), e.g. by a build-tools.sh from before kubemark.
+k8s_module() {
+  if [ -f "$mod/go.sum" ] && [ "$(cat "$mod/cmds.txt" 2>/dev/null)" = "${K8S_ALL_CMDS[*]}" ]; then
+    return
+  fi
+  mkdir -p "$mod"
   staging_version="v0.${K8S_VERSION#v1.}"
   # k8s.io/kubernetes requires its staging modules at v0.0.0; pin each to its
   # published release or resolution fails with "unknown revision v0.0.0".
@@ -118,15 +131,19 @@ else
     printf ')\n'
   } >"$mod/go.mod"
   printf 'package tools\n\nimport (\n' >"$mod/tools.go"
-  for c in "${K8S_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >>"$mod/tools.go"; done
+  for c in "${K8S_ALL_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c" >>"$mod/tools.go"; done
   printf ')\n' >>"$mod/tools.go"
-  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-  ld="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
   step "kubernetes: resolving modules"
   (cd "$mod" && GOFLAGS=-mod=mod go mod tidy)
+  printf '%s\n' "${K8S_ALL_CMDS[*]}" >"$mod/cmds.txt"
+}
+
+all=1; for c in "${K8S_CMDS[@]}"; do have "$c" "$K8S_VERSION" || all=0; done
+if [ "$all" = 1 ]; then
+  step "kubernetes $K8S_VERSION: cached"
+else
+  step "kubernetes $K8S_VERSION: building ${K8S_CMDS[*]} (cold: 20-40 minutes on 2 cores)"
+  k8s_module
   out="$mod/out"; mkdir -p "$out"
   pkgs=(); for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   step "kubernetes: compiling (progress every 100 packages; full log in $mod/build.log)"
@@ -143,4 +160,21 @@ else
 fi
 for c in "${K8S_CMDS[@]}"; do link "$c" "$K8S_VERSION"; done
 
-step "done: $("$BIN/kube-apiserver" --version) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool $PROMTOOL_VERSION in $BIN"
+if have kubemark "$K8S_VERSION"; then
+  step "kubemark $K8S_VERSION: cached"
+else
+  step "kubemark $K8S_VERSION: building (after the control plane: about 2 minutes on 2 cores, 160 packages)"
+  k8s_module
+  out="$mod/out"; mkdir -p "$out"
+  if ! (cd "$mod" && go build -v -trimpath -ldflags "$ld" -o "$out/kubemark" k8s.io/kubernetes/cmd/kubemark 2>&1 \
+        | tee "$mod/build-kubemark.log" \
+        | awk -v s="$started" '{n++; if (n % 100 == 0) { printf "  ... %d packages compiled (%ds)\n", n, systime()-s; fflush() }}'); then
+    tail -30 "$mod/build-kubemark.log" >&2
+    die "build of kubemark failed (log above, full log in $mod/build-kubemark.log)"
+  fi
+  [ -x "$out/kubemark" ] || die "build of kubemark produced no binary; see $mod/build-kubemark.log"
+  mv "$out/kubemark" "$BIN/kubemark-$K8S_VERSION"
+fi
+link kubemark "$K8S_VERSION"
+
+step "done: $("$BIN/kube-apiserver" --version) (and kubemark) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool $PROMTOOL_VERSION in $BIN"

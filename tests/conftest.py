@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gpufleet.corebuild import core_build, stale_error
 from gpufleet.dev import clusters
@@ -71,6 +72,15 @@ def namespace(hub: clusters.Cluster) -> Iterator[str]:
         yield name
     finally:
         hub.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# Hypothesis profiles for every package of tests (tests/core/conftest.py holds the same for
+# the core alone): `default` quick, `ci` (make test) and `thorough` thousands of examples.
+_HYPOTHESIS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("default", _HYPOTHESIS, max_examples=100)
+settings.register_profile("ci", _HYPOTHESIS, max_examples=1000)
+settings.register_profile("thorough", _HYPOTHESIS, max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

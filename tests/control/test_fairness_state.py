@@ -23,7 +23,7 @@ HALF_LIFE = USAGE_HALF_LIFE_SECONDS
 def _cycle(world: World, now: float) -> FleetSummary:
     """One cycle as the loop runs it, with a fresh parse cache (as after a restart)."""
     view = world.cache.view()
-    inputs = translate(view, {}, None, now)
+    inputs = translate(view, {}, None, now=now)
     snap = core.Snapshot.build(
         inputs.sites, inputs.pools, inputs.nodes, inputs.queues, inputs.workloads, now
     )
@@ -43,7 +43,7 @@ def _h100(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _queue(world: World, now: float | None) -> core.Queue:
-    inputs = translate(world.cache.view(), {}, None, now)
+    inputs = translate(world.cache.view(), {}, None, now=now)
     return next(q for q in inputs.queues if q.name == "q")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from gpufleet.control.lifecycle import plan_lifecycle
-from gpufleet.observed.cache import HUB
+from gpufleet.observed.cache import HUB, FenceRecord
 from gpufleet.observed.translate import translate
 
 from .builders import World
@@ -117,17 +117,97 @@ def _mark_unreachable(w: World, ns: str, name: str) -> None:
     body["metadata"]["resourceVersion"] = w.rv()
 
 
-def test_a_lost_site_requeues_requeue_workloads_after_fence_and_grace_only() -> None:
-    w = World().queue("q", ["ns"])
+def _lost_pair(w: World) -> None:
     w.placed("ns", "movable", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
     w.placed("ns", "patient", "q", "ams", "h200", ["ams-1"], onSiteLoss="Wait")
     for name in ("movable", "patient"):
         _mark_unreachable(w, "ns", name)
-    w.connect("ams", connected=False, renewed=NOW - 120)
+
+
+def test_silence_alone_never_moves_a_workload_it_says_what_it_waits_for() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.connect("ams", connected=False, renewed=NOW - 10_000)
+    p = plan(w, site_loss_after=90)
+    assert [(c.workload, c.phase, c.reason, c.clear_placement) for c in p.changes] == [
+        ("ns/movable", "Running", "FenceUnconfirmed", False)
+    ]
+    assert "declare-lost ams" in p.changes[0].message
+    assert (p.creates, p.deletes) == ([], [])
+
+
+def test_a_declaration_after_the_placement_moves_requeue_workloads_at_once() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.connect("ams", connected=False, renewed=NOW - 30)  # well within fence + grace
+    w.declare_lost("ams", at=NOW - 1, by="alice@example.com")
     p = plan(w, site_loss_after=90)
     assert [(c.workload, c.phase, c.reason, c.clear_placement) for c in p.changes] == [
         ("ns/movable", "Pending", "SiteLost", True)
     ]
+    assert "declared lost by alice@example.com" in p.changes[0].message
+
+
+def test_a_declaration_older_than_the_placement_covers_nothing() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.connect("ams", connected=False, renewed=NOW - 10_000)
+    w.declare_lost("ams", at=NOW - 3 * 86400 - 3600)  # before admittedAt (2026-11-28T10:00Z)
+    assert [c.reason for c in plan(w, site_loss_after=90).changes] == ["FenceUnconfirmed"]
+
+
+def test_the_agents_confirmed_fence_moves_requeue_workloads() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.connect("ams", connected=False, renewed=NOW - 30)
+    w.cache.fence_read("ams", FenceRecord("41", "2026-11-30T10:00:00Z", True), confirmed=True)
+    p = plan(w, site_loss_after=90)
+    assert [(c.workload, c.reason) for c in p.changes] == [("ns/movable", "SiteLost")]
+
+
+def test_an_unconfirmed_fence_record_is_no_evidence() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.connect("ams", connected=False, renewed=NOW - 10_000)
+    # Made before the Lease's last renewal, or with pods left: not a confirmation.
+    w.cache.fence_read("ams", FenceRecord("40", "2026-11-30T10:00:00Z", False), confirmed=False)
+    assert [c.reason for c in plan(w, site_loss_after=90).changes] == ["FenceUnconfirmed"]
+
+
+def test_back_after_the_agent_fenced_requeue_moves_and_wait_stays() -> None:
+    w = World().queue("q", ["ns"])
+    _lost_pair(w)
+    w.cache.fence_read("ams", FenceRecord("41", "2026-11-30T10:00:00Z", True), confirmed=True)
+    p = plan(w)  # ams answers again
+    assert sorted((c.workload, c.phase, c.reason, c.site_reachable) for c in p.changes) == [
+        ("ns/movable", "Pending", "SiteLost", "True"),
+        ("ns/patient", "Running", "SiteReachable", "True"),
+    ]
+
+
+def test_pods_of_a_running_workload_that_went_are_recreated_with_an_event_reason() -> None:
+    w = World().queue("q", ["ns"])
+    w.placed("ns", "job", "q", "fra", "h100", ["fra-0", "fra-1"], phase="Running")
+    w.pod(HUB, "ns", "job", 0, "fra-0")
+    p = plan(w)
+    assert [(c.missing, c.epoch) for c in p.creates] == [((1,), 1)]
+    assert [(c.phase, c.reason, c.running) for c in p.changes] == [
+        ("Admitted", "PodsRecreated", "False")
+    ]
+
+
+def test_a_second_site_on_a_claimed_cluster_sweeps_nothing() -> None:
+    w = World().queue("q", ["ns"])
+    w.site("ams-fr", "FR", local=False)
+    for cluster in ("ams", "ams-fr"):
+        w.cache.cluster_identified(cluster, "uid-of-ams")
+        w.connect(cluster)
+    # The same pod, seen through both connections: ams's placement keeps it.
+    w.placed("ns", "job", "q", "ams", "h200", ["ams-0"])
+    for cluster in ("ams", "ams-fr"):
+        w.pod(cluster, "ns", "job", 0, "ams-0")
+    p = plan(w)
+    assert p.deletes == []
 
 
 def test_a_reconnected_site_clears_the_condition() -> None:

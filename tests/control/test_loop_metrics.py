@@ -129,8 +129,9 @@ def test_a_workload_moved_off_a_fenced_site_counts_as_a_site_fenced_eviction(
     world: World, loop: SchedulingLoop, registry: CollectorRegistry
 ) -> None:
     now = time.time()
-    # ams has been silent for longer than fence + grace; its workloads already know.
+    # ams has been silent for long, its workloads already know, and a person declared it lost.
     world.connect("ams", connected=False, renewed=now - 1000)
+    world.declare_lost("ams", at=now - 5)
     for name, on_loss in (("movable", "Requeue"), ("patient", "Wait")):
         body = world.placed("ns", name, "q", "ams", "h200", ["ams-0"], onSiteLoss=on_loss)
         body["status"]["conditions"] = [

@@ -34,12 +34,17 @@ def test_pool_allocation_is_the_sum_of_its_placements() -> None:
     assert s.queue_status["q"]["totals"]["allocated"] == 20
 
 
-def test_disconnected_site_becomes_fenced_only_after_fence_and_grace() -> None:
+def test_disconnected_site_becomes_fenced_only_on_evidence() -> None:
     w = World()
     w.connect("ams", connected=False, renewed=NOW - 30)
     states = {x.name: x.connection for x in _summary(w).site_states}
     assert states == {"fra": SiteConnection.CONNECTED, "ams": SiteConnection.DISCONNECTED}
     w.connect("ams", connected=False, renewed=NOW - 300)
+    # Silence alone, however long, proves nothing about the pods there.
+    assert {x.name: x.connection for x in _summary(w).site_states}["ams"] == (
+        SiteConnection.DISCONNECTED
+    )
+    w.declare_lost("ams", at=NOW - 10)
     s = _summary(w)
     assert {x.name: x.connection for x in s.site_states}["ams"] == SiteConnection.FENCED
     assert s.site_status["ams"]["connection"]["state"] == "Disconnected"

@@ -143,7 +143,15 @@ def test_a_deleted_pod_stays_terminating_for_its_grace_period(
     _running(fra, ns, "graceful")
     asked = time.time()
     fra.delete_namespaced_pod("graceful", ns, grace_period_seconds=GRACE)
-    pod = fra.read_namespaced_pod("graceful", ns)
+    try:
+        pod = fra.read_namespaced_pod("graceful", ns)
+    except ApiException as exc:
+        if exc.status == 404:
+            pytest.fail(
+                f"the pod on {tier} node {node} was gone {time.time() - asked:.1f}s "
+                f"after a delete with grace period {GRACE}s"
+            )
+        raise
     deadline_at = pod.metadata.deletion_timestamp.timestamp()
     assert pod.metadata.deletion_grace_period_seconds == GRACE
     # The API server sets deletionTimestamp to the request's time plus the grace period,

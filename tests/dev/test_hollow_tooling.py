@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import re
+import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,8 @@ import pytest
 import yaml
 
 from gpufleet.dev import hollow
+from gpufleet.dev.kwokconfig import KWOK_NODE_ANNOTATION, STAGES_FROM_KWOK, kwokctl_config
 from gpufleet.dev.nodes import DEFAULT_FLEET, HOLLOW_FLEET, iter_node_manifests, node_labels
-from gpufleet.dev.stages import STAGES_FROM_KWOK, stages_config
 from gpufleet.dev.tools import Toolset
 from gpufleet.fleetfile import HOLLOW_CPU, HOLLOW_MEMORY, FleetFileError, load_fleet, parse_fleet
 
@@ -112,16 +114,34 @@ def test_kubemark_gets_the_groups_labels_and_accelerators_and_ports_of_its_own()
     assert labels["type"] == "hollow"
 
 
-def test_the_kwok_stages_are_kwoks_defaults_with_a_graceful_pod_delete() -> None:
-    docs = list(yaml.safe_load_all(stages_config()))
-    assert [d["metadata"]["name"] for d in docs] == [
+def test_kwok_manages_only_its_annotated_nodes_with_its_stages_and_a_graceful_pod_delete() -> None:
+    docs = list(yaml.safe_load_all(kwokctl_config()))
+    kwokctl, stages = docs[0], docs[1:]
+    assert kwokctl["kind"] == "KwokctlConfiguration"
+    (patch,) = kwokctl["componentsPatches"]
+    assert patch["name"] == "kwok-controller"
+    args = {a["key"]: a for a in patch["extraArgs"]}
+    # kwokctl passes --manage-all-nodes=true for the binary runtime: overridden, not added.
+    assert args["manage-all-nodes"] == {
+        "key": "manage-all-nodes",
+        "value": "false",
+        "override": True,
+    }
+    assert args["manage-nodes-with-annotation-selector"]["value"] == KWOK_NODE_ANNOTATION
+    # ...the annotation the tooling puts on the Nodes it makes for KWOK.
+    manifest = next(iter_node_manifests(load_fleet(HOLLOW_FLEET).cluster("onprem-fra")))
+    key, value = KWOK_NODE_ANNOTATION.split("=")
+    assert manifest["metadata"]["annotations"][key] == value  # type: ignore[index]
+
+    assert [d["kind"] for d in stages] == ["Stage"] * 5
+    assert [d["metadata"]["name"] for d in stages] == [
         "node-initialize",
         "node-heartbeat-with-lease",
         "pod-ready",
         "pod-complete",
         "pod-delete",
     ]
-    delete = docs[-1]["spec"]
+    delete = stages[-1]["spec"]
     assert delete["delay"]["durationFrom"] == {"expressionFrom": ".metadata.deletionTimestamp"}
     assert delete["next"] == {"delete": True}
     # Copied from this KWOK release; build-tools.sh builds the same one.
@@ -144,11 +164,15 @@ def test_the_termination_policy_adds_a_sleep_only_where_there_is_no_prestop() ->
 
 @pytest.fixture
 def fake_kubemark(tmp_path: Path) -> Path:
-    # Keeps argv[0] (the name "kubemark") and every argument, and sleeps.
+    # Like kubemark, makes its root directory in /tmp and logs where; then keeps argv[0]
+    # (the name "kubemark") and every argument, and sleeps.
     script = tmp_path / "bin" / "kubemark"
     script.parent.mkdir()
     script.write_text(
-        f'#!/bin/bash\nexec -a "$0" {sys.executable} -c \'import time; time.sleep(600)\' "$@"\n'
+        "#!/bin/bash\n"
+        "root=/tmp/hollow-kubelet.$$$RANDOM; mkdir $root\n"
+        'echo "I0101 hollow_kubelet.go:153] Using $root as root dir for hollow-kubelet"\n'
+        f'exec -a "$0" {sys.executable} -c \'import time; time.sleep(600)\' "$@"\n'
     )
     script.chmod(0o755)
     return script
@@ -204,10 +228,40 @@ def test_hollow_processes_are_found_restarted_and_all_stopped(
         )
         assert hollow.restart_dead(tools, state, "f") == []
 
+        names = ["g-00000", "g-00001"]
+        _wait(
+            "each start logged its root dir", lambda: len(hollow.root_dirs(state, "f", names)) == 4
+        )
+        roots = hollow.root_dirs(state, "f", names)
+        # The first starts' went with the first stop.
+        assert sum(r.is_dir() for r in roots) == 2
         assert hollow.stop_fleet(state, "f") == 2
         assert hollow.fleet_processes(state, "f") == {}
+        assert not any(r.exists() for r in roots)
+        other_roots = hollow.root_dirs(state, "f-x", ["g-00000"])
+        assert len(other_roots) == 1
+        assert all(r.is_dir() for r in other_roots)
         assert list(hollow.fleet_processes(state, "f-x").values()) == ["g-00000"]
     finally:
         hollow.stop_fleet(state, "f")
         hollow.stop_fleet(state, "f-x")
     assert hollow.fleet_processes(state, "f-x") == {}
+    assert not any(r.exists() for r in hollow.root_dirs(state, "f-x", ["g-00000"]))
+
+
+def test_stale_fake_runtime_sockets_are_removed_live_ones_kept() -> None:
+    stale = Path(f"/tmp/kubelet_remote_test{uuid.uuid4().int % 10**12}.sock")
+    live = Path(f"/tmp/kubelet_remote_test{uuid.uuid4().int % 10**12}.sock")
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(stale))  # the file stays after its socket is closed, as kubemark's does
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(live))
+        listener.listen()
+        hollow.remove_stale_runtime_sockets()
+        assert not stale.exists()
+        assert live.exists()
+    finally:
+        listener.close()
+        live.unlink(missing_ok=True)
+        stale.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
 from gpufleet.dev.clusters import Cluster, RunningFleet
@@ -94,6 +94,22 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as rsp:
             return str(rsp.read().decode())
 
+    def cycles(self) -> int:
+        """Scheduling cycles this process has completed (gpufleet_scheduling_cycles_total)."""
+        for line in self.metrics().splitlines():
+            if line.startswith("gpufleet_scheduling_cycles_total "):
+                return int(float(line.split()[1]))
+        raise AssertionError("/metrics has no gpufleet_scheduling_cycles_total")
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds still (its watches and requests wait) until resume()."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -162,6 +178,26 @@ class Fleet:
         if namespace is None:
             return list(core.list_pod_for_all_namespaces(label_selector=selector).items)
         return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    def first_placement(self, namespace: str, timeout: float = 60) -> str:
+        """Watch the namespace's workloads until one has a placement recorded; its name.
+        A watch, not a poll: it returns within milliseconds of the write."""
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "workloads",
+                timeout_seconds=int(timeout),
+            ):
+                obj = event["object"]
+                if (obj.get("status") or {}).get("placement"):
+                    return str(obj["metadata"]["name"])
+        finally:
+            w.stop()
+        raise AssertionError(f"no placement recorded in {namespace} within {timeout:.0f}s")
 
     def workload_pods(self, namespace: str, name: str) -> dict[str, list[Any]]:
         sel = f"gpufleet.io/workload={name},gpufleet.io/workload-namespace={namespace}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from e2e.operator_harness import Fleet, OperatorProcess, queue_obj, wait_for, workload_obj
@@ -72,18 +74,21 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
         cond = next(c for c in evicted["status"]["conditions"] if c["type"] == "Evicted")
         assert cond["reason"] == "Reclaimed"
         assert lender_ns in cond["message"]
-        allocated = {
-            q: (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated")
-            for q in (lender, borrower)
-        }
-        wait_for(
-            "queue statuses to show 64/64",
-            lambda: all(
-                (fleet.queue(q).get("status") or {}).get("totals", {}).get("allocated") == 64
-                for q in (lender, borrower)
-            ),
-        )
-        assert allocated  # read above, asserted by the wait
+
+        def allocated() -> dict[str, tuple[Any, Any]]:
+            """Each queue's status: total allocated, and allocated H100 by class."""
+            out = {}
+            for q in (lender, borrower):
+                st = fleet.queue(q).get("status") or {}
+                by_class = {r["acceleratorClass"]: r["allocated"] for r in st.get("resources", [])}
+                out[q] = ((st.get("totals") or {}).get("allocated"), by_class.get(H100))
+            return out
+
+        want = {lender: (64, 64), borrower: (64, 64)}
+        # Statuses follow the pods within a cycle or two; then they must read 64 each.
+        with contextlib.suppress(AssertionError):
+            wait_for("queue statuses to show 64 H100 each", lambda: allocated() == want)
+        assert allocated() == want
     finally:
         fleet.delete_all_workloads(borrower_ns)
         fleet.hub.kubectl("delete", "namespace", borrower_ns, "--wait=false", check=False)
@@ -120,6 +125,49 @@ def _burst(team: str, queues: list[str], n: int) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class DispatchCounts:
+    admitted: int  # workloads with a recorded placement
+    replicas: int  # pods those placements call for
+    pods: int  # pods that exist for them
+
+    @property
+    def mid_dispatch(self) -> bool:
+        return self.admitted > 0 and self.pods < self.replicas
+
+
+def dispatch_counts(fleet: Fleet, namespace: str) -> DispatchCounts:
+    # Workloads first: a pod created after this read can only raise `pods`, so a count
+    # that says "mid dispatch" is never an artefact of the order of the reads.
+    placed = {
+        w["metadata"]["name"]: w["status"]["placement"]
+        for w in fleet.workloads(namespace)
+        if (w.get("status") or {}).get("placement")
+    }
+    pods = sum(
+        1
+        for cluster in fleet.clients
+        for pod in fleet.pods(cluster, namespace)
+        if pod.metadata.labels["gpufleet.io/workload"] in placed
+    )
+    replicas = sum(len(p["replicas"]) for p in placed.values())
+    return DispatchCounts(len(placed), replicas, pods)
+
+
+def stable_counts(fleet: Fleet, namespace: str) -> Callable[[], DispatchCounts | None]:
+    """A probe that answers once two reads in a row agree (requests sent before a
+    SIGSTOP still complete on the servers)."""
+    last: list[DispatchCounts] = []
+
+    def probe() -> DispatchCounts | None:
+        counts = dispatch_counts(fleet, namespace)
+        same = bool(last) and last[-1] == counts
+        last.append(counts)
+        return counts if same else None
+
+    return probe
+
+
 def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
     fleet: Fleet, operator: OperatorProcess, team: str
 ) -> None:
@@ -140,9 +188,23 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
     )
     try:
         burst = _burst(team, queues, 200)
-        fleet.apply(*burst[:100])
-        time.sleep(1.5)  # the operator is busy admitting and dispatching
+        # The first 100 arrive at once: the operator, held still while they are applied,
+        # admits them in one go and then spends a while creating their pods.
+        operator.pause()
+        try:
+            fleet.apply(*burst[:100])
+        finally:
+            operator.resume()
+        # Kill in the middle of dispatch: admissions recorded, their pods not all created.
+        # The operator records a cycle's placements, then creates their pods: on the first
+        # placement it records, hold it still, look, and kill it there.
+        first = fleet.first_placement(team, timeout=120)
+        operator.pause()
+        at_kill = wait_for("the held operator's last writes to land", stable_counts(fleet, team))
         operator.kill9()
+        assert dispatch_counts(fleet, team) == at_kill  # nothing moved between look and kill
+        assert at_kill.mid_dispatch, f"the kill landed outside dispatch: {at_kill} ({first})"
+        print(f"kill -9 landed at {at_kill}")
         fleet.apply(*burst[100:])
         operator.start()
 
@@ -158,9 +220,12 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
                     return None  # not looked at yet
             return items
 
-        items = wait_for("all 200 workloads to be decided", settled, timeout=180, interval=2)
-        time.sleep(3)
-        items = settled() or items
+        wait_for("all 200 workloads to be decided", settled, timeout=180, interval=2)
+        # Two more full cycles after that (the first may have begun before): the operator
+        # has seen the settled state and created or removed whatever pods it would.
+        cycles = operator.cycles()
+        wait_for("two more scheduling cycles", lambda: operator.cycles() >= cycles + 2)
+        items = wait_for("the workloads to stay decided", settled, timeout=10)
         names = {w["metadata"]["name"] for w in items}
         assert names == {f"w{i:03d}" for i in range(200)}  # 0 lost
         running = [w for w in items if w["status"]["phase"] == "Running"]
@@ -219,6 +284,10 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
                     w["metadata"]["name"]
                 )
     finally:
+        # Whatever failed, leave the session's operator running for the tests after this.
+        operator.resume()
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()
         fleet.delete_all_workloads(team)
         fleet.hub.kubectl("delete", "queue", *queues, "--wait=false", check=False)
         wait_for(

@@ -89,6 +89,14 @@ def _live_pods(fleet: Fleet, cluster: str, ns: str, name: str) -> list[Any]:
     ]
 
 
+def _events(fleet: Fleet, ns: str, name: str) -> list[Any]:
+    return list(
+        client.CoreV1Api(fleet.clients[fleet.hub.name])
+        .list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+
+
 def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
     fleet: Fleet, team: str, partitionable: CuttableProxy
 ) -> None:
@@ -141,33 +149,58 @@ def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
             "the patient workload to say its site is unreachable",
             lambda: reachable("patient") == "False",
         )
-        # Within the grace period the workload is kept where it is.
-        assert fleet.workload(team, "movable")["status"]["placement"]["site"] == SITE
+
+        def reason(name: str) -> str | None:
+            conds = (fleet.workload(team, name).get("status") or {}).get("conditions") or []
+            return next((c["reason"] for c in conds if c["type"] == "SiteReachable"), None)
 
         overlaps = 0
 
-        def moved() -> dict[str, Any] | None:
+        def count_overlaps() -> None:
             nonlocal overlaps
-            at_site = _live_pods(fleet, SITE, team, "movable")
-            elsewhere = _live_pods(fleet, "onprem-fra", team, "movable")
-            if at_site and elsewhere:
-                overlaps += 1
-            w = fleet.workload(team, "movable")
-            placement = (w.get("status") or {}).get("placement") or {}
-            return w if placement.get("site") == "onprem-fra" and elsewhere else None
+            for name in ("movable", "patient"):
+                at_site = _live_pods(fleet, SITE, team, name)
+                elsewhere = [
+                    p
+                    for s in ("onprem-fra", "factory-osl")
+                    for p in _live_pods(fleet, s, team, name)
+                ]
+                if at_site and elsewhere:
+                    overlaps += 1
 
-        w = wait_for("the movable workload to be placed again", moved, timeout=90, interval=0.5)
-        assert w["status"]["placement"]["epoch"] == 2
-        assert overlaps == 0, "the workload ran at two sites at once"
-        assert not _live_pods(fleet, SITE, team, "movable"), (
-            "the fence agent left the old pods running"
+        # Past fence + grace the agent has fenced, but the operator cannot read its record
+        # through the cut: silence is no evidence, so the workload stays and says so.
+        def unconfirmed() -> bool:
+            count_overlaps()
+            return reason("movable") == "FenceUnconfirmed"
+
+        wait_for("the movable workload to wait for evidence", unconfirmed, timeout=90, interval=0.5)
+        assert fleet.workload(team, "movable")["status"]["placement"]["site"] == SITE
+        wait_for(
+            "the agent to stop the cut-off site's pods",
+            lambda: not _live_pods(fleet, SITE, team, "movable"),
+            timeout=60,
         )
-        # The patient one waits for its site.
-        patient = fleet.workload(team, "patient")
-        assert patient["status"]["placement"]["site"] == SITE
 
         partitionable.restore()
         wait_for("the site to reconnect", lambda: not disconnected(), timeout=60)
+
+        # Back: the operator reads the agent's record (a fence after its last renewal), so
+        # the movable workload is placed again, anywhere, with a new epoch.
+        def replaced() -> dict[str, Any] | None:
+            count_overlaps()
+            w = fleet.workload(team, "movable")
+            placement = (w.get("status") or {}).get("placement") or {}
+            site = placement.get("site")
+            if placement.get("epoch") == 2 and site and _live_pods(fleet, site, team, "movable"):
+                return w
+            return None
+
+        w = wait_for("the movable workload to be placed again", replaced, timeout=90, interval=0.5)
+        assert (
+            "fence agent"
+            in next(e for e in _events(fleet, team, "movable") if e.reason == "SiteLost").message
+        )
         wait_for(
             "the patient workload to say its site answers", lambda: reachable("patient") == "True"
         )
@@ -176,7 +209,12 @@ def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
             lambda: len(_live_pods(fleet, SITE, team, "patient")) == 1,
             timeout=60,
         )
-        assert not _live_pods(fleet, SITE, team, "movable")
-        assert len(_live_pods(fleet, "onprem-fra", team, "movable")) == 1
+        patient = fleet.workload(team, "patient")
+        assert patient["status"]["placement"]["epoch"] == 1  # the same epoch, made again
+        assert any(e.reason == "PodsRecreated" for e in _events(fleet, team, "patient"))
+        count_overlaps()
+        assert overlaps == 0, "a workload ran at two sites at once"
+        site = w["status"]["placement"]["site"]
+        assert len(_live_pods(fleet, site, team, "movable")) == 1
     finally:
         fleet.hub.kubectl("delete", "queue", q, "--wait=false", check=False)

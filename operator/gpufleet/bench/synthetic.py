@@ -11,6 +11,7 @@ constraints or topology requirements.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,57 +80,91 @@ def build_fleet(
     residency_share: float = 0.3,
     now: float = 1_000_000.0,
 ) -> SyntheticFleet:
+    """1. the sites; 2. two pools per site and their nodes, `gpus` in all; 3. what each
+    team deserves; 4. the queue tree; 5. running workloads filling `fill` of each pool;
+    6. `pending` workloads. One generator seeded with `seed` draws, in this order."""
     if gpus < ACCELERATORS_PER_NODE * len(SITES) * 2:
         raise ValueError(f"gpus: must be at least {ACCELERATORS_PER_NODE * len(SITES) * 2}")
     if queues < 2:
         raise ValueError("queues: must be at least 2 (one department, one team)")
     rng = np.random.default_rng(seed)
-    sites = [
+    sites = [  # 1
         Site(name, jur, regions, certs, power_budget_watts=None)
         for name, jur, regions, certs, _ in SITES
     ]
-    n_nodes = gpus // ACCELERATORS_PER_NODE
-    # Two classes per site, rotating through the three classes.
-    pool_specs = []
+    pools, per_pool = _pools(gpus // ACCELERATORS_PER_NODE)  # 2
+    nodes = _nodes(pools, per_pool)
+    teams = _teams(rng, queues, _capacity(pools, per_pool))  # 3
+    queue_list = _queues(rng, teams)  # 4
+    workloads = _running(rng, pools, per_pool, teams.cls, teams.deserved, fill, now)  # 5
+    workloads += _pending(rng, pending, teams.cls, residency_share, now)  # 6
+    return SyntheticFleet(sites, pools, nodes, queue_list, workloads, now)
+
+
+def _pools(n_nodes: int) -> tuple[list[Pool], np.ndarray]:
+    """Two classes per site, rotating through the three classes; the nodes shared out
+    evenly, the first pools taking one more each while nodes are left."""
+    pools = []
     for s, (name, *_, cost) in enumerate(SITES):
         for k in range(2):
             cls = CLASSES[(s + k) % len(CLASSES)]
-            pool_specs.append((f"{name}-{cls.split('-')[1]}", name, cls, cost))
-    per_pool = np.full(len(pool_specs), n_nodes // len(pool_specs))
-    per_pool[: n_nodes % len(pool_specs)] += 1
-    pools = []
-    nodes = []
-    for (pname, site, cls, cost), count in zip(pool_specs, per_pool, strict=True):
-        pools.append(
-            Pool(
-                pname,
-                site,
-                cls,
-                watts_per_accelerator=700.0,
-                cost_per_accelerator_hour=round(2.5 * cost, 2),
-                topology_keys=("rack", "nvlink-domain"),
-            )
-        )
-        for i in range(int(count)):
-            nodes.append(
-                Node(
-                    f"{pname}-{i:06d}",
-                    pname,
-                    ACCELERATORS_PER_NODE,
-                    cpu_millis=192_000,
-                    memory_bytes=2048 * 2**30,
-                    pods=110,
-                    topology=(
-                        f"r{i // NODES_PER_RACK:05d}",
-                        f"nv{(i % NODES_PER_RACK) // NODES_PER_NVLINK}",
-                    ),
+            pools.append(
+                Pool(
+                    f"{name}-{cls.split('-')[1]}",
+                    name,
+                    cls,
+                    watts_per_accelerator=700.0,
+                    cost_per_accelerator_hour=round(2.5 * cost, 2),
+                    topology_keys=("rack", "nvlink-domain"),
                 )
             )
+    per_pool = np.full(len(pools), n_nodes // len(pools))
+    per_pool[: n_nodes % len(pools)] += 1
+    return pools, per_pool
+
+
+def _nodes(pools: list[Pool], per_pool: np.ndarray) -> list[Node]:
+    """Each pool's nodes, in racks of NODES_PER_RACK split in NVLink domains."""
+    return [
+        Node(
+            f"{pool.name}-{i:06d}",
+            pool.name,
+            ACCELERATORS_PER_NODE,
+            cpu_millis=192_000,
+            memory_bytes=2048 * 2**30,
+            pods=110,
+            topology=(
+                f"r{i // NODES_PER_RACK:05d}",
+                f"nv{(i % NODES_PER_RACK) // NODES_PER_NVLINK}",
+            ),
+        )
+        for pool, count in zip(pools, per_pool, strict=True)
+        for i in range(int(count))
+    ]
+
+
+def _capacity(pools: list[Pool], per_pool: np.ndarray) -> dict[str, int]:
+    """Accelerators per class."""
     capacity = dict.fromkeys(CLASSES, 0)
     for pool, count in zip(pools, per_pool, strict=True):
         capacity[pool.accelerator_class] += int(count) * ACCELERATORS_PER_NODE
+    return capacity
 
-    # Queue tree: departments -> teams; each team mainly uses one class.
+
+@dataclass(frozen=True)
+class _Teams:
+    """Teams and their departments: team t mainly uses class cls[t], belongs to
+    department dept[t] and deserves deserved[t] accelerators of its class."""
+
+    depts: int
+    dept: np.ndarray
+    cls: list[str]
+    deserved: list[int]
+
+
+def _teams(rng: np.random.Generator, queues: int, capacity: dict[str, int]) -> _Teams:
+    """About sqrt(queues) / 2 departments, the other queues teams; the teams of a class
+    share 80 % of it by random weights, in multiples of 8."""
     n_depts = max(1, round(queues**0.5 / 2))
     n_teams = queues - n_depts
     team_class = [CLASSES[t % len(CLASSES)] for t in range(n_teams)]
@@ -142,21 +177,27 @@ def build_fleet(
         int(0.8 * capacity[c] * weights[t] / class_weight[c]) // 8 * 8
         for t, c in enumerate(team_class)
     ]
-    dept_deserved: list[dict[str, int]] = [dict.fromkeys(CLASSES, 0) for _ in range(n_depts)]
-    for t in range(n_teams):
-        dept_deserved[team_dept[t]][team_class[t]] += team_deserved[t]
-    queue_list = [Queue(f"dept-{d:03d}", None, deserved=dept_deserved[d]) for d in range(n_depts)]
-    for t in range(n_teams):
+    return _Teams(n_depts, team_dept, team_class, team_deserved)
+
+
+def _queues(rng: np.random.Generator, teams: _Teams) -> list[Queue]:
+    """Departments deserve what their teams do; a team may have a limit, a weight for
+    idle capacity, a priority, a minimum runtime and allowed jurisdictions."""
+    dept_deserved: list[dict[str, int]] = [dict.fromkeys(CLASSES, 0) for _ in range(teams.depts)]
+    for t, cls in enumerate(teams.cls):
+        dept_deserved[teams.dept[t]][cls] += teams.deserved[t]
+    out = [Queue(f"dept-{d:03d}", None, deserved=dept_deserved[d]) for d in range(teams.depts)]
+    for t, cls in enumerate(teams.cls):
         limit = {}
         if rng.random() < 0.2:
-            limit = {team_class[t]: 2 * team_deserved[t] + 64}
-        queue_list.append(
+            limit = {cls: 2 * teams.deserved[t] + 64}
+        out.append(
             Queue(
                 f"team-{t:04d}",
-                f"dept-{team_dept[t]:03d}",
-                deserved={team_class[t]: team_deserved[t]},
+                f"dept-{teams.dept[t]:03d}",
+                deserved={cls: teams.deserved[t]},
                 limit=limit,
-                over_quota_weight={team_class[t]: float(rng.choice([1.0, 1.0, 2.0, 3.0]))},
+                over_quota_weight={cls: float(rng.choice([1.0, 1.0, 2.0, 3.0]))},
                 priority=int(rng.integers(0, 3)),
                 min_runtime_seconds=float(rng.choice([0.0, 600.0])),
                 allowed_jurisdictions=(
@@ -164,9 +205,7 @@ def build_fleet(
                 ),
             )
         )
-    workloads = _running(rng, pools, per_pool, team_class, team_deserved, fill, now)
-    workloads += _pending(rng, pending, team_class, residency_share, now)
-    return SyntheticFleet(sites, pools, nodes, queue_list, workloads, now)
+    return out
 
 
 def _gang(rng: np.random.Generator) -> tuple[int, int]:
@@ -186,32 +225,15 @@ def _running(
     fill: float,
     now: float,
 ) -> list[Workload]:
-    """Fill each pool from the front up to `fill` of its accelerators: small jobs
-    packed onto shared nodes, gangs on whole nodes. Each gang goes to the team of
-    the class furthest below its deserved share, so the state is a steady one
-    (every team near its share) rather than a random one."""
+    """Fill each pool from the front up to `fill` of its accelerators (see `_packed`).
+    Each job goes to the team of the class furthest below its deserved share, so the
+    state is a steady one (every team near its share) rather than a random one."""
     teams_of = {c: [t for t, tc in enumerate(team_class) if tc == c] for c in CLASSES}
     held = [0] * len(team_class)
     out: list[Workload] = []
     for pool, count in zip(pools, per_pool, strict=True):
         teams = teams_of[pool.accelerator_class]
-        target = int(count * fill)
-        i = 0
-        room = 0  # free accelerators left on node i - 1 for small jobs
-        while i < target:
-            replicas, per = _gang(rng)
-            if per < ACCELERATORS_PER_NODE and room >= per:
-                node_names: tuple[str, ...] = (f"{pool.name}-{i - 1:06d}",)
-                room -= per
-            elif per < ACCELERATORS_PER_NODE:
-                node_names = (f"{pool.name}-{i:06d}",)
-                room = ACCELERATORS_PER_NODE - per
-                i += 1
-            else:
-                replicas = min(replicas, target - i)
-                node_names = tuple(f"{pool.name}-{j:06d}" for j in range(i, i + replicas))
-                room = 0
-                i += replicas
+        for per, node_names in _packed(rng, pool.name, int(count * fill)):
             team = min(teams, key=lambda t: (held[t] - team_deserved[t], t))
             held[team] += per * len(node_names)
             out.append(
@@ -230,6 +252,31 @@ def _running(
                 )
             )
     return out
+
+
+def _packed(
+    rng: np.random.Generator, pool: str, target: int
+) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """Jobs drawn one by one and placed on the pool's first `target` nodes, as
+    (accelerators per replica, node names): small jobs packed onto shared nodes, gangs
+    on whole nodes (the last one cut to the nodes left)."""
+    i = 0
+    room = 0  # free accelerators left on node i - 1 for small jobs
+    while i < target:
+        replicas, per = _gang(rng)
+        if per < ACCELERATORS_PER_NODE and room >= per:
+            node_names: tuple[str, ...] = (f"{pool}-{i - 1:06d}",)
+            room -= per
+        elif per < ACCELERATORS_PER_NODE:
+            node_names = (f"{pool}-{i:06d}",)
+            room = ACCELERATORS_PER_NODE - per
+            i += 1
+        else:
+            replicas = min(replicas, target - i)
+            node_names = tuple(f"{pool}-{j:06d}" for j in range(i, i + replicas))
+            room = 0
+            i += replicas
+        yield per, node_names
 
 
 def _pending(

@@ -19,7 +19,8 @@ from gpufleet.dev.tools import ToolsMissingError
 from gpufleet.fleetfile import FleetFileError, load_fleet
 
 dev = typer.Typer(
-    help="Local multi-site test fleets (real control planes, KWOK GPU nodes).", no_args_is_help=True
+    help="Local multi-site test fleets (real control planes, KWOK or hollow-kubelet GPU nodes).",
+    no_args_is_help=True,
 )
 
 
@@ -145,13 +146,45 @@ def status_command(
 @dev.command("bench")
 def bench_command(
     nodes: Annotated[int, typer.Option(help="Fake GPU nodes to create in one cluster.")] = 1000,
+    hollow: Annotated[
+        int | None,
+        typer.Option(
+            help="Instead: start N hollow kubelets (kubemark) at once; time to Ready, memory, CPU, load."
+        ),
+    ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(help="With --hollow: seconds of steady state measured after all are Ready."),
+    ] = 60.0,
     keep: Annotated[
-        bool, typer.Option(help="Leave the cluster up afterwards (fleet 'bench').")
+        bool,
+        typer.Option(help="Leave the cluster up afterwards (fleet 'bench' or 'bench-hollow')."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Time a cluster start and the creation of N GPU nodes; report control-plane memory."""
-    from gpufleet.dev.bench import bench_nodes
+    from gpufleet.dev.bench import bench_hollow, bench_nodes
+
+    if hollow is not None:
+        with console.status(f"starting a control plane and {hollow} hollow kubelets"):
+            try:
+                measured = bench_hollow(hollow, settle=settle, keep=keep)
+            except (ToolsMissingError, clusters.FleetError) as exc:
+                raise fail(str(exc)) from exc
+        if as_json:
+            out.print_json(json.dumps(measured))
+            return
+        htable = Table(title=f"{hollow} hollow kubelets on {measured['cores']} cores")
+        htable.add_column("measure")
+        htable.add_column("value", justify="right")
+        for key, value in measured.items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    htable.add_row(f"{key} {sub}", str(v))
+            else:
+                htable.add_row(key, str(value))
+        out.print(htable)
+        return
 
     with console.status(f"starting a control plane and creating {nodes} nodes"):
         try:

@@ -53,8 +53,23 @@ def status_command(
     if as_json:
         out.print_json(json.dumps(data))
         return
-    t = Table(title="sites")
-    for c in (
+    out.print(site_table(data["sites"]))
+    out.print(pool_table(data["gpupools"]))
+    out.print(queue_table(data["queues"]))
+    out.print(workload_table(data["workloads"]))
+
+
+def _table(title: str, *columns: str) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    return t
+
+
+def site_table(sites: list[dict[str, Any]]) -> Table:
+    """Sites as the API returns them: where each is, its connection and what it holds."""
+    t = _table(
+        "sites",
         "site",
         "type",
         "jurisdiction",
@@ -62,9 +77,8 @@ def status_command(
         "schedulable",
         "power kW (budget)",
         "capacity",
-    ):
-        t.add_column(c)
-    for s in data["sites"]:
+    )
+    for s in sites:
         st, sp = s.get("status") or {}, s["spec"]
         conn = st.get("connection") or {}
         cap = ", ".join(
@@ -80,9 +94,13 @@ def status_command(
             f"{st.get('powerInUseKw', 0)} ({sp.get('powerBudgetKw', '∞')})",
             cap or "-",
         )
-    out.print(t)
-    t = Table(title="pools")
-    for c in (
+    return t
+
+
+def pool_table(pools: list[dict[str, Any]]) -> Table:
+    """GpuPools as the API returns them: nodes ready and accelerators ('?': no status yet)."""
+    t = _table(
+        "pools",
         "pool",
         "site",
         "class",
@@ -91,9 +109,8 @@ def status_command(
         "allocated",
         "free",
         "fragmentation",
-    ):
-        t.add_column(c)
-    for p in data["gpupools"]:
+    )
+    for p in pools:
         st, sp = p.get("status") or {}, p["spec"]
         t.add_row(
             p["metadata"]["name"],
@@ -105,9 +122,13 @@ def status_command(
             str(st.get("free", "?")),
             str(st.get("fragmentation", "?")),
         )
-    out.print(t)
-    t = Table(title="queues")
-    for c in (
+    return t
+
+
+def queue_table(queues: list[dict[str, Any]]) -> Table:
+    """Queues as the API returns them: their totals over all classes ('?': no status yet)."""
+    t = _table(
+        "queues",
         "queue",
         "parent",
         "deserved",
@@ -116,9 +137,8 @@ def status_command(
         "pending",
         "admitted",
         "waiting",
-    ):
-        t.add_column(c)
-    for q in data["queues"]:
+    )
+    for q in queues:
         st = q.get("status") or {}
         tot = st.get("totals") or {}
         t.add_row(
@@ -131,14 +151,13 @@ def status_command(
             str(st.get("admittedWorkloads", "?")),
             str(st.get("pendingWorkloads", "?")),
         )
-    out.print(t)
-    out.print(workload_table(data["workloads"]))
+    return t
 
 
 def workload_table(workloads: list[dict[str, Any]]) -> Table:
-    t = Table(title="workloads")
-    for c in ("workload", "queue", "size", "phase", "site / pool", "why"):
-        t.add_column(c)
+    """Workloads as the API returns them, by namespace and name: where each runs, or the
+    rules of its first three verdicts."""
+    t = _table("workloads", "workload", "queue", "size", "phase", "site / pool", "why")
     for w in sorted(workloads, key=lambda w: (w["metadata"]["namespace"], w["metadata"]["name"])):
         st, sp = w.get("status") or {}, w["spec"]
         placement = st.get("placement") or {}
@@ -164,51 +183,63 @@ def explain_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Why a workload runs where it runs, or, per site, why it does not run yet."""
-    from kubernetes.client.rest import ApiException
-
     ns, name = workload.split("/", 1) if "/" in workload else (namespace, workload)
-    custom = _custom(kubeconfig)
-    try:
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workloads", name)
-    except ApiException as exc:
-        console.print(
-            f"[red]error:[/red] Workload {ns}/{name}: {exc.reason}. List them with 'kubectl get workloads -A'."
-        )
-        raise typer.Exit(1) from exc
+    obj = _get_workload(_custom(kubeconfig), ns, name)
     status = obj.get("status") or {}
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "workload": f"{ns}/{name}",
-                    "phase": status.get("phase", "Pending"),
-                    "placement": status.get("placement"),
-                    "verdicts": status.get("verdicts", []),
-                    "queuePosition": status.get("queuePosition"),
-                }
-            )
-        )
+        out.print_json(json.dumps(_explanation(f"{ns}/{name}", status)))
         return
     phase = status.get("phase", "Pending")
     out.print(f"[bold]{ns}/{name}[/bold] in queue [bold]{obj['spec']['queue']}[/bold]: {phase}")
     placement = status.get("placement")
     if placement:
-        nodes = sorted({r["node"] for r in placement.get("replicas", [])})
-        out.print(
-            f"placed at site [green]{placement['site']}[/green], pool {placement['pool']}, epoch {placement['epoch']}, "
-            f"{len(placement.get('replicas', []))} replica(s) on {len(nodes)} node(s): {', '.join(nodes[:8])}{' …' if len(nodes) > 8 else ''}"
-        )
+        out.print(placement_line(placement))
     if status.get("queuePosition"):
         out.print(f"position in its queue: {status['queuePosition']}")
     verdicts = status.get("verdicts") or []
     if verdicts:
-        t = Table(title="per-site verdicts")
-        for c in ("site", "rule", "why", "nearest change"):
-            t.add_column(c)
-        for v in verdicts:
-            t.add_row(
-                v.get("site") or "(fleet)", v["rule"], v["message"], v.get("nearestChange") or ""
-            )
-        out.print(t)
+        out.print(verdict_table(verdicts))
     for c in status.get("conditions") or []:
         out.print(f"[dim]{c['type']}={c['status']} {c['reason']}: {c.get('message', '')}[/dim]")
+
+
+def _get_workload(custom: Any, ns: str, name: str) -> dict[str, Any]:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, "workloads", name
+        )
+    except ApiException as exc:
+        console.print(
+            f"[red]error:[/red] Workload {ns}/{name}: {exc.reason}. List them with 'kubectl get workloads -A'."
+        )
+        raise typer.Exit(1) from exc
+    return obj
+
+
+def _explanation(key: str, status: dict[str, Any]) -> dict[str, Any]:
+    """What `explain --json` prints."""
+    return {
+        "workload": key,
+        "phase": status.get("phase", "Pending"),
+        "placement": status.get("placement"),
+        "verdicts": status.get("verdicts", []),
+        "queuePosition": status.get("queuePosition"),
+    }
+
+
+def placement_line(placement: dict[str, Any]) -> str:
+    """Where a placed workload runs: site, pool, epoch and its first eight nodes."""
+    nodes = sorted({r["node"] for r in placement.get("replicas", [])})
+    return (
+        f"placed at site [green]{placement['site']}[/green], pool {placement['pool']}, epoch {placement['epoch']}, "
+        f"{len(placement.get('replicas', []))} replica(s) on {len(nodes)} node(s): {', '.join(nodes[:8])}{' …' if len(nodes) > 8 else ''}"
+    )
+
+
+def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
+    t = _table("per-site verdicts", "site", "rule", "why", "nearest change")
+    for v in verdicts:
+        t.add_row(v.get("site") or "(fleet)", v["rule"], v["message"], v.get("nearestChange") or "")
+    return t

@@ -16,13 +16,15 @@ from gpufleet.cli.common import console, fail
 from gpufleet.cli.common import out as stdout
 from gpufleet.core.fairness import MIN_RUNTIME_SECONDS
 from gpufleet.sim import report
-from gpufleet.sim.compare import compare
-from gpufleet.sim.frag import fill_experiment
-from gpufleet.sim.jobs import TraceError
-from gpufleet.sim.openb import read_pods
+from gpufleet.sim.compare import Comparison, compare
+from gpufleet.sim.fleet import SimFleet
+from gpufleet.sim.frag import FragReport, fill_experiment
+from gpufleet.sim.jobs import Job, Trace, TraceError
+from gpufleet.sim.openb import OpenbPod, read_pods
+from gpufleet.sim.policies.base import Policy
 from gpufleet.sim.policies.registry import make
 from gpufleet.sim.setup import policy_list, prepare
-from gpufleet.sim.tenants import assign_queues, default_queues
+from gpufleet.sim.tenants import QueueSpec, assign_queues, default_queues
 from gpufleet.sim.traces import TraceFormat
 
 err = console
@@ -99,9 +101,7 @@ def simulate(
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
 ) -> None:
     """Replay a trace on a fleet under several policies and compare them side by side."""
-    if trace_format not in ("auto", "openb", "csv"):
-        raise fail(f"--format: must be auto, openb or csv (got {trace_format!r})")
-    fmt = cast(TraceFormat, trace_format)
+    fmt = _trace_format(trace_format)
     try:
         jobs, sim_fleet, queue_specs = prepare(
             fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
@@ -112,6 +112,30 @@ def simulate(
         raise fail(str(exc)) from exc
     if jobs.skipped:
         err.print(f"skipped {jobs.skipped} rows of the trace: {jobs.skipped_reason}")
+    result = _compare(jobs, sim_fleet, queue_specs, names, cycle, min_runtime)
+    _print_comparison(result, cycle, min_runtime, as_json)
+    if markdown is not None:
+        _write_markdown(markdown, report.metrics_markdown(result.metrics))
+    if plot is not None:
+        for path in _plots().write_all(result.results, result.metrics, plot):
+            err.print(f"wrote {path}")
+
+
+def _trace_format(value: str) -> TraceFormat:
+    if value not in ("auto", "openb", "csv"):
+        raise fail(f"--format: must be auto, openb or csv (got {value!r})")
+    return cast(TraceFormat, value)
+
+
+def _compare(
+    jobs: Trace,
+    sim_fleet: SimFleet,
+    queue_specs: tuple[QueueSpec, ...],
+    names: list[str],
+    cycle: float,
+    min_runtime: float | None,
+) -> Comparison:
+    """The replays, one progress bar per policy (each counts arrivals and completions)."""
     total = 2 * len(jobs.jobs)
     with _progress() as bar:
         tasks = {n: bar.add_task(n, total=total) for n in names}
@@ -120,13 +144,19 @@ def simulate(
             if done % _PROGRESS_EVERY == 0 or done >= total:
                 bar.update(tasks[name], completed=done)
 
-        result = compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime)
+        return compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime)
+
+
+def _print_comparison(
+    result: Comparison, cycle: float, min_runtime: float | None, as_json: bool
+) -> None:
+    """The metrics of each policy: a table, or JSON with what was replayed."""
     if as_json:
         payload = {
-            "trace": jobs.source,
-            "fleet": sim_fleet.name,
-            "capacity_gpus": sim_fleet.total_gpus,
-            "queues": {q.name: q.share for q in queue_specs},
+            "trace": result.trace.source,
+            "fleet": result.fleet.name,
+            "capacity_gpus": result.fleet.total_gpus,
+            "queues": {q.name: q.share for q in result.queues},
             "cycle_seconds": cycle,
             "min_runtime_seconds": MIN_RUNTIME_SECONDS if min_runtime is None else min_runtime,
             "policies": [m.model_dump() for m in result.metrics],
@@ -134,16 +164,15 @@ def simulate(
         out.print_json(json.dumps(payload))
     else:
         title = (
-            f"{len(jobs.jobs)} jobs on {sim_fleet.total_gpus} GPUs ({sim_fleet.name}),"
-            f" {len(queue_specs)} queues; replay took {result.wall_seconds:.1f} s"
+            f"{len(result.trace.jobs)} jobs on {result.fleet.total_gpus} GPUs ({result.fleet.name}),"
+            f" {len(result.queues)} queues; replay took {result.wall_seconds:.1f} s"
         )
         out.print(report.metrics_table(result.metrics, title))
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(report.metrics_markdown(result.metrics))
-    if plot is not None:
-        for path in _plots().write_all(result.results, result.metrics, plot):
-            err.print(f"wrote {path}")
+
+
+def _write_markdown(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def frag(
@@ -165,30 +194,17 @@ def frag(
 ) -> None:
     """Fill the fleet from a pod list to 100-130% of capacity; GPUs left unallocated."""
     from gpufleet.sim.fleetsource import load_sim_fleet
-    from gpufleet.sim.jobs import Job, Trace
 
     try:
         sim_fleet = load_sim_fleet(fleet)
         raw, _ = read_pods(pods)
         fractions = [float(x) for x in levels.split(",") if x.strip()]
         queue_specs = default_queues(queues)
-        jobs = [
-            Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
-            for i, p in enumerate(raw)
-            if p.gpus >= min_gpus
-        ]
-        jobs = list(assign_queues(Trace(tuple(jobs), str(pods)), queue_specs).jobs)
+        jobs = _pod_jobs(raw, str(pods), min_gpus, queue_specs)
         chosen = make(policy_list(policy), jobs)
     except (TraceError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
-    with _progress() as bar:
-        tasks = {p.name: bar.add_task(p.name, total=1) for p in chosen}
-
-        def step(name: str, done: int, total: int) -> None:
-            if done % _PROGRESS_EVERY == 0 or done >= total:
-                bar.update(tasks[name], completed=done, total=total)
-
-        result = fill_experiment(jobs, sim_fleet, queue_specs, chosen, fractions, seed, batch, step)
+    result = _fill(jobs, sim_fleet, queue_specs, chosen, fractions, seed, batch)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -197,9 +213,40 @@ def frag(
         )
         out.print(report.frag_table(result, title))
     if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(report.frag_markdown(result))
+        _write_markdown(markdown, report.frag_markdown(result))
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
         _plots().fragmentation(result, plot, f"Fill to saturation: {pods.name}")
         err.print(f"wrote {plot}")
+
+
+def _pod_jobs(
+    raw: list[OpenbPod], source: str, min_gpus: int, queue_specs: tuple[QueueSpec, ...]
+) -> list[Job]:
+    """The pods asking at least `min_gpus`, as jobs arriving at once, spread over the queues."""
+    jobs = [
+        Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
+        for i, p in enumerate(raw)
+        if p.gpus >= min_gpus
+    ]
+    return list(assign_queues(Trace(tuple(jobs), source), queue_specs).jobs)
+
+
+def _fill(
+    jobs: list[Job],
+    sim_fleet: SimFleet,
+    queue_specs: tuple[QueueSpec, ...],
+    chosen: list[Policy],
+    fractions: list[float],
+    seed: int,
+    batch: int,
+) -> FragReport:
+    """The fill experiment, one progress bar per policy."""
+    with _progress() as bar:
+        tasks = {p.name: bar.add_task(p.name, total=1) for p in chosen}
+
+        def step(name: str, done: int, total: int) -> None:
+            if done % _PROGRESS_EVERY == 0 or done >= total:
+                bar.update(tasks[name], completed=done, total=total)
+
+        return fill_experiment(jobs, sim_fleet, queue_specs, chosen, fractions, seed, batch, step)

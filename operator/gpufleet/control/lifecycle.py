@@ -4,14 +4,16 @@ Pure: it looks at a cache view and the translated inputs and returns the
 status changes and pod operations to carry out. Running it twice on the same
 view gives the same answer, which is why a restart at any moment is safe:
 missing pods are created again under the same names, stray pods are removed.
+A workload at a silent site is placed again only on evidence that its pods
+there are stopped (`fence_evidence`), never on silence alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpufleet.api.v1alpha1 import Placement, ReplicaPlacement, Workload
-from gpufleet.observed.cache import CacheView
+from gpufleet.api.v1alpha1 import Condition, Placement, ReplicaPlacement, Site, Workload
+from gpufleet.observed.cache import HUB, CacheView, ClusterState
 from gpufleet.observed.records import LABEL_ORIGIN, PodRecord
 from gpufleet.observed.translate import RUNNING_PHASES, Inputs, timestamp
 from gpufleet.sites.dispatch import pod_name
@@ -28,6 +30,8 @@ class StatusChange:
     finished: bool = False
     # Set the SiteReachable condition to this status ("True"/"False") with the reason above.
     site_reachable: str | None = None
+    # Set the Running condition to this status with the reason above.
+    running: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,94 +71,230 @@ def _pods_by_workload(view: CacheView) -> dict[str, list[tuple[str, PodRecord]]]
 def plan_lifecycle(
     view: CacheView, inputs: Inputs, now: float, origin: str, site_loss_after: float = 90.0
 ) -> LifecyclePlan:
+    """The lifecycle of every placed workload, in three steps:
+
+    1. each workload's own pods (by uid), and where it is placed;
+    2. by the state of its site: silent (`_silent_site`), back after silence
+       (`_site_back`), or answering (`plan_one`, from its pods' phases);
+    3. our pods no placement accounts for, in the clusters of Sites in use (`_strays`).
+    """
     plan = LifecyclePlan()
     pods_of = _pods_by_workload(view)
     keep: set[tuple[str, str]] = set()  # (cluster, pod key) that belong where they are
-
     for key, wl in inputs.workload_models.items():
-        status = wl.status
-        phase = status.phase if status and status.phase else "Pending"
-        placement = status.placement if status else None
-        mine = [
-            (c, p)
-            for c, p in pods_of.get(key, [])
-            if p.labels.get("gpufleet.io/workload-uid") == wl.metadata.uid
-        ]
-        if phase in ("Succeeded", "Failed"):
-            # Finished pods stay for their logs; anything still running goes.
-            keep.update((c, p.key) for c, p in mine if p.terminal)
+        at = _placed(key, wl, pods_of, inputs, view, keep)  # 1
+        if at is None:
             continue
-        if placement is None or phase not in RUNNING_PHASES:
-            continue
-        cluster = inputs.site_cluster.get(placement.site)
-        pool = inputs.pool_models.get(placement.pool)
-        if cluster is None or pool is None:
-            continue
-        state = view.clusters.get(cluster)
-        expected = replica_pods(wl, placement)
-        present = {
-            p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting
-        }
-        keep.update((cluster, k) for k in present)
-        reachable = _condition_status(wl, "SiteReachable")
-        if state is not None and not state.connected:
-            silent = now - state.lease_renewed_at
-            if reachable != "False":
-                then = (
-                    "the workload waits for it (onSiteLoss: Wait)"
-                    if wl.spec.on_site_loss == "Wait"
-                    else f"the workload is placed again once {site_loss_after:.0f}s pass without a fence renewal"
-                )
-                plan.changes.append(
-                    StatusChange(
-                        key,
-                        phase,
-                        "SiteUnreachable",
-                        f"site {placement.site} does not answer ({state.reason}); {then}",
-                        site_reachable="False",
-                    )
-                )
-                continue
-            if silent > site_loss_after and wl.spec.on_site_loss == "Requeue":
-                # The site's agent has stopped our pods there by now (fence < site_loss_after).
-                plan.changes.append(
-                    StatusChange(
-                        key,
-                        "Pending",
-                        "SiteLost",
-                        f"site {placement.site} unreachable, no fence renewal for {silent:.0f}s; placing the workload again",
-                        clear_placement=True,
-                    )
-                )
-            continue
-        if state is None or "pods" not in state.synced:
+        keep.update((at.cluster, k) for k in at.present)
+        reachable = _condition(wl, "SiteReachable")
+        if at.state is not None and not at.state.connected:  # 2
+            _silent_site(plan, at, inputs, reachable, now, site_loss_after)
+        elif at.state is None or "pods" not in at.state.synced:
             continue  # nothing can be known or done about this site's pods right now
-        if reachable == "False":
+        elif reachable is not None and reachable.status == "False":
+            _site_back(plan, at, inputs)
+        else:
+            plan_one(
+                plan,
+                key,
+                wl,
+                at.phase,
+                at.cluster,
+                at.placement.site,
+                at.resource,
+                at.expected,
+                at.present,
+                now,
+            )
+    plan.deletes.extend(_strays(view, inputs, origin, keep))  # 3
+    return plan
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A workload placed at a site, with what is known of that site and of its pods."""
+
+    key: str
+    wl: Workload
+    phase: str
+    placement: Placement
+    cluster: str
+    resource: str
+    state: ClusterState | None
+    expected: dict[str, ReplicaPlacement]
+    present: dict[str, PodRecord]
+
+
+def _placed(
+    key: str,
+    wl: Workload,
+    pods_of: dict[str, list[tuple[str, PodRecord]]],
+    inputs: Inputs,
+    view: CacheView,
+    keep: set[tuple[str, str]],
+) -> _Placed | None:
+    """Where the workload is placed and which of its pods are there; None for one that is
+    not placed (a finished one's finished pods are kept for their logs)."""
+    status = wl.status
+    phase = status.phase if status and status.phase else "Pending"
+    placement = status.placement if status else None
+    mine = [
+        (c, p)
+        for c, p in pods_of.get(key, [])
+        if p.labels.get("gpufleet.io/workload-uid") == wl.metadata.uid
+    ]
+    if phase in ("Succeeded", "Failed"):
+        # Finished pods stay for their logs; anything still running goes.
+        keep.update((c, p.key) for c, p in mine if p.terminal)
+        return None
+    if placement is None or phase not in RUNNING_PHASES:
+        return None
+    cluster = inputs.site_cluster.get(placement.site)
+    pool = inputs.pool_models.get(placement.pool)
+    if cluster is None or pool is None:
+        return None
+    expected = replica_pods(wl, placement)
+    present = {p.key: p for c, p in mine if c == cluster and p.key in expected and not p.deleting}
+    return _Placed(
+        key,
+        wl,
+        phase,
+        placement,
+        cluster,
+        pool.spec.resource_name,
+        view.clusters.get(cluster),
+        expected,
+        present,
+    )
+
+
+# The SiteReachable reasons of a workload whose site is silent.
+UNREACHABLE = "SiteUnreachable"  # silent; the workload stays where it is
+FENCE_UNCONFIRMED = "FenceUnconfirmed"  # would move, but nothing says its pods stopped
+
+
+def fence_evidence(site: Site | None, state: ClusterState, placement: Placement) -> str | None:
+    """What says the pods of `placement` are stopped at its silent site, or None.
+
+    A workload is placed elsewhere only on evidence, never on silence alone: silence cannot
+    tell a cut link (the pods run on) from a dead site. Evidence is the member's own agent
+    confirming its fence (read back by the operator), or a declaration on the Site by a
+    person (`gpufleet site declare-lost`) or a configured external fence, made after the
+    placement was admitted.
+    """
+    admitted = timestamp(placement.admitted_at)
+    confirmed = state.fence_confirmed_at
+    if confirmed is not None and confirmed >= admitted and state.fence_record is not None:
+        return (
+            f"the site's fence agent stopped gpufleet's pods there at"
+            f" {state.fence_record.fenced_at}"
+        )
+    declared = site.spec.loss_declaration if site is not None else None
+    if declared is not None and declared.at.timestamp() >= admitted:
+        how = "declared lost" if declared.method == "Manual" else "fenced externally"
+        why = f" ({declared.reason})" if declared.reason else ""
+        return f"the site was {how} by {declared.by} at {declared.at.isoformat()}{why}"
+    return None
+
+
+def _silent_site(
+    plan: LifecyclePlan,
+    at: _Placed,
+    inputs: Inputs,
+    reachable: Condition | None,
+    now: float,
+    site_loss_after: float,
+) -> None:
+    """A workload whose site does not answer: say so; move it only on evidence."""
+    assert at.state is not None
+    site = at.placement.site
+    wl = at.wl
+    if reachable is None or reachable.status != "False":
+        then = (
+            "the workload waits for it (onSiteLoss: Wait)"
+            if wl.spec.on_site_loss == "Wait"
+            else "the workload is placed again once its pods there are known stopped"
+        )
+        plan.changes.append(
+            StatusChange(
+                at.key,
+                at.phase,
+                UNREACHABLE,
+                f"site {site} does not answer ({at.state.reason}); {then}",
+                site_reachable="False",
+            )
+        )
+        return
+    if wl.spec.on_site_loss != "Requeue":
+        return
+    evidence = fence_evidence(inputs.site_models.get(site), at.state, at.placement)
+    if evidence is not None:
+        plan.changes.append(
+            StatusChange(
+                at.key,
+                "Pending",
+                "SiteLost",
+                f"site {site} unreachable and {evidence}; placing the workload again",
+                clear_placement=True,
+            )
+        )
+        return
+    silent = now - at.state.lease_renewed_at
+    if silent > site_loss_after and reachable.reason != FENCE_UNCONFIRMED:
+        plan.changes.append(
+            StatusChange(
+                at.key,
+                at.phase,
+                FENCE_UNCONFIRMED,
+                f"site {site} silent for {silent:.0f}s, but nothing confirms its pods stopped"
+                f" (its fence agent cannot be read); the workload waits until the site"
+                f" answers, or `gpufleet site declare-lost {site}` records that they did",
+                site_reachable="False",
+            )
+        )
+
+
+def _site_back(plan: LifecyclePlan, at: _Placed, inputs: Inputs) -> None:
+    """The site answers again. If its agent fenced meanwhile, a `Requeue` workload's pods
+    are gone: it is placed again (anywhere); otherwise the condition clears and its pods,
+    if they went, are created again at the same epoch."""
+    assert at.state is not None
+    site = at.placement.site
+    if at.wl.spec.on_site_loss == "Requeue":
+        evidence = fence_evidence(inputs.site_models.get(site), at.state, at.placement)
+        if evidence is not None:
             plan.changes.append(
                 StatusChange(
-                    key,
-                    phase,
-                    "SiteReachable",
-                    f"site {placement.site} answers again",
+                    at.key,
+                    "Pending",
+                    "SiteLost",
+                    f"site {site} answers again, but {evidence}; placing the workload again",
+                    clear_placement=True,
                     site_reachable="True",
                 )
             )
-            continue
-        plan_one(
-            plan,
-            key,
-            wl,
-            phase,
-            cluster,
-            placement.site,
-            pool.spec.resource_name,
-            expected,
-            present,
-            now,
+            return
+    plan.changes.append(
+        StatusChange(
+            at.key,
+            at.phase,
+            "SiteReachable",
+            f"site {site} answers again",
+            site_reachable="True",
         )
+    )
 
-    for cluster, state in view.clusters.items():
-        if not state.connected or "pods" not in state.synced:
+
+def _strays(
+    view: CacheView, inputs: Inputs, origin: str, keep: set[tuple[str, str]]
+) -> list[PodDelete]:
+    """Our pods that no current placement accounts for, in the hub and in the clusters of
+    the Sites in use. A Site set aside (a second Site on a claimed cluster) sweeps nothing:
+    its sweep would delete the pods the first Site's placements keep."""
+    in_use = set(inputs.site_cluster.values()) | {HUB}
+    out = []
+    for cluster, state in sorted(view.clusters.items()):
+        if cluster not in in_use or not state.connected or "pods" not in state.synced:
             continue
         stray = tuple(
             sorted(
@@ -167,10 +307,8 @@ def plan_lifecycle(
             )
         )
         if stray:
-            plan.deletes.append(
-                PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement")
-            )
-    return plan
+            out.append(PodDelete(cluster=cluster, pods=stray, reason="NotPartOfAnyPlacement"))
+    return out
 
 
 def replica_pods(wl: Workload, placement: Placement) -> dict[str, ReplicaPlacement]:
@@ -183,10 +321,10 @@ def replica_pods(wl: Workload, placement: Placement) -> dict[str, ReplicaPlaceme
     }
 
 
-def _condition_status(wl: Workload, type_: str) -> str | None:
+def _condition(wl: Workload, type_: str) -> Condition | None:
     for cond in (wl.status.conditions if wl.status else None) or []:
         if cond.type == type_:
-            return cond.status
+            return cond
     return None
 
 
@@ -242,6 +380,20 @@ def plan_one(
         plan.creates.append(
             PodCreate(key, cluster, site, placement.epoch, nodes, missing, resource)
         )
+        if phase == "Running":
+            # Its pods were running and some went (a fence, a person, a node): they come
+            # back at the same epoch, and the workload says so instead of claiming Running.
+            replicas = ", ".join(str(i) for i in missing)
+            plan.changes.append(
+                StatusChange(
+                    key,
+                    "Admitted",
+                    "PodsRecreated",
+                    f"replica(s) {replicas} of epoch {placement.epoch} were gone from {site};"
+                    " created again",
+                    running="False",
+                )
+            )
         return
     if phase == "Admitted" and all(p.phase in ("Running", "Succeeded") for p in present.values()):
         plan.changes.append(

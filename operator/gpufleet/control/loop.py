@@ -57,7 +57,14 @@ from gpufleet.metrics import (
     WorkloadGroup,
 )
 from gpufleet.observed.cache import HUB, CacheView, FleetCache
-from gpufleet.observed.translate import Inputs, ParseCache, real_node_name, translate
+from gpufleet.observed.translate import (
+    INVALID_SPEC,
+    Excluded,
+    Inputs,
+    ParseCache,
+    real_node_name,
+    translate,
+)
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.manager import ConnectionManager
 
@@ -152,6 +159,10 @@ class SchedulingLoop:
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
         self._parsed: ParseCache = {}
+        # Objects the core refused: (kind, key) -> (resourceVersion, rule, message); kept out
+        # until they change.
+        self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self.max_refusals = 32
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -174,25 +185,15 @@ class SchedulingLoop:
         view = self.cache.view()  # 1
         hub = view.clusters.get(HUB)
         namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed, now)  # 2
+        inputs = translate(view, namespaces, self._parsed, self._still_refused(view), now)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
-        self.connections.reconcile(inputs.site_models)  # 3
+        self.connections.reconcile(inputs.parsed_sites)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
         lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
         self._apply_lifecycle(view.workloads, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
-        # A workload whose phase just changed is not placed again this cycle, but if it holds
-        # nodes it still counts: leaving it out would make its accelerators look free.
-        usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
-        result: core.CycleResult | None = None
-        try:
-            snapshot = core.Snapshot.build(
-                inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
-            )
-            result = core.schedule(snapshot)  # 5
-        except core.ModelError as exc:
-            log.error("the fleet could not be scheduled: %s", exc)
+        inputs, result = self._schedule(view, namespaces, inputs, busy, now)  # 5
         if result is not None:
             evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
             # An admission that counted on room from an eviction that was not recorded would
@@ -211,6 +212,61 @@ class SchedulingLoop:
         self.last_cycle_at = time.time()
         if self.metrics is not None:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
+
+    # -- 2, 5: objects the core refuses ------------------------------------------
+    def _still_refused(self, view: CacheView) -> Excluded:
+        """What the core refused in earlier cycles and has not changed since."""
+        tables = {
+            "Site": view.sites,
+            "GpuPool": view.pools,
+            "Queue": view.queues,
+            "Workload": view.workloads,
+        }
+        kept: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for (kind, key), (version, rule, message) in self._refused.items():
+            body = tables[kind].get(key)
+            if body is not None and _version(body) == version:
+                kept[(kind, key)] = (version, rule, message)
+        self._refused = kept
+        return {k: (rule, message) for k, (_, rule, message) in kept.items()}
+
+    def _schedule(
+        self,
+        view: CacheView,
+        namespaces: dict[str, dict[str, str]],
+        inputs: Inputs,
+        busy: set[str],
+        now: float,
+    ) -> tuple[Inputs, core.CycleResult | None]:
+        """Build the snapshot and run the core. An object the core refuses (`ModelError`
+        names it) is set aside with the core's words and the rest is tried again: one object
+        never costs the fleet a cycle. Returns the inputs the core ran on."""
+        for _ in range(self.max_refusals):
+            # A workload whose phase just changed is not placed again this cycle, but if it
+            # holds nodes it still counts: leaving it out would make its accelerators look free.
+            usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
+            try:
+                snapshot = core.Snapshot.build(
+                    inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
+                )
+                return inputs, core.schedule(snapshot)
+            except core.ModelError as exc:
+                culprit = _refused_object(exc, inputs)
+                if culprit is None or culprit in self._refused:
+                    log.error("the fleet could not be scheduled: %s", exc)
+                    return inputs, None
+                kind, key = culprit
+                table = {
+                    "Site": view.sites,
+                    "GpuPool": view.pools,
+                    "Queue": view.queues,
+                    "Workload": view.workloads,
+                }[kind]
+                log.warning("%s %s set aside: %s", kind, key, exc)
+                self._refused[culprit] = (_version(table.get(key) or {}), INVALID_SPEC, str(exc))
+                inputs = translate(view, namespaces, self._parsed, self._still_refused(view))
+        log.error("the fleet could not be scheduled: over %d objects refused", self.max_refusals)
+        return inputs, None
 
     # -- 4 ----------------------------------------------------------------------
     def _apply_lifecycle(self, bodies: Bodies, plan: LifecyclePlan, now: float) -> Applied:
@@ -242,14 +298,16 @@ class SchedulingLoop:
             clear_placement=c.clear_placement,
             now=now,
             site_reachable=c.site_reachable,
+            running=c.running,
         )
         written = self._write_workload(body, patch)
         if written is not None:
-            self._event(body, "Warning" if c.phase == "Failed" else "Normal", c.reason, c.message)
+            warn = c.phase == "Failed" or c.reason in ("PodsRecreated", "FenceUnconfirmed")
+            self._event(body, "Warning" if warn else "Normal", c.reason, c.message)
             if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
                 self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
             elif c.reason == "SiteLost" and self.metrics is not None:
-                # Past the fence the site's agent has stopped the pods; the workload moves.
+                # On evidence that the site's pods are stopped; the workload moves.
                 self.metrics.count_eviction(EvictionReason.SITE_FENCED)
         return written
 
@@ -518,6 +576,21 @@ class SchedulingLoop:
 
     def _run_all(self, tasks: Iterable[Callable[[], T]]) -> list[T | None]:
         return self._outcomes(self._submit(tasks))
+
+
+def _version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _refused_object(exc: core.ModelError, inputs: Inputs) -> tuple[str, str] | None:
+    """The API object behind what the core refused: a node's is its pool's."""
+    if exc.kind == "Node":
+        node = next((n for n in inputs.nodes if n.name == exc.name), None)
+        return None if node is None else ("GpuPool", node.pool)
+    kind = {"Pool": "GpuPool"}.get(exc.kind, exc.kind)
+    if kind not in ("Site", "GpuPool", "Queue", "Workload"):
+        return None
+    return kind, exc.name
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:

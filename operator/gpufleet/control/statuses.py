@@ -98,6 +98,9 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
         status.get("conditions"), "Evicted", "True", eviction.reason, message, gen, now
     )
     conds = set_condition(conds, "Admitted", "False", eviction.reason, message, gen, now)
+    if any(c.get("type") == "Running" for c in conds):
+        # Its pods are being stopped: it no longer runs.
+        conds = set_condition(conds, "Running", "False", eviction.reason, message, gen, now)
     # The latest evictions, kept for the queue's eviction cap (16 at most, as the API says).
     times = [*(status.get("evictionTimes") or []), rfc3339(now)][-16:]
     return {
@@ -121,6 +124,7 @@ def lifecycle_status(
     clear_placement: bool,
     now: float,
     site_reachable: str | None = None,
+    running: str | None = None,
 ) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
@@ -128,8 +132,13 @@ def lifecycle_status(
     conds = status.get("conditions")
     if site_reachable is not None:
         conds = set_condition(conds, "SiteReachable", site_reachable, reason, message, gen, now)
+    if running is not None:
+        conds = set_condition(conds, "Running", running, reason, message, gen, now)
     if started:
-        patch["startedAt"] = rfc3339(now)
+        # Pods created again at the same epoch keep the first start: maxRuntimeSeconds counts
+        # from it.
+        if not status.get("startedAt"):
+            patch["startedAt"] = rfc3339(now)
         conds = set_condition(conds, "Running", "True", reason, message, gen, now)
     if finished:
         patch["finishedAt"] = rfc3339(now)
@@ -137,7 +146,10 @@ def lifecycle_status(
         conds = set_condition(conds, "Finished", "True", reason, message, gen, now)
     if clear_placement:
         patch["placement"] = None
+        patch["startedAt"] = None
         conds = set_condition(conds, "Admitted", "False", reason, message, gen, now)
+        if any(c.get("type") == "Running" for c in conds or []):
+            conds = set_condition(conds, "Running", "False", reason, message, gen, now)
     patch["conditions"] = conds
     return patch
 

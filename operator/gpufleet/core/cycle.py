@@ -388,7 +388,14 @@ class Cycle:
         ratio = self.history.ratio
         for r in self._static_victims(pool):
             vq = snap.run_queue[r]
-            if vq == q or r in self.evicted or not snap.queues[vq].reclaimable:
+            # Work left on a queue that gained children is never reclaimed: its queue shares
+            # its ancestors with the children, so no reclaim could be weighed fairly.
+            if (
+                vq == q
+                or r in self.evicted
+                or not snap.queues[vq].reclaimable
+                or not snap.is_leaf[vq]
+            ):
                 continue
             # Over time too: take only from a queue that got more of its fair share than
             # the reclaiming one (even when neither has history).

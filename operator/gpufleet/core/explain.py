@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.fairshare import INF
-from gpufleet.core.model import SiteVerdict, Workload
+from gpufleet.core.model import Site, SiteVerdict, Workload
 from gpufleet.core.placement import domain_sums, topology_level
 from gpufleet.core.snapshot import IntArray, Snapshot
 
@@ -101,90 +101,125 @@ class _Rooms:
 def pool_verdict(
     snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int, rooms: _Rooms
 ) -> _PoolVerdict:
-    pool = snap.pools[p]
-    site = snap.sites[snap.pool_site[p]].name
-    cls = snap.pool_class[p]
-    a = w.accelerators_per_replica
+    """How far the workload's minimum gets in pool `p`: its queue's quota, the site's
+    power, room on the nodes, then the required topology. The first stage it fails
+    speaks; a workload that passes them all fits (room appeared after its turn)."""
     kmin = w.min_replicas
-    need = kmin * a
-    quota = st.quota_room(queue, cls, a)
-    if quota < kmin:
-        binding = min(
-            (x for x in snap.chains[queue] if snap.limit[x][cls] != INF),
-            key=lambda x: snap.limit[x][cls] - st.alloc[x][cls],
-        )
-        left = int(snap.limit[binding][cls] - st.alloc[binding][cls])
-        name = snap.queues[binding].name
-        return _PoolVerdict(
-            0,
-            "QuotaLimitReached",
-            f"queue {name} has {max(left, 0)} {pool.accelerator_class} accelerators left"
-            f" under its limit of {int(snap.limit[binding][cls])}; {need} needed",
-            f"raise the {pool.accelerator_class} limit of queue {name} by {need - max(left, 0)}",
-        )
+    a = w.accelerators_per_replica
+    if st.quota_room(queue, snap.pool_class[p], a) < kmin:
+        return _quota_verdict(snap, st, w, queue, p)
     power = st.power_room(p, a)
     if power < kmin:
-        s = snap.pool_site[p]
-        left_w = snap.power_budget[s] - st.power[s]
-        need_w = need * pool.watts_per_accelerator
-        nearest = (
-            _fewer(site, w, int(power))
-            if power >= 1
-            else f"raise the power budget of {site} by {need_w - left_w:.0f} W"
-        )
-        return _PoolVerdict(
-            1,
-            "PowerBudgetExceeded",
-            f"site {site} has {max(left_w, 0):.0f} W of its power budget left;"
-            f" {kmin} replicas in pool {pool.name} need {need_w:.0f} W",
-            nearest,
-        )
-    lay = snap.layouts[p]
+        return _power_verdict(snap, st, w, p, power)
     total = int(rooms.fit(p, w).sum())
     if total < kmin:
-        rule = _binding_resource(rooms.stage_totals(p, w), kmin)
-        largest = int(snap.acc_cap[lay.start : lay.end].max()) if lay.end > lay.start else 0
-        if a > largest:
-            # No amount of waiting helps: the replica is larger than any node.
-            nearest = f"ask for at most {largest} accelerators per replica in pool {pool.name}"
-        elif total >= 1:
-            nearest = _fewer(site, w, total)
-        else:
-            nearest = (
-                f"free room for {_replicas(kmin)} ({a} {pool.accelerator_class} accelerators"
-                f" each, on one node) in pool {pool.name}"
-            )
-        return _PoolVerdict(
-            2,
-            rule,
-            f"pool {pool.name} has room for {total} of {_replicas(kmin)} of {a} accelerators",
-            nearest,
-        )
+        return _room_verdict(snap, w, p, total, rooms)
     if w.required_topology is not None:
-        level = topology_level(pool.topology_keys, w.required_topology)
-        if level is None:
-            return _PoolVerdict(
-                3,
-                "TopologyUnsatisfiable",
-                f"pool {pool.name} has no topology level {w.required_topology!r}",
-                f"drop the required topology {w.required_topology!r}",
-            )
-        best = rooms.best_domain(p, w, level)
-        if best < kmin:
-            return _PoolVerdict(
-                3,
-                "TopologyUnsatisfiable",
-                f"pool {pool.name} holds {total} replicas but at most {best} in one"
-                f" {w.required_topology}",
-                _fewer(site, w, best)
-                if best >= 1
-                else f"drop the required topology {w.required_topology!r}",
-            )
+        short = _topology_verdict(snap, w, p, total, w.required_topology, rooms)
+        if short is not None:
+            return short
     return _PoolVerdict(
         4,
         "Fits",
-        f"room for the workload appeared in pool {pool.name} after its turn",
+        f"room for the workload appeared in pool {snap.pools[p].name} after its turn",
         "none needed: it is considered again next cycle",
+    )
+
+
+def _quota_verdict(snap: Snapshot, st: CycleState, w: Workload, queue: int, p: int) -> _PoolVerdict:
+    """Stage 0: the limited queue on the chain with the least room left is the binding one."""
+    pool = snap.pools[p]
+    cls = snap.pool_class[p]
+    need = w.min_replicas * w.accelerators_per_replica
+    binding = min(
+        (x for x in snap.chains[queue] if snap.limit[x][cls] != INF),
+        key=lambda x: snap.limit[x][cls] - st.alloc[x][cls],
+    )
+    left = int(snap.limit[binding][cls] - st.alloc[binding][cls])
+    name = snap.queues[binding].name
+    return _PoolVerdict(
+        0,
+        "QuotaLimitReached",
+        f"queue {name} has {max(left, 0)} {pool.accelerator_class} accelerators left"
+        f" under its limit of {int(snap.limit[binding][cls])}; {need} needed",
+        f"raise the {pool.accelerator_class} limit of queue {name} by {need - max(left, 0)}",
+    )
+
+
+def _power_verdict(
+    snap: Snapshot, st: CycleState, w: Workload, p: int, power: float
+) -> _PoolVerdict:
+    """Stage 1: the site's power budget holds `power` replicas, fewer than the minimum."""
+    pool = snap.pools[p]
+    s = snap.pool_site[p]
+    site = snap.sites[s].name
+    kmin = w.min_replicas
+    left_w = snap.power_budget[s] - st.power[s]
+    need_w = kmin * w.accelerators_per_replica * pool.watts_per_accelerator
+    nearest = (
+        _fewer(site, w, int(power))
+        if power >= 1
+        else f"raise the power budget of {site} by {need_w - left_w:.0f} W"
+    )
+    return _PoolVerdict(
+        1,
+        "PowerBudgetExceeded",
+        f"site {site} has {max(left_w, 0):.0f} W of its power budget left;"
+        f" {kmin} replicas in pool {pool.name} need {need_w:.0f} W",
+        nearest,
+    )
+
+
+def _room_verdict(snap: Snapshot, w: Workload, p: int, total: int, rooms: _Rooms) -> _PoolVerdict:
+    """Stage 2: the pool's nodes hold `total` replicas, fewer than the minimum; the
+    rule names the first resource that is short."""
+    pool = snap.pools[p]
+    lay = snap.layouts[p]
+    a = w.accelerators_per_replica
+    kmin = w.min_replicas
+    largest = int(snap.acc_cap[lay.start : lay.end].max()) if lay.end > lay.start else 0
+    if a > largest:
+        # No amount of waiting helps: the replica is larger than any node.
+        nearest = f"ask for at most {largest} accelerators per replica in pool {pool.name}"
+    elif total >= 1:
+        nearest = _fewer(snap.sites[snap.pool_site[p]].name, w, total)
+    else:
+        nearest = (
+            f"free room for {_replicas(kmin)} ({a} {pool.accelerator_class} accelerators"
+            f" each, on one node) in pool {pool.name}"
+        )
+    return _PoolVerdict(
+        2,
+        _binding_resource(rooms.stage_totals(p, w), kmin),
+        f"pool {pool.name} has room for {total} of {_replicas(kmin)} of {a} accelerators",
+        nearest,
+    )
+
+
+def _topology_verdict(
+    snap: Snapshot, w: Workload, p: int, total: int, required: str, rooms: _Rooms
+) -> _PoolVerdict | None:
+    """Stage 3: the pool has no such topology level, or no domain of it holds the
+    minimum; None when one does."""
+    pool = snap.pools[p]
+    level = topology_level(pool.topology_keys, required)
+    if level is None:
+        return _PoolVerdict(
+            3,
+            "TopologyUnsatisfiable",
+            f"pool {pool.name} has no topology level {required!r}",
+            f"drop the required topology {required!r}",
+        )
+    best = rooms.best_domain(p, w, level)
+    if best >= w.min_replicas:
+        return None
+    return _PoolVerdict(
+        3,
+        "TopologyUnsatisfiable",
+        f"pool {pool.name} holds {total} replicas but at most {best} in one {required}",
+        _fewer(snap.sites[snap.pool_site[p]].name, w, best)
+        if best >= 1
+        else f"drop the required topology {required!r}",
     )
 
 
@@ -218,7 +253,25 @@ def _names(items: Sequence[str], last: str = "and") -> str:
 def _site_verdict(
     snap: Snapshot, st: CycleState, w: Workload, queue: int, s: int, name: str, rooms: _Rooms
 ) -> SiteVerdict:
-    site = snap.sites[s]
+    """The site's own rules first (where it is, what it is certified for, who may use
+    it, whether it takes work), then the furthest any of its candidate pools got."""
+    refused = _location_verdict(snap.sites[s], name, w)
+    if refused is None:
+        refused = _gate_verdict(snap, w, queue, s, name)
+    if refused is not None:
+        return refused
+    pools = _candidate_pools(snap, w, s)
+    if not pools:
+        return _no_pool_verdict(snap, w, s, name)
+    best = max(
+        (pool_verdict(snap, st, w, queue, p, rooms) for p in pools),
+        key=lambda v: v.stage,
+    )
+    return SiteVerdict(name, best.rule, best.message, best.nearest)
+
+
+def _location_verdict(site: Site, name: str, w: Workload) -> SiteVerdict | None:
+    """The workload's residency: where the site is, and what it is certified for."""
     res = w.residency
     if not res.allows_location(site):
         allowed = _names(sorted(res.jurisdictions | res.regions))
@@ -238,6 +291,13 @@ def _site_verdict(
             f"site {name} lacks certification {_names(sorted(missing))}",
             f"certify site {name} for {', '.join(sorted(missing))}",
         )
+    return None
+
+
+def _gate_verdict(snap: Snapshot, w: Workload, queue: int, s: int, name: str) -> SiteVerdict | None:
+    """Whether the site takes the workload at all: its queue's entitlement, the
+    site's connection and whether it is cordoned."""
+    site = snap.sites[s]
     if not snap.entitled[queue][s]:
         return SiteVerdict(
             name,
@@ -253,21 +313,17 @@ def _site_verdict(
         return SiteVerdict(
             name, "SiteUnschedulable", f"site {name} is cordoned", f"uncordon site {name}"
         )
+    return None
+
+
+def _candidate_pools(snap: Snapshot, w: Workload, s: int) -> list[int]:
+    """The site's pools of a class the workload accepts, in the order it prefers them:
+    by its class order, then the cheaper pool, then the pool's index."""
     pools = [
         p
         for p in range(len(snap.pools))
         if snap.pool_site[p] == s and snap.pools[p].accelerator_class in w.accelerator_classes
     ]
-    if not pools:
-        others = sorted(
-            {snap.pools[p].accelerator_class for p, x in enumerate(snap.pool_site) if x == s}
-        )
-        return SiteVerdict(
-            name,
-            "AcceleratorClassUnavailable",
-            f"site {name} has no pool of {_names(w.accelerator_classes, 'or')}",
-            f"accept accelerator class {others[0]}" if others else None,
-        )
     pools.sort(
         key=lambda p: (
             w.accelerator_classes.index(snap.pools[p].accelerator_class),
@@ -275,11 +331,20 @@ def _site_verdict(
             p,
         )
     )
-    best = max(
-        (pool_verdict(snap, st, w, queue, p, rooms) for p in pools),
-        key=lambda v: v.stage,
+    return pools
+
+
+def _no_pool_verdict(snap: Snapshot, w: Workload, s: int, name: str) -> SiteVerdict:
+    """No pool of an accepted class at the site: suggest the first class it has."""
+    others = sorted(
+        {snap.pools[p].accelerator_class for p, x in enumerate(snap.pool_site) if x == s}
     )
-    return SiteVerdict(name, best.rule, best.message, best.nearest)
+    return SiteVerdict(
+        name,
+        "AcceleratorClassUnavailable",
+        f"site {name} has no pool of {_names(w.accelerator_classes, 'or')}",
+        f"accept accelerator class {others[0]}" if others else None,
+    )
 
 
 class VerdictTable(Mapping[str, list[SiteVerdict]]):

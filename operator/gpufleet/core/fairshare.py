@@ -64,8 +64,9 @@ def fair_shares(
 ) -> list[list[float]]:
     """Fair share [queue][class] for a forest given by `parents` (-1 = top level).
 
-    `demand` is a leaf's own demand (allocated + pending); internal queues get
-    the sum of their children's, everything capped by `limit`.
+    `demand` is a queue's own demand: a leaf's allocated + pending; an internal
+    queue's own running work (from before it had children), to which the sum of
+    its children's is added. Everything is capped by `limit`.
     """
     n = len(parents)
     n_classes = len(capacity)
@@ -77,7 +78,7 @@ def fair_shares(
     capped = [[0.0] * n_classes for _ in range(n)]
     for q in order:
         for c in range(n_classes):
-            own = demand[q][c] if not children[q] else sum(capped[k][c] for k in children[q])
+            own = demand[q][c] + sum(capped[k][c] for k in children[q])
             capped[q][c] = min(own, limit[q][c])
     share = [[0.0] * n_classes for _ in range(n)]
     for c in range(n_classes):

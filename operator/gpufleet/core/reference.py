@@ -265,7 +265,7 @@ class _Ref:
                 continue
             vq = self.queue_of[v.queue]
             vqueue = snap.queues[vq]
-            if reclaim and (vq == q or not vqueue.reclaimable):
+            if reclaim and (vq == q or not vqueue.reclaimable or not snap.is_leaf[vq]):
                 continue
             if not reclaim and (vq != q or v.priority >= w.priority):
                 continue

@@ -102,7 +102,8 @@ class Snapshot:
          1. sites and pools, each pool at a known site;
          2. nodes, sorted so that pools and topology domains are slices;
          3. the queue tree: parents known, no cycles;
-         4. workloads on known leaf queues, split into running (on known pools) and pending;
+         4. workloads on known queues, split into running (on known pools) and pending, the
+            pending ones on leaf queues only;
          5. every accelerator class named, and each pool's;
          6. what running workloads hold, per workload, site and queue;
          7. node arrays: capacity, and what running replicas leave free;
@@ -258,8 +259,11 @@ def _split_work(workloads: Iterable[Workload], tree: _QueueTree, places: _Places
     for w in work:
         if w.queue not in tree.index:
             raise ModelError("Workload", w.key, "queue", f"names unknown queue {w.queue!r}")
+        # Running work keeps running where a child queue was added under its queue: it counts
+        # in that queue and its ancestors, is never a reclaim victim, and nothing new is
+        # admitted to the queue (docs/scheduling.md, "Queues that gain children").
         violation = leaf_queue_violation(w.key, w.queue, tree.with_children)
-        if violation is not None:
+        if violation is not None and w.placement is None:
             raise violation
     running = tuple(sorted((w for w in work if w.placement is not None), key=_key))
     for w in running:
@@ -311,6 +315,7 @@ class _Held:
     accelerators: tuple[int, ...]  # total accelerators held (all replicas)
     power_used: tuple[float, ...]  # per site
     allocated: list[list[int]]  # [queue][class], descendants included
+    direct: list[list[int]]  # [queue][class], the queue's own workloads only
 
 
 def _held(
@@ -327,6 +332,7 @@ def _held(
     accelerators: list[int] = []
     power_used = [0.0] * len(places.sites)
     allocated = [[0] * n_classes for _ in range(len(tree.queues))]
+    direct = [[0] * n_classes for _ in range(len(tree.queues))]
     for w in running:
         assert w.placement is not None
         pl = w.placement
@@ -342,8 +348,15 @@ def _held(
         c = pool_class[p]
         for q in tree.chains[tree.index[w.queue]]:
             allocated[q][c] += total
+        direct[tree.index[w.queue]][c] += total
     return _Held(
-        tuple(pools), tuple(queues), tuple(nodes), tuple(accelerators), tuple(power_used), allocated
+        tuple(pools),
+        tuple(queues),
+        tuple(nodes),
+        tuple(accelerators),
+        tuple(power_used),
+        allocated,
+        direct,
     )
 
 
@@ -437,7 +450,12 @@ def _queue_tables(
     deserved = [[float(x.deserved.get(c, 0)) for c in classes] for x in tree.queues]
     limit = [[float(x.limit.get(c, INF)) for c in classes] for x in tree.queues]
     weight = [[x.weight(c) for c in classes] for x in tree.queues]
-    demand = [[float(x) for x in row] for row in held.allocated]
+    # A leaf's demand starts from what it holds; a queue with children from what it holds
+    # itself (running work from before its children came), its children's added by fair_shares.
+    demand = [
+        [float(x) for x in (held.direct[q] if x_q.name in tree.with_children else row)]
+        for q, (x_q, row) in enumerate(zip(tree.queues, held.allocated, strict=True))
+    ]
     for w in pending:
         q = tree.index[w.queue]
         # Pending demand counts against the workload's first (preferred) class.

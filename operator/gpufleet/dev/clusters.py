@@ -4,7 +4,7 @@ Each cluster is created by `kwokctl --runtime binary` from the cached binaries
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), so tests
 talk to a real API server with real admission, scheduling and garbage
 collection; only the kubelets are simulated: by KWOK (`kubelet: kwok` groups,
-with the graceful pod-delete stage of `dev/stages.py`) or by hollow kubelets
+configured by `dev/kwokconfig.py`) or by hollow kubelets
 (`kubelet: hollow` groups, one kubemark process per node, `dev/hollow.py`).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.dev import hollow
+from gpufleet.dev.kwokconfig import kwokctl_config
 from gpufleet.dev.nodes import iter_node_manifests
-from gpufleet.dev.stages import stages_config
 from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
 from gpufleet.fleetfile import ClusterSpec, Fleet
 
@@ -186,13 +186,13 @@ def create_cluster(
     kubeconfig = state_dir() / fleet_name / f"{spec.name}.kubeconfig"
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
-    # KWOK's default stages, pod-delete made graceful (dev/stages.py); kwokctl copies
-    # them into the cluster's own configuration, so the file is read only here.
-    stages = kubeconfig.parent / "kwok-stages.yaml"
-    stages.write_text(stages_config())
+    # KWOK manages only its own nodes, with its default stages but a graceful pod-delete
+    # (dev/kwokconfig.py); kwokctl copies this into the cluster's own configuration.
+    config = kubeconfig.parent / "kwokctl.yaml"
+    config.write_text(kwokctl_config())
     args = [
         "--config",
-        str(stages),
+        str(config),
         "create",
         "cluster",
         "--name",
@@ -394,6 +394,7 @@ def up(
         alive = [c.name for c in existing.clusters.values() if cluster_processes(c.kwok_name)]
         if alive and reuse:
             progress(f"fleet {fleet_name} is already up; reusing it")
+            _restart_dead_clusters(existing, progress)
             _restart_hollow(existing, progress)
             return existing
         if alive:
@@ -475,6 +476,63 @@ def _bring_up(
 def _hollow_timeout(count: int) -> float:
     # About 20 s for one on an idle machine; they start in parallel and share the cores.
     return 120.0 + 5.0 * count
+
+
+# The processes kwokctl starts for a cluster (`--runtime binary`), as their command lines
+# name them.
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+)
+
+
+def missing_components(kwok_name: str) -> list[str]:
+    """The cluster's control-plane processes that are not running (killed, crashed)."""
+    seen: set[str] = set()
+    for pid in cluster_processes(kwok_name):
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+        except OSError:
+            continue
+        name = Path(argv0).name
+        for component in COMPONENTS:
+            if name == component or name.startswith(f"{component}-v"):
+                seen.add(component)
+    return [c for c in COMPONENTS if c not in seen]
+
+
+def restart_cluster(tools: Toolset, cluster: Cluster, timeout: float = 180) -> None:
+    """Stop what is left of a cluster's control plane and start it all again from its etcd
+    data: nodes, pods and every object survive; only the processes are new."""
+    _kwokctl(tools, "stop", "cluster", "--name", cluster.kwok_name, timeout=120)
+    for pid in cluster_processes(cluster.kwok_name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)  # what kwokctl stop left (it stops by pid files)
+    result = _kwokctl(
+        tools, "start", "cluster", "--name", cluster.kwok_name, "--wait", "2m", timeout=timeout
+    )
+    if result.returncode != 0:
+        raise FleetError(
+            f"kwokctl could not start cluster {cluster.name} again:\n"
+            f"{result.stderr.strip()[-2000:]}\n"
+            f"Logs: {kwok_workdir() / 'clusters' / cluster.kwok_name / 'logs'}; "
+            f"'gpufleet dev down --name {_fleet_of(cluster)}' and up again starts afresh."
+        )
+
+
+def _restart_dead_clusters(running: RunningFleet, progress: Progress) -> None:
+    """`up --reuse`: a cluster with a control-plane process gone is started again."""
+    dead = [(c, missing_components(c.kwok_name)) for c in running.clusters.values()]
+    dead = [(c, missing) for c, missing in dead if missing]
+    if not dead:
+        return
+    tools = find_tools()
+    for cluster, missing in dead:
+        progress(f"{cluster.name}: {', '.join(missing)} not running; restarting its control plane")
+        restart_cluster(tools, cluster)
 
 
 def _restart_hollow(running: RunningFleet, progress: Progress) -> None:

@@ -7,9 +7,11 @@ accelerators as extended resources, and admits or refuses pods bound to it as a
 real node does: a pod that does not fit ends Failed with reason `OutOf<resource>`.
 
 Each process runs detached from the command that started it, with its log, pid
-file, start arguments and temporary root directory under the fleet's state
-directory (`<cache>/fleets/<fleet>/hollow/`); `down` stops every kubemark process
-whose kubeconfig lies in that directory, so none survives its fleet.
+file and start arguments under the fleet's state directory
+(`<cache>/fleets/<fleet>/hollow/`); `down` stops every kubemark process whose
+kubeconfig lies in that directory, so none survives its fleet, and removes what
+kubemark leaves in /tmp (its root directory and its fake runtime's socket; kubemark
+fixes both paths).
 
 Graceful pod deletion: the fake runtime stops a container at once, so a deleted
 pod would vanish within a second whatever its grace period. In a cluster with
@@ -28,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,13 +137,18 @@ class HollowNode:
             "--use-host-image-service=false",
             f"--node-labels={self.node_labels}",
             f"--max-pods={self.max_pods}",
-            # Many kubelets share one host: each serves its API on its own free port
-            # (the API server reaches it there for logs and exec), and none serves the
-            # read-only port (10255 for all of them otherwise). Every other endpoint is
-            # a unix socket under the kubelet's own root directory (TMPDIR below).
+            # Many kubelets share one host, and a kubelet that cannot bind its port
+            # exits: each serves its API on a free port of its own (10250 for all of
+            # them otherwise), and none serves the read-only port (10255). Every other
+            # endpoint is a unix socket under the kubelet's own root directory.
             f"--kubelet-port={port}",
             "--kubelet-read-only-port=0",
         ]
+
+
+# kubemark makes its kubelet's root directory (static pods, pod logs, volumes; its
+# mounter is a fake) as /tmp/hollow-kubelet.<random> and logs where.
+_ROOT_DIR = re.compile(r"Using (/tmp/hollow-kubelet\.[0-9]+) as root dir for hollow-kubelet")
 
 
 def hollow_dir(state: Path, fleet_name: str) -> Path:
@@ -222,10 +231,6 @@ def start(tools: Toolset, state: Path, node: HollowNode) -> int:
     kubemark = tools.require_kubemark()
     base = hollow_dir(state, node.fleet)
     base.mkdir(parents=True, exist_ok=True)
-    # The kubelet's root directory, static-pod and pod-log dirs are made under TMPDIR:
-    # inside the fleet's directory they go when the fleet goes.
-    tmp = base / f"{node.name}.tmp"
-    tmp.mkdir(exist_ok=True)
     (base / f"{node.name}.json").write_text(json.dumps(asdict(node), indent=2))
     argv = node.argv(kubemark, _free_port())
     with (base / f"{node.name}.log").open("ab") as log:
@@ -236,7 +241,6 @@ def start(tools: Toolset, state: Path, node: HollowNode) -> int:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TMPDIR": str(tmp)},
             # Its own session: it outlives `gpufleet dev up` and a Ctrl-C there.
             start_new_session=True,
         )
@@ -276,38 +280,50 @@ def restart_dead(tools: Toolset, state: Path, fleet_name: str) -> list[HollowNod
     return restarted
 
 
-def _unix_socket_paths(pids: Iterable[int]) -> set[str]:
-    """Paths of unix sockets the processes hold (kubemark's fake runtime listens in /tmp)."""
-    inodes: set[str] = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
+def remove_stale_runtime_sockets() -> int:
+    """Remove kubemark fake-runtime sockets in /tmp that nothing listens on any more.
+
+    kubemark binds /tmp/kubelet_remote_<random>.sock (through a temporary name, so
+    the socket cannot be traced back to its process) and never removes it. A socket
+    file whose listener has gone refuses connections; one that is alive, another
+    fleet's, accepts and is left alone.
+    """
+    removed = 0
+    for path in Path("/tmp").glob("kubelet_remote_*.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1)
+            try:
+                probe.connect(str(path))
+            except ConnectionRefusedError:
                 with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[len("socket:[") : -1])
-    paths: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) >= 8 and fields[6] in inodes:
-                paths.add(fields[7])
-    return paths
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+def root_dirs(state: Path, fleet_name: str, nodes: Iterable[str]) -> set[Path]:
+    """Root directories the nodes' kubelets made in /tmp, each start's (read from their logs)."""
+    found: set[Path] = set()
+    for node in nodes:
+        with contextlib.suppress(OSError):
+            log = (hollow_dir(state, fleet_name) / f"{node}.log").read_text(errors="replace")
+            found.update(Path(m) for m in _ROOT_DIR.findall(log))
+    return found
 
 
 def stop_fleet(state: Path, fleet_name: str, *, cluster: str | None = None) -> int:
     """Stop the fleet's kubemark processes (or one cluster's); returns how many were running.
 
-    SIGTERM first, SIGKILL for any still there after 10 s; the fake runtime's sockets,
-    which kubemark leaves in /tmp, are removed.
+    SIGTERM first, SIGKILL for any still there after 10 s. What kubemark leaves in
+    /tmp goes too: the fake runtime's sockets and the kubelets' root directories.
     """
     procs = fleet_processes(state, fleet_name)
+    recorded = [n.name for n in recorded_nodes(state, fleet_name) if cluster in (None, n.cluster)]
     if cluster is not None:
-        mine = {n.name for n in recorded_nodes(state, fleet_name) if n.cluster == cluster}
-        procs = {pid: name for pid, name in procs.items() if name in mine}
-    if not procs:
-        return 0
-    sockets = {p for p in _unix_socket_paths(procs) if p.startswith("/tmp/kubelet_remote_")}
+        procs = {pid: name for pid, name in procs.items() if name in recorded}
+    leftovers = root_dirs(state, fleet_name, recorded)
     for pid in procs:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -327,7 +343,7 @@ def stop_fleet(state: Path, fleet_name: str, *, cluster: str | None = None) -> i
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-    for path in sockets:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    remove_stale_runtime_sockets()
+    for root in leftovers:
+        shutil.rmtree(root, ignore_errors=True)
     return len(procs)

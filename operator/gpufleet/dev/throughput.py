@@ -12,7 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
 from gpufleet.dev import clusters
@@ -73,156 +76,22 @@ def _wait(
 
 
 def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print) -> dict[str, Any]:
-    from kubernetes import client
-
+    """1. one cluster with `nodes` KWOK nodes, gpufleet's CRDs and the fleet's objects;
+    2. the API server's ceiling: `workloads` plain, pre-bound pods until all run;
+    3. the operator: as many single-replica Workloads, until all are admitted and run.
+    The cluster is brought down after, whatever happened."""
     fleet = _fleet(nodes)
     clusters.down("bench-op")
     progress(f"bringing up one cluster with {nodes} nodes")
     running = clusters.up(fleet, source="bench", name="bench-op")
-    hub = running.hub
     try:
         register(fleet, running, "gpufleet-system")
-        api = hub.api_client()
-        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
-        core = client.CoreV1Api(api)
-        custom = client.CustomObjectsApi(api)
+        apis = _Apis.connect(running.hub)
         for ns in ("ceiling", "bench"):
-            core.create_namespace({"metadata": {"name": ns}})
-
-        # 1. The API server's ceiling with plain, pre-bound pods.
-        node_names = [f"bench-h100-{i:05d}" for i in range(nodes)]
-
-        def plain(i: int) -> None:
-            core.create_namespaced_pod(
-                "ceiling",
-                {
-                    "metadata": {"name": f"p{i:05d}"},
-                    "spec": {
-                        "nodeName": node_names[i % nodes],
-                        "containers": [
-                            {
-                                "name": "c",
-                                "image": "pause",
-                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                            }
-                        ],
-                    },
-                },
-            )
-
-        progress(f"ceiling: creating {workloads} plain pods")
-        t0 = time.monotonic()
-        _parallel(list(range(workloads)), plain)
-        created = time.monotonic() - t0
-
-        def running_pods(ns: str) -> int:
-            pods = core.list_namespaced_pod(ns, _request_timeout=60).items
-            return sum(1 for p in pods if p.status.phase == "Running")
-
-        t_run = _wait(
-            "ceiling pods running", lambda: running_pods("ceiling"), workloads, 600, progress
-        )
-        ceiling = {
-            "created_per_second": round(workloads / created, 1),
-            "running_per_second": round(workloads / (t_run - t0), 1),
-            "seconds": round(t_run - t0, 2),
-        }
-        core.delete_collection_namespaced_pod("ceiling", grace_period_seconds=0)
-        _wait(
-            "ceiling pods removed",
-            lambda: workloads - len(core.list_namespaced_pod("ceiling").items),
-            workloads,
-            600,
-            progress,
-        )
-
-        # 2. The operator.
-        custom.create_cluster_custom_object(
-            GROUP,
-            VERSION,
-            "queues",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Queue",
-                "metadata": {"name": "bench"},
-                "spec": {
-                    "namespaces": ["bench"],
-                    "resources": [{"acceleratorClass": "nvidia-h100", "deserved": nodes * 8}],
-                },
-            },
-        )
-        log = open(clusters.state_dir() / "bench-op-operator.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gpufleet.cli",
-                "run",
-                "--kubeconfig",
-                str(hub.kubeconfig),
-                "--metrics-port",
-                "-1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            time.sleep(3)
-
-            def workload(i: int) -> None:
-                custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    "bench",
-                    "workloads",
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "Workload",
-                        "metadata": {"name": f"w{i:05d}"},
-                        "spec": {
-                            "queue": "bench",
-                            "acceleratorsPerReplica": 1,
-                            "acceleratorClasses": ["nvidia-h100"],
-                            "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}},
-                        },
-                    },
-                )
-
-            def phases() -> dict[str, int]:
-                items = custom.list_namespaced_custom_object(
-                    GROUP, VERSION, "bench", "workloads", _request_timeout=60
-                )["items"]
-                out: dict[str, int] = {}
-                for w in items:
-                    p = (w.get("status") or {}).get("phase", "Pending")
-                    out[p] = out.get(p, 0) + 1
-                return out
-
-            progress(f"operator: creating {workloads} workloads")
-            t0 = time.monotonic()
-            _parallel(list(range(workloads)), workload)
-            submitted = time.monotonic() - t0
-            t_adm = _wait(
-                "workloads admitted",
-                lambda: (lambda p: p.get("Admitted", 0) + p.get("Running", 0))(phases()),
-                workloads,
-                900,
-                progress,
-            )
-            t_run = _wait(
-                "workloads running", lambda: phases().get("Running", 0), workloads, 900, progress
-            )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            log.close()
-        operator = {
-            "submitted_per_second": round(workloads / submitted, 1),
-            "admitted_per_second": round(workloads / (t_adm - t0), 1),
-            "running_per_second": round(workloads / (t_run - t0), 1),
-            "seconds_to_all_running": round(t_run - t0, 2),
-        }
-        api.close()
+            apis.core.create_namespace({"metadata": {"name": ns}})
+        ceiling = _ceiling(apis, nodes, workloads, progress)
+        operator = _operator(apis, running.hub.kubeconfig, nodes, workloads, progress)
+        apis.api.close()
         return {
             "nodes": nodes,
             "workloads": workloads,
@@ -234,3 +103,196 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
         }
     finally:
         clusters.down("bench-op")
+
+
+@dataclass(frozen=True)
+class _Apis:
+    """Clients of the bench cluster sharing one connection pool, 16 connections wide."""
+
+    api: Any
+    core: Any
+    custom: Any
+
+    @staticmethod
+    def connect(hub: clusters.Cluster) -> _Apis:
+        from kubernetes import client
+
+        api = hub.api_client()
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+        return _Apis(api, client.CoreV1Api(api), client.CustomObjectsApi(api))
+
+
+# -- the API server's ceiling -----------------------------------------------------------
+
+
+def _ceiling(apis: _Apis, nodes: int, workloads: int, progress: Progress) -> dict[str, float]:
+    """Plain pods, pre-bound round-robin to the nodes, created until all run; then removed."""
+    node_names = [f"bench-h100-{i:05d}" for i in range(nodes)]
+    progress(f"ceiling: creating {workloads} plain pods")
+    t0 = time.monotonic()
+    _parallel(list(range(workloads)), partial(_create_plain_pod, apis.core, node_names))
+    created = time.monotonic() - t0
+    t_run = _wait(
+        "ceiling pods running",
+        partial(_running_pods, apis.core, "ceiling"),
+        workloads,
+        600,
+        progress,
+    )
+    apis.core.delete_collection_namespaced_pod("ceiling", grace_period_seconds=0)
+    _wait(
+        "ceiling pods removed",
+        lambda: workloads - len(apis.core.list_namespaced_pod("ceiling").items),
+        workloads,
+        600,
+        progress,
+    )
+    return {
+        "created_per_second": round(workloads / created, 1),
+        "running_per_second": round(workloads / (t_run - t0), 1),
+        "seconds": round(t_run - t0, 2),
+    }
+
+
+def _create_plain_pod(core: Any, node_names: list[str], i: int) -> None:
+    core.create_namespaced_pod(
+        "ceiling",
+        {
+            "metadata": {"name": f"p{i:05d}"},
+            "spec": {
+                "nodeName": node_names[i % len(node_names)],
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "pause",
+                        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                    }
+                ],
+            },
+        },
+    )
+
+
+def _running_pods(core: Any, ns: str) -> int:
+    pods = core.list_namespaced_pod(ns, _request_timeout=60).items
+    return sum(1 for p in pods if p.status.phase == "Running")
+
+
+# -- the operator ---------------------------------------------------------------------
+
+
+def _operator(
+    apis: _Apis, kubeconfig: Path, nodes: int, workloads: int, progress: Progress
+) -> dict[str, float]:
+    """A queue deserving the whole fleet; the operator in a process of its own (its log
+    in the state directory), stopped once every workload runs or the wait fails."""
+    _create_queue(apis.custom, nodes)
+    with open(clusters.state_dir() / "bench-op-operator.log", "wb") as log:
+        proc = _start_operator(kubeconfig, log)
+        try:
+            time.sleep(3)
+            t = _submit_and_wait(apis.custom, workloads, progress)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {
+        "submitted_per_second": round(workloads / t.submitted, 1),
+        "admitted_per_second": round(workloads / (t.admitted - t.start), 1),
+        "running_per_second": round(workloads / (t.running - t.start), 1),
+        "seconds_to_all_running": round(t.running - t.start, 2),
+    }
+
+
+def _create_queue(custom: Any, nodes: int) -> None:
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "queues",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Queue",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "namespaces": ["bench"],
+                "resources": [{"acceleratorClass": "nvidia-h100", "deserved": nodes * 8}],
+            },
+        },
+    )
+
+
+def _start_operator(kubeconfig: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpufleet.cli",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--metrics-port",
+            "-1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@dataclass(frozen=True)
+class _Timings:
+    """Monotonic times: submission started, all admitted, all running; and how long
+    submitting took."""
+
+    start: float
+    submitted: float
+    admitted: float
+    running: float
+
+
+def _submit_and_wait(custom: Any, workloads: int, progress: Progress) -> _Timings:
+    progress(f"operator: creating {workloads} workloads")
+    t0 = time.monotonic()
+    _parallel(list(range(workloads)), partial(_create_workload, custom))
+    submitted = time.monotonic() - t0
+    t_adm = _wait(
+        "workloads admitted",
+        lambda: (lambda p: p.get("Admitted", 0) + p.get("Running", 0))(_phases(custom)),
+        workloads,
+        900,
+        progress,
+    )
+    t_run = _wait(
+        "workloads running", lambda: _phases(custom).get("Running", 0), workloads, 900, progress
+    )
+    return _Timings(t0, submitted, t_adm, t_run)
+
+
+def _create_workload(custom: Any, i: int) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "bench",
+        "workloads",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Workload",
+            "metadata": {"name": f"w{i:05d}"},
+            "spec": {
+                "queue": "bench",
+                "acceleratorsPerReplica": 1,
+                "acceleratorClasses": ["nvidia-h100"],
+                "template": {"spec": {"containers": [{"name": "c", "image": "pause"}]}},
+            },
+        },
+    )
+
+
+def _phases(custom: Any) -> dict[str, int]:
+    """How many of the bench's workloads are in each phase."""
+    items = custom.list_namespaced_custom_object(
+        GROUP, VERSION, "bench", "workloads", _request_timeout=60
+    )["items"]
+    out: dict[str, int] = {}
+    for w in items:
+        p = (w.get("status") or {}).get("phase", "Pending")
+        out[p] = out.get(p, 0) + 1
+    return out

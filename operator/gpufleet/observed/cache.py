@@ -35,10 +35,28 @@ class ClusterState:
     # Until a renewal is seen, count from when the operator first knew the cluster: an earlier
     # incarnation may have renewed just before it stopped.
     lease_renewed_at: float = field(default_factory=time.time)
+    # The cluster's `kube-system` namespace UID, read on its first answer: two Sites that
+    # reach the same cluster through different kubeconfigs are told apart by it.
+    identity: str | None = None
+    # The member's fence agent's record (see sites/fence.py), as last read; None: none seen.
+    fence_record: FenceRecord | None = None
+    # When the operator read a complete fence record made after the Lease's last renewal:
+    # every pod of ours there was stopped before this time (the operator's clock).
+    fence_confirmed_at: float | None = None
 
     def copy(self) -> ClusterState:
         """Every field, with its own containers: a field added later cannot be left out of views."""
         return ClusterState(**{f.name: _own(getattr(self, f.name)) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class FenceRecord:
+    """What a member's agent wrote when it fenced: it saw no renewal after `lease_version`
+    and, when `complete`, no pod of ours was left running in that cluster."""
+
+    lease_version: str
+    fenced_at: str
+    complete: bool
 
 
 def _own(value: Any) -> Any:
@@ -170,6 +188,24 @@ class FleetCache:
     def lease_renewed(self, cluster: str, at: float) -> None:
         with self._lock:
             self.clusters.setdefault(cluster, ClusterState()).lease_renewed_at = at
+
+    def cluster_identified(self, cluster: str, identity: str) -> None:
+        with self._lock:
+            self.clusters.setdefault(cluster, ClusterState()).identity = identity
+        self._changed()
+
+    def fence_read(self, cluster: str, record: FenceRecord | None, confirmed: bool) -> None:
+        """The agent's record as read before a renewal; `confirmed` when it was made after
+        the Lease's last renewal and found none of our pods left running."""
+        with self._lock:
+            state = self.clusters.setdefault(cluster, ClusterState())
+            changed = state.fence_record != record
+            state.fence_record = record
+            if confirmed and (changed or state.fence_confirmed_at is None):
+                state.fence_confirmed_at = time.time()
+                changed = True
+        if changed:
+            self._changed()
 
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:

@@ -3,7 +3,9 @@
 Every object is parsed with the API models; one that does not parse is set
 aside with the validation message (reported on its status) and never reaches
 the core, so a malformed object can neither crash the operator nor be
-scheduled on a guess.
+scheduled on a guess. Objects that parse but cannot be used with the rest of
+the fleet are set aside the same way, each with the rule it breaks (`RULES`):
+only that object stops, the rest of the fleet keeps scheduling.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ from gpufleet.observed.records import PodRecord
 from gpufleet.observed.selectors import matches, matches_map
 
 RUNNING_PHASES = frozenset({"Admitted", "Running"})
+
+# The rules an object is set aside for, beyond its schema (reported as the reason of its
+# Valid condition).
+INVALID_SPEC = "InvalidSpec"  # did not parse, or the core refused it
+SITE_NOT_FOUND = "SiteNotFound"  # a GpuPool at a Site that does not exist or is set aside
+CLUSTER_CLAIMED = "ClusterClaimed"  # a Site on a cluster an earlier Site already covers
+PARENT_NOT_FOUND = "ParentNotFound"  # a Queue whose parent does not exist
+PARENT_CYCLE = "ParentCycle"  # a Queue on a cycle of parents
+PARENT_HAS_WORKLOADS = "ParentHasWorkloads"  # a child under a leaf that holds admitted work
+ANCESTOR_SET_ASIDE = "AncestorSetAside"  # a Queue below one set aside
+
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -49,15 +62,33 @@ class Inputs:
     nodes: list[core.Node] = field(default_factory=list)
     queues: list[core.Queue] = field(default_factory=list)
     workloads: list[core.Workload] = field(default_factory=list)
-    site_models: dict[str, Site] = field(default_factory=dict)
+    site_models: dict[str, Site] = field(default_factory=dict)  # the Sites in use
+    # Every Site that parsed, set aside or not: member Sites keep their connections (their
+    # cluster's identity is how a claimed cluster is recognised).
+    parsed_sites: dict[str, Site] = field(default_factory=dict)
     pool_models: dict[str, GpuPool] = field(default_factory=dict)
     queue_models: dict[str, Queue] = field(default_factory=dict)
     workload_models: dict[str, Workload] = field(default_factory=dict)
     site_cluster: dict[str, str] = field(default_factory=dict)
     # Workloads the core does not see, with the fleet-wide verdict that says why.
     blocked: dict[str, core.SiteVerdict] = field(default_factory=dict)
+    # Objects set aside: (kind, name) -> message; `rules` holds the rule (default INVALID_SPEC).
     invalid: dict[tuple[str, str], str] = field(default_factory=dict)
+    rules: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Nodes claimed by more than one Site or GpuPool, used by none: ("Site"|"GpuPool", name)
+    # -> one line per node naming the other claimant.
+    overlaps: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Clusters whose Site is in use: the only ones whose pods the lifecycle touches.
+    usable_clusters: set[str] = field(default_factory=set)
     parsed: ParseCache = field(default_factory=dict)
+
+    def set_aside(self, kind: str, key: str, rule: str, message: str) -> None:
+        if (kind, key) not in self.invalid:
+            self.invalid[(kind, key)] = message
+            self.rules[(kind, key)] = rule
+
+    def rule(self, kind: str, key: str) -> str:
+        return self.rules.get((kind, key), INVALID_SPEC)
 
 
 def cluster_of(site: Site) -> str:
@@ -108,45 +139,38 @@ def _error_verdict(rule: str, message: str, change: str | None = None) -> core.S
     return core.SiteVerdict(site="", rule=rule, message=message, nearest_change=change)
 
 
+Excluded = dict[tuple[str, str], tuple[str, str]]  # (kind, key) -> (rule, message)
+
+
 def translate(
     view: CacheView,
     namespace_labels: dict[str, dict[str, str]] | None = None,
     parsed: ParseCache | None = None,
+    exclude: Excluded | None = None,
     now: float | None = None,
 ) -> Inputs:
     """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects.
 
-    `now`: the cycle's time, to which the decayed usage read from Queue status is brought
-    (None: taken as written)."""
-    out = Inputs(parsed=parsed if parsed is not None else {})
-    for key, body in sorted(view.sites.items()):
-        site = _parse("Site", Site, key, body, out)
-        if site is None:
-            continue
-        out.site_models[key] = site
-        cluster = cluster_of(site)
-        out.site_cluster[key] = cluster
-        state = view.clusters.get(cluster)
-        budget = site.spec.power_budget_kw
-        out.sites.append(
-            core.Site(
-                name=key,
-                jurisdiction=site.spec.jurisdiction,
-                regions=tuple(site.spec.regions or ()),
-                certifications=frozenset(site.spec.certifications or ()),
-                schedulable=site.spec.schedulable,
-                connected=bool(state and state.connected and {"nodes", "pods"} <= state.synced),
-                power_budget_watts=None if budget is None else budget * 1000.0,
-                perimeter=site.spec.perimeter,
-            )
-        )
+    `exclude` sets objects aside from the start, with their rule: the loop passes what the
+    core refused (`core.ModelError`) so that it is left out with everything that follows
+    from it (a running workload's pods then count as foreign on their nodes).
 
+    `now`: the cycle's time, to which the decayed usage read from Queue status is brought
+    (None: taken as written).
+    """
+    out = Inputs(parsed=parsed if parsed is not None else {})
+    for (kind, key), (rule, message) in (exclude or {}).items():
+        out.set_aside(kind, key, rule, message)
+    _sites(view, out)
     for key, body in sorted(view.pools.items()):
         pool = _parse("GpuPool", GpuPool, key, body, out)
-        if pool is None:
+        if pool is None or ("GpuPool", key) in out.invalid:
             continue
         if pool.spec.site not in out.site_models:
-            out.invalid[("GpuPool", key)] = f"spec.site names no known Site {pool.spec.site!r}"
+            why = "is set aside" if pool.spec.site in view.sites else "does not exist"
+            out.set_aside(
+                "GpuPool", key, SITE_NOT_FOUND, f"spec.site: Site {pool.spec.site!r} {why}"
+            )
             continue
         out.pool_models[key] = pool
         out.pools.append(
@@ -165,7 +189,7 @@ def translate(
         if queue is None:
             continue
         out.queue_models[key] = queue
-    _queues(out, now)
+    _queues(view, out, now)
     _workloads(view, out, namespace_labels)
     _nodes(view, out)
     live = (
@@ -179,13 +203,139 @@ def translate(
     return out
 
 
-def _queues(out: Inputs, now: float | None) -> None:
-    known = set(out.queue_models)
+def _sites(view: CacheView, out: Inputs) -> None:
+    """Parse the Sites; one cluster, one Site: a member Site on a cluster (told apart by its
+    kube-system UID) that an earlier Site already covers is set aside, so two Sites can never
+    give one node two jurisdictions or sweep each other's pods."""
+    parsed: list[tuple[str, Site, dict[str, Any]]] = []
+    for key, body in sorted(view.sites.items()):
+        site = _parse("Site", Site, key, body, out)
+        if site is not None:
+            out.parsed_sites[key] = site
+        if site is not None and ("Site", key) not in out.invalid:
+            parsed.append((key, site, body))
+    hub = view.clusters.get(HUB)
+    owner: dict[str, str] = {}  # cluster identity -> the Site that covers it
+    if hub is not None and hub.identity and any(s.spec.nodes.local for _, s, _ in parsed):
+        owner[hub.identity] = "the local Sites of the operator's own cluster"
+    # Earlier-created Sites keep their cluster; the name breaks ties.
+    for key, site, _ in sorted(
+        parsed, key=lambda e: (timestamp(e[2].get("metadata", {}).get("creationTimestamp")), e[0])
+    ):
+        cluster = cluster_of(site)
+        state = view.clusters.get(cluster)
+        if cluster != HUB and state is not None and state.identity:
+            first = owner.setdefault(state.identity, f"Site {key!r}")
+            if first != f"Site {key!r}":
+                out.set_aside(
+                    "Site",
+                    key,
+                    CLUSTER_CLAIMED,
+                    f"its cluster (kube-system UID {state.identity}) is already covered by {first}",
+                )
+                continue
+        out.site_models[key] = site
+        out.site_cluster[key] = cluster
+    for key, site in sorted(out.site_models.items()):
+        cluster = out.site_cluster[key]
+        state = view.clusters.get(cluster)
+        if state is not None and state.connected and {"nodes", "pods"} <= state.synced:
+            out.usable_clusters.add(cluster)
+        budget = site.spec.power_budget_kw
+        out.sites.append(
+            core.Site(
+                name=key,
+                jurisdiction=site.spec.jurisdiction,
+                regions=tuple(site.spec.regions or ()),
+                certifications=frozenset(site.spec.certifications or ()),
+                schedulable=site.spec.schedulable,
+                connected=bool(state and state.connected and {"nodes", "pods"} <= state.synced),
+                power_budget_watts=None if budget is None else budget * 1000.0,
+                perimeter=site.spec.perimeter,
+            )
+        )
+
+
+def _queue_faults(view: CacheView, out: Inputs) -> None:
+    """Set aside every Queue the tree cannot hold: a missing parent, a cycle of parents, a
+    child under a leaf that holds admitted work, and everything below one set aside.
+
+    A queue with a missing parent is never treated as a root: it would escape its
+    ancestors' limits. A child under a busy leaf would turn that leaf's running work into
+    work on a queue with children; the child waits (set aside) until the work is done.
+    """
+    models = {k: q for k, q in out.queue_models.items() if ("Queue", k) not in out.invalid}
+    busy = _busy_queues(view)
+    for key, queue in sorted(models.items()):
+        parent = queue.spec.parent
+        if parent is None:
+            continue
+        if parent not in models:
+            if ("Queue", parent) in out.invalid:
+                continue  # below a set-aside queue: handled with the descendants
+            out.set_aside("Queue", key, PARENT_NOT_FOUND, f"spec.parent: no Queue {parent!r}")
+    for key in sorted(models):
+        seen: list[str] = []
+        at: str | None = key
+        while at is not None and at in models and at not in seen:
+            seen.append(at)
+            at = models[at].spec.parent
+        if at is not None and at in seen:
+            ring = seen[seen.index(at) :]
+            if key in ring:
+                out.set_aside(
+                    "Queue",
+                    key,
+                    PARENT_CYCLE,
+                    "spec.parent: the parents form a cycle: " + " -> ".join([*ring, at]),
+                )
+    for key, queue in sorted(models.items()):
+        parent = queue.spec.parent
+        if parent is not None and parent in busy and ("Queue", key) not in out.invalid:
+            out.set_aside(
+                "Queue",
+                key,
+                PARENT_HAS_WORKLOADS,
+                f"spec.parent: Queue {parent!r} holds admitted workloads; a queue gets"
+                " children only once its own work is done",
+            )
+    # Below a set-aside queue, nothing has a chain to the root: set aside, top down.
+    changed = True
+    while changed:
+        changed = False
+        for key, queue in sorted(models.items()):
+            parent = queue.spec.parent
+            if (
+                ("Queue", key) not in out.invalid
+                and parent is not None
+                and ("Queue", parent) in out.invalid
+            ):
+                out.set_aside(
+                    "Queue", key, ANCESTOR_SET_ASIDE, f"spec.parent: Queue {parent!r} is set aside"
+                )
+                changed = True
+
+
+def _busy_queues(view: CacheView) -> set[str]:
+    """Queues that hold admitted or running workloads, read from the raw objects (the
+    workloads are parsed after the queues)."""
+    out = set()
+    for body in view.workloads.values():
+        status = body.get("status") or {}
+        spec = body.get("spec") or {}
+        if status.get("placement") and (status.get("phase") or "Pending") in RUNNING_PHASES:
+            queue = spec.get("queue")
+            if isinstance(queue, str):
+                out.add(queue)
+    return out
+
+
+def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
+    _queue_faults(view, out)
     for key, queue in sorted(out.queue_models.items()):
+        if ("Queue", key) in out.invalid:
+            continue
         spec = queue.spec
-        parent = spec.parent if spec.parent in known else None
-        if spec.parent is not None and parent is None:
-            out.invalid[("Queue", key)] = f"spec.parent names no known Queue {spec.parent!r}"
         resources = spec.resources or []
         jurisdictions: set[str] | None = None
         if spec.allowed_jurisdictions is not None or spec.allowed_regions is not None:
@@ -209,7 +359,7 @@ def _queues(out: Inputs, now: float | None) -> None:
         out.queues.append(
             core.Queue(
                 name=key,
-                parent=parent,
+                parent=spec.parent,
                 deserved={r.accelerator_class: r.deserved for r in resources},
                 limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
                 over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
@@ -259,6 +409,14 @@ def _workloads(
             )
             continue
         out.workload_models[key] = wl
+        if ("Workload", key) in out.invalid:
+            # Refused by the core (see `translate`'s `exclude`): a waiting one says why; a
+            # running one keeps running outside the core's accounting, as foreign pods do.
+            if not (wl.status and wl.status.placement):
+                out.blocked[key] = _error_verdict(
+                    out.rule("Workload", key), out.invalid[("Workload", key)], "fix the field named"
+                )
+            continue
         gate = _gate(key, wl, out, with_children, namespace_labels)
         if isinstance(gate, core.SiteVerdict):
             out.blocked[key] = gate
@@ -270,7 +428,9 @@ def _workloads(
         try:
             out.workloads.append(_core_workload(key, wl.spec, wl.status, created_at, placement))
         except core.ModelError as exc:
-            out.blocked[key] = _error_verdict("InvalidSpec", str(exc), "fix the field named")
+            out.set_aside("Workload", key, INVALID_SPEC, str(exc))
+            if placement is None:  # a running one keeps running, outside the accounting
+                out.blocked[key] = _error_verdict(INVALID_SPEC, str(exc), "fix the field named")
 
 
 @dataclass(frozen=True)
@@ -297,8 +457,9 @@ def _gate(
     if placement is None or phase not in RUNNING_PHASES:
         verdict = _submission_verdict(key, wl, out, with_children, namespace_labels)
         return verdict if verdict is not None else _Considered(None)
-    # Running work whose queue vanished keeps running; it is accounted nowhere.
-    if wl.spec.queue not in out.queue_models:
+    # Running work whose queue vanished or is set aside keeps running; it is accounted
+    # nowhere, and its pods hold their nodes as foreign pods do (see _nodes).
+    if wl.spec.queue not in out.queue_models or ("Queue", wl.spec.queue) in out.invalid:
         return None
     if placement.pool not in out.pool_models or placement.site not in out.site_models:
         return None
@@ -318,6 +479,13 @@ def _submission_verdict(
     if queue is None:
         return _error_verdict(
             "QueueNotFound", f"spec.queue names no Queue {name!r}", f"create Queue {name}"
+        )
+    if ("Queue", name) in out.invalid:
+        return _error_verdict(
+            "QueueSetAside",
+            f"Queue {name!r} is set aside ({out.rule('Queue', name)}):"
+            f" {out.invalid[('Queue', name)]}",
+            f"fix Queue {name}",
         )
     if core.leaf_queue_violation(key, name, with_children) is not None:
         return _error_verdict(
@@ -408,6 +576,42 @@ def current_pod_keys(out: Inputs) -> set[tuple[str, int]]:
     return result
 
 
+def _claims(
+    view: CacheView, out: Inputs
+) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(cluster, node) -> the Sites and the GpuPools that select it.
+
+    A member Site covers every node of its cluster; a local Site the hub's nodes its
+    selector matches; a pool the nodes of its Site its selector matches.
+    """
+    sites: dict[tuple[str, str], list[str]] = {}
+    pools: dict[tuple[str, str], list[str]] = {}
+    for site_name, site in sorted(out.site_models.items()):
+        cluster = out.site_cluster[site_name]
+        state = view.clusters.get(cluster)
+        if state is None:
+            continue
+        local = site.spec.nodes.local
+        for node in state.nodes.values():
+            if local is None or matches(local.node_selector, node.labels):
+                sites.setdefault((cluster, node.name), []).append(site_name)
+    for pool_name, pool in sorted(out.pool_models.items()):
+        cluster = out.site_cluster[pool.spec.site]
+        state = view.clusters.get(cluster)
+        if state is None:
+            continue
+        for node in state.nodes.values():
+            where = (cluster, node.name)
+            if pool.spec.site in sites.get(where, ()) and matches_map(
+                pool.spec.node_selector, node.labels
+            ):
+                pools.setdefault(where, []).append(pool_name)
+    return {
+        where: (tuple(sorted(owners)), tuple(sorted(pools.get(where, ()))))
+        for where, owners in sites.items()
+    }
+
+
 def _nodes(view: CacheView, out: Inputs) -> None:
     placed = current_pod_keys(out)
     # Pods that hold resources outside gpufleet's accounting: other schedulers' pods and our
@@ -421,24 +625,29 @@ def _nodes(view: CacheView, out: Inputs) -> None:
             if pod.managed and wk is not None and (wk, pod.epoch) in placed and not pod.deleting:
                 continue
             foreign.setdefault((cluster, pod.node), []).append(pod)
-    taken: set[tuple[str, str]] = set()
+    claims = _claims(view, out)
+    for (_, node_name), (sites, pools) in sorted(claims.items()):
+        if len(sites) <= 1 and len(pools) <= 1:
+            continue
+        # Claimed twice: used by neither until the selectors are fixed; both owners say why.
+        for kind, owners in (("Site", sites), ("GpuPool", pools)):
+            if len(owners) > 1:
+                for owner in owners:
+                    rest = ", ".join(o for o in owners if o != owner)
+                    out.overlaps.setdefault((kind, owner), []).append(
+                        f"node {node_name} is also claimed by {kind} {rest}"
+                    )
     for pool_name, pool in sorted(out.pool_models.items()):
-        site = out.site_models[pool.spec.site]
         cluster = out.site_cluster[pool.spec.site]
         cluster_state = view.clusters.get(cluster)
         if cluster_state is None:
             continue
-        local = site.spec.nodes.local
         keys = tuple(pool.spec.topology_keys or ())
         resource = pool.spec.resource_name
         for node in sorted(cluster_state.nodes.values(), key=lambda n: n.name):
-            if local is not None and not matches(local.node_selector, node.labels):
+            sites, pools = claims.get((cluster, node.name), ((), ()))
+            if pools != (pool_name,) or len(sites) != 1:
                 continue
-            if not matches_map(pool.spec.node_selector, node.labels):
-                continue
-            if (cluster, node.name) in taken:
-                continue  # a node counts in the first pool (by name) that selects it
-            taken.add((cluster, node.name))
             others = foreign.get((cluster, node.name), [])
             accel = node.accelerators(resource) - sum(
                 p.accelerators.get(resource, 0) for p in others

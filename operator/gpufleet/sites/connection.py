@@ -17,9 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gpufleet.observed.cache import FenceRecord
 from gpufleet.observed.records import NodeRecord, PodRecord
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ class ClusterSink(Protocol):
     def resync(self, cluster: str, what: str, keys: set[str]) -> None: ...
     def health_changed(self, cluster: str, connected: bool, reason: str, message: str) -> None: ...
     def lease_renewed(self, cluster: str, at: float) -> None: ...
+    def cluster_identified(self, cluster: str, identity: str) -> None: ...
+    def fence_read(self, cluster: str, record: FenceRecord | None, confirmed: bool) -> None: ...
 
 
 class SecretSink(Protocol):
@@ -81,6 +85,7 @@ class ClusterConnection:
         self.probe_interval = probe_interval
         self.disconnect_after = disconnect_after
         self.health = Health()
+        self.identity: str | None = None  # the kube-system namespace UID, once read
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # The open watch streams, so a reconnection can end them (see `_restart_watches`).
@@ -113,50 +118,79 @@ class ClusterConnection:
 
     # -- health --------------------------------------------------------------
     def _probe(self) -> None:
+        """Probe every `probe_interval`; mark the cluster disconnected `disconnect_after`
+        seconds after the first failed attempt *started*.
+
+        Each attempt runs in a worker and is waited for one probe interval at most: a paused
+        API server (connections accepted, nothing answered) or a client retrying a refused
+        connection must not hold the verdict back. An attempt still running counts as a
+        failure, and no second one starts beside it. So a cut is reported within
+        `disconnect_after` + one probe interval.
+        """
+        first_failure: float | None = None
+        running: Future[None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-attempt") as pool:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                if running is None:
+                    running = pool.submit(self._attempt)
+                attempt = running
+                try:
+                    attempt.result(timeout=self.probe_interval)
+                    running = None
+                    if self._stop.is_set():
+                        return  # replaced or removed meanwhile: its successor reports
+                    first_failure = None
+                    self._answered()
+                except Exception as exc:  # noqa: BLE001 - any failure to answer is a failed probe
+                    if attempt.done():
+                        running = None
+                    first_failure = first_failure if first_failure is not None else started
+                    self._failed(exc, time.monotonic() - first_failure)
+                self._stop.wait(max(0.0, self.probe_interval - (time.monotonic() - started)))
+
+    def _attempt(self) -> None:
+        """One probe: the API server answers; its identity once; the fence record read back
+        before the Lease is renewed (a renewal would make the record stale)."""
         from kubernetes import client
 
-        version_api = client.VersionApi(self.api_client)
-        first_failure: float | None = None
-        while not self._stop.is_set():
-            try:
-                version_api.get_code(_request_timeout=(3, 4))
-                if self._stop.is_set():
-                    return  # replaced or removed meanwhile: its successor reports the health
-                if self.fence is not None:
-                    from gpufleet.sites.fence import renew
+        client.VersionApi(self.api_client).get_code(_request_timeout=(3, 4))
+        if self.identity is None:
+            ns = client.CoreV1Api(self.api_client).read_namespace(
+                "kube-system", _request_timeout=(3, 4)
+            )
+            self.identity = str(ns.metadata.uid)
+            self.sink.cluster_identified(self.name, self.identity)
+        if self.fence is not None:
+            from gpufleet.sites.fence import read_fence, renew
 
-                    renew(self.api_client, *self.fence)
-                    self.sink.lease_renewed(self.name, time.time())
-                first_failure = None
-                self.health.last_ok = time.time()
-                if not self.health.connected:
-                    lost = self.health.reason != "NotYetProbed"
-                    self.health = Health(True, "Connected", "API server answers", time.time())
-                    self.sink.health_changed(self.name, True, "Connected", self.health.message)
-                    if lost:
-                        self._restart_watches()
-            except Exception as exc:  # noqa: BLE001 - any failure to answer is a failed probe
-                now = time.monotonic()
-                first_failure = first_failure or now
-                failing_for = now - first_failure
-                if self.health.connected and failing_for >= self.disconnect_after:
-                    self.health = Health(
-                        False,
-                        "APIServerUnreachable",
-                        f"no answer for {failing_for:.0f}s: {type(exc).__name__}",
-                        self.health.last_ok,
-                    )
-                    self.sink.health_changed(
-                        self.name, False, self.health.reason, self.health.message
-                    )
-                elif not self.health.connected and self.health.reason == "NotYetProbed":
-                    self.health = Health(
-                        False, "APIServerUnreachable", f"{type(exc).__name__}: {exc}"[:300]
-                    )
-                    self.sink.health_changed(
-                        self.name, False, self.health.reason, self.health.message
-                    )
-            self._stop.wait(self.probe_interval)
+            record, confirmed = read_fence(self.api_client, self.fence[0])
+            self.sink.fence_read(self.name, record, confirmed)
+            renew(self.api_client, *self.fence)
+            self.sink.lease_renewed(self.name, time.time())
+
+    def _answered(self) -> None:
+        self.health.last_ok = time.time()
+        if not self.health.connected:
+            lost = self.health.reason != "NotYetProbed"
+            self.health = Health(True, "Connected", "API server answers", time.time())
+            self.sink.health_changed(self.name, True, "Connected", self.health.message)
+            if lost:
+                self._restart_watches()
+
+    def _failed(self, exc: Exception, failing_for: float) -> None:
+        what = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+        if self.health.connected and failing_for >= self.disconnect_after:
+            self.health = Health(
+                False,
+                "APIServerUnreachable",
+                f"no answer for {failing_for:.0f}s: {what}",
+                self.health.last_ok,
+            )
+            self.sink.health_changed(self.name, False, self.health.reason, self.health.message)
+        elif not self.health.connected and self.health.reason == "NotYetProbed":
+            self.health = Health(False, "APIServerUnreachable", f"{what}: {exc}"[:300])
+            self.sink.health_changed(self.name, False, self.health.reason, self.health.message)
 
     def _restart_watches(self) -> None:
         """End every open watch so each lists afresh.

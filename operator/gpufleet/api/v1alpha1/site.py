@@ -79,6 +79,26 @@ def _region_rule() -> Rule:
     )
 
 
+class LossDeclaration(ApiModel):
+    """Someone's word that the site's pods are stopped: `gpufleet site declare-lost`, or a
+    configured external fence (a power controller, a cloud API) writing the same record.
+
+    It covers every placement at the site admitted before `at`: those workloads with
+    `onSiteLoss: Requeue` may then be placed elsewhere while the site cannot be reached.
+    """
+
+    by: Annotated[
+        str,
+        Field(min_length=1, max_length=512, description="Who declared it (user or fencer)."),
+    ]
+    at: Annotated[Timestamp, Field(description="When; placements admitted before it are covered.")]
+    method: Annotated[
+        Literal["Manual", "External"],
+        Field(description="Manual: a person; External: an automated fence that powered it off."),
+    ] = "Manual"
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+
+
 class SiteSpec(ApiModel):
     """What a site is, where it is and how gpufleet reaches its nodes."""
 
@@ -105,6 +125,12 @@ class SiteSpec(ApiModel):
         bool, Field(description="False cordons the site: running work stays, nothing new lands.")
     ] = True
     nodes: SiteNodes
+    loss_declaration: Annotated[
+        LossDeclaration | None,
+        Field(
+            description="Set by `gpufleet site declare-lost`: the site's pods are known stopped."
+        ),
+    ] = None
 
     rules = (_region_rule(),)
 

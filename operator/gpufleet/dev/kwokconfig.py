@@ -1,6 +1,16 @@
-"""KWOK's Stage configuration for the dev fleets: KWOK's defaults, with a graceful pod-delete.
+"""kwokctl's configuration for the dev fleets: KWOK manages only its own nodes, pods end gracefully.
 
-With any Stage in its configuration, kwokctl passes only those to the KWOK
+Passed with `kwokctl --config` when a cluster is created; kwokctl copies it into
+the cluster's own configuration.
+
+Nodes: for `--runtime binary` kwokctl starts the KWOK controller with
+`--manage-all-nodes=true`, so it would write node heartbeats and pod status for
+every node, hollow kubelets' included (seen: pods on a hollow node reported
+Running by KWOK before the kubelet had started them). A component patch makes
+it manage only the nodes annotated `kwok.x-k8s.io/node: fake`, which the dev
+tooling puts on the Nodes it creates (dev/nodes.py) and kubelets never do.
+
+Stages: with any Stage in its configuration, kwokctl passes only those to the KWOK
 controller, none of its defaults; so this file carries KWOK v0.8.0's default
 stages as kwokctl would pick them for `--runtime binary` (node-initialize and
 node-heartbeat-with-lease from kustomize/stage/node, pod-ready and pod-complete
@@ -325,6 +335,22 @@ spec:
 """
 
 
-def stages_config() -> str:
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake"
+
+MANAGE_ANNOTATED_NODES_ONLY = f"""\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: {KWOK_NODE_ANNOTATION}
+"""
+
+
+def kwokctl_config() -> str:
     """The multi-document YAML that `kwokctl --config` reads."""
-    return _KWOK_DEFAULTS + "---\n" + GRACEFUL_POD_DELETE
+    return "---\n".join([MANAGE_ANNOTATED_NODES_ONLY, _KWOK_DEFAULTS, GRACEFUL_POD_DELETE])
