@@ -88,6 +88,19 @@ class EvictionReason(enum.StrEnum):
     STALE_EPOCH = "StaleEpoch"
 
 
+class WriteKind(enum.StrEnum):
+    """What a write request to an API server is for (gpufleet_api_writes_total)."""
+
+    WORKLOAD_STATUS = "WorkloadStatus"
+    # Site, GpuPool and Queue statuses.
+    FLEET_STATUS = "FleetStatus"
+    POD_CREATE = "PodCreate"
+    POD_DELETE = "PodDelete"
+    EVENT_CREATE = "EventCreate"
+    # A repeated Event folded into an existing one (count + 1).
+    EVENT_PATCH = "EventPatch"
+
+
 # --- the read-only view of the operator's state that the collector needs ---
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -229,6 +242,26 @@ CYCLE_DURATION = MetricSpec(
     (),
     "Duration of one scheduling cycle, snapshot to decisions.",
 )
+STEP_DURATION = MetricSpec(
+    "gpufleet_scheduling_step_duration_seconds",
+    "histogram",
+    ("step",),
+    "Duration of one step of a scheduling cycle: view, translate, snapshot, schedule, "
+    "apply (lifecycle, evictions, admissions, verdicts) or statuses.",
+)
+API_WRITES = MetricSpec(
+    "gpufleet_api_writes_total",
+    "counter",
+    ("kind",),
+    "Write requests sent to API servers, by kind: WorkloadStatus, FleetStatus, PodCreate, "
+    "PodDelete, EventCreate, EventPatch.",
+)
+LEADER = MetricSpec(
+    "gpufleet_leader",
+    "gauge",
+    ("identity",),
+    "1 while this replica leads (holds the leader Lease within its renew deadline), else 0.",
+)
 CYCLES = MetricSpec(
     "gpufleet_scheduling_cycles_total", "counter", (), "Scheduling cycles completed."
 )
@@ -273,6 +306,9 @@ FLEET_METRICS: tuple[MetricSpec, ...] = (
 )
 EVENT_METRICS: tuple[MetricSpec, ...] = (
     CYCLE_DURATION,
+    STEP_DURATION,
+    API_WRITES,
+    LEADER,
     CYCLES,
     LAST_CYCLE,
     ADMISSION_WAIT,
@@ -281,6 +317,9 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     BUILD_INFO,
 )
 CATALOGUE: tuple[MetricSpec, ...] = FLEET_METRICS + EVENT_METRICS
+
+# The steps of a cycle, as timed by the loop (a closed set: the label stays bounded).
+STEPS = ("view", "translate", "snapshot", "schedule", "apply", "statuses")
 
 # A cycle should stay well under a second; the tail buckets show when it does not.
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -382,6 +421,19 @@ class OperatorMetrics:
             registry=registry,
             buckets=CYCLE_BUCKETS,
         )
+        self.step_duration = Histogram(
+            STEP_DURATION.name,
+            STEP_DURATION.help,
+            STEP_DURATION.labels,
+            registry=registry,
+            buckets=CYCLE_BUCKETS,
+        )
+        self.api_writes = Counter(
+            API_WRITES.name, API_WRITES.help, API_WRITES.labels, registry=registry
+        )
+        for write in WriteKind:
+            self.api_writes.labels(kind=write.value)
+        self.leader = Gauge(LEADER.name, LEADER.help, LEADER.labels, registry=registry)
         self.cycles = Counter(CYCLES.name, CYCLES.help, CYCLES.labels, registry=registry)
         self.last_cycle = Gauge(
             LAST_CYCLE.name, LAST_CYCLE.help, LAST_CYCLE.labels, registry=registry
@@ -416,6 +468,17 @@ class OperatorMetrics:
         self.cycle_duration.observe(duration_seconds)
         self.cycles.inc()
         self.last_cycle.set(time.time() if finished_at is None else finished_at)
+
+    def observe_step(self, step: str, duration_seconds: float) -> None:
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}; one of {', '.join(STEPS)}")
+        self.step_duration.labels(step=step).observe(max(duration_seconds, 0.0))
+
+    def count_write(self, kind: WriteKind, count: int = 1) -> None:
+        self.api_writes.labels(kind=WriteKind(kind).value).inc(_positive(count))
+
+    def set_leader(self, identity: str, leading: bool) -> None:
+        self.leader.labels(identity=identity).set(1.0 if leading else 0.0)
 
     @contextmanager
     def time_cycle(self) -> Iterator[None]:
@@ -472,7 +535,8 @@ def create_registry(view: FleetView) -> tuple[CollectorRegistry, OperatorMetrics
 
 # --- HTTP: /metrics, /healthz, /readyz ---
 
-Check = Callable[[], bool]
+# A probe's answer: ok or not, optionally with a line saying why (e.g. who leads).
+Check = Callable[[], bool | tuple[bool, str]]
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -492,8 +556,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _probe(check: Check, start_response: StartResponse) -> list[bytes]:
     try:
-        ok = check()
-        detail = "ok" if ok else "not ok"
+        answer = check()
+        ok, why = answer if isinstance(answer, tuple) else (answer, "")
+        detail = ("ok" if ok else "not ok") + (f": {why}" if why else "")
     except Exception as exc:  # a probe must answer, never crash the server thread
         ok, detail = False, f"check raised {type(exc).__name__}: {exc}"
     status = "200 OK" if ok else "503 Service Unavailable"

@@ -167,6 +167,14 @@ UNIT_TESTS: list[dict[str, Any]] = [
             # Restarted at t=5m, no cycle yet: counted from the start, not from t=0.
             series("gpufleet_scheduling_last_cycle_timestamp_seconds", "0x20", pod="fresh"),
             series("process_start_time_seconds", "300x20", pod="fresh"),
+            # A standby runs no scheduling cycle of its own: it is not stalled.
+            series("gpufleet_scheduling_last_cycle_timestamp_seconds", "0x20", pod="standby"),
+            series("process_start_time_seconds", "0x20", pod="standby"),
+            *(
+                series("gpufleet_leader", "1x20", pod=pod, identity=f"{pod}_1")
+                for pod in ("ok", "stuck", "fresh")
+            ),
+            series("gpufleet_leader", "0x20", pod="standby", identity="standby_1"),
         ],
         "alert_rule_test": [
             alert(

@@ -21,7 +21,9 @@ from .helm import (
 
 pytestmark = pytest.mark.usefixtures("needs_helm")
 
-AGENT = ("mode=agent", "crds.install=false")
+# The agent's own objects; the operator's member access (on by default) is
+# test_chart_member_access.py's.
+AGENT = ("mode=agent", "crds.install=false", "agent.memberAccess=false")
 NAMESPACE = "gpu-edge"
 AGENT_KINDS = Counter(
     {

@@ -66,6 +66,9 @@ def agent_release(hub: Cluster) -> Iterator[AgentRelease]:
             "mode=agent",
             "--set",
             "crds.install=false",
+            # The operator's member access is test_chart_member_access_cluster.py's.
+            "--set",
+            "agent.memberAccess=false",
             "--wait=false",
         )
         manifest = rel.helm("get", "manifest", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gpufleet.observed.cache import HUB, ClusterState, FleetCache
+from gpufleet.observed.cache import HUB, FleetCache
 from gpufleet.observed.records import NodeRecord, PodRecord
 from gpufleet.sites.dispatch import pod_name
 
@@ -116,11 +116,11 @@ class World:
         body["metadata"]["generation"] += 1
 
     def connect(self, cluster: str, connected: bool = True, renewed: float | None = None) -> None:
-        state = self.cache.clusters.setdefault(cluster, ClusterState())
+        state = self.cache.cluster(cluster)  # counted as a change (incremental translation)
         state.connected = connected
         # As a probe reports it: a tried connection, answering or not.
         state.reason = "Connected" if connected else "APIServerUnreachable"
-        state.synced = {"nodes", "pods"}
+        state.synced = {"nodes", "pods", "namespaces"}
         if renewed is not None:
             state.lease_renewed_at = renewed
 

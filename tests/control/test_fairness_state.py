@@ -11,6 +11,7 @@ import pytest
 from gpufleet import core
 from gpufleet.control.summary import FleetSummary, summarise
 from gpufleet.core.fairness import USAGE_HALF_LIFE_SECONDS, accumulate, decay_factor
+from gpufleet.observed.incremental import IncrementalTranslator
 from gpufleet.observed.translate import translate
 
 from .builders import World
@@ -123,3 +124,36 @@ def test_starved_since_is_kept_across_cycles_and_read_back() -> None:
     again = _cycle(w, T0 + 300).queue_status["q"]
     assert again["starvedSince"] == "2027-01-15T08:00:00Z"
     assert _queue(w, T0 + 300).starved_since == T0
+
+
+def test_reused_inputs_bring_decayed_usage_to_the_new_cycle() -> None:
+    # Nothing changed between two cycles: the incremental translator reuses its Inputs,
+    # but time passed, so the usage it hands the core has decayed all the same.
+    w = World(nodes=2).queue("q", ["ns"])
+    _write_status(
+        w,
+        "q",
+        {
+            "resources": [
+                {
+                    "acceleratorClass": "nvidia-h100",
+                    "allocated": 0,
+                    "fairShare": 0,
+                    "usage": 100.0,
+                    "fairUsage": 50.0,
+                }
+            ],
+            "usageUpdatedAt": "2027-01-15T08:00:00Z",
+        },
+    )
+    translator = IncrementalTranslator()
+    view = w.cache.view()
+    first = translator.translate(view, None, T0)
+    assert next(q for q in first.queues if q.name == "q").usage["nvidia-h100"] == 100.0
+    again = translator.translate(view, None, T0 + HALF_LIFE)
+    assert translator.reused == "all"
+    q = next(q for q in again.queues if q.name == "q")
+    assert q.usage["nvidia-h100"] == pytest.approx(50.0)
+    assert q.fair_usage["nvidia-h100"] == pytest.approx(25.0)
+    # The earlier Inputs are not changed (they are shared between cycles).
+    assert next(q for q in first.queues if q.name == "q").usage["nvidia-h100"] == 100.0

@@ -342,6 +342,8 @@ class FleetMachine(RuleBasedStateMachine):
             self.cache.pod_event(name, pod.record, pod.record.key)
         self.cache.resync(name, "nodes", set(c.nodes))
         self.cache.resync(name, "pods", set(c.pods))
+        # No namespace exists yet in the fake clusters: gpufleet creates them, with Pod Security.
+        self.cache.resync(name, "namespaces", set())
 
     def _cycle(self) -> None:
         self.now += 5

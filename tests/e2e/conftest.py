@@ -51,6 +51,9 @@ def team(fleet: Fleet) -> Iterator[str]:
     """A fresh namespace on the hub; its workloads are deleted (and so their pods) afterwards."""
     name = f"team-{uuid.uuid4().hex[:8]}"
     fleet.hub.kubectl("create", "namespace", name)
+    # Hub-local sites dispatch into the Workload's own namespace, which gpufleet does not
+    # create: it must enforce at least the queue's Pod Security level (docs/security.md).
+    fleet.hub.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=baseline")
     yield name
     fleet.delete_all_workloads(name)
     fleet.hub.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -88,6 +88,23 @@ class OperatorProcess:
         except OSError:
             return False
 
+    def readyz(self) -> str:
+        """The readiness answer's text ("ok: leading as …", "ok: standby …"), "" if none."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as rsp:
+                return str(rsp.read().decode()).strip()
+        except OSError:
+            return ""
+
+    def leads(self) -> bool:
+        return (
+            self.proc is not None
+            and self.proc.poll() is None
+            and (self.readyz().startswith("ok: leading"))
+        )
+
     def metrics(self) -> str:
         import urllib.request
 

@@ -19,6 +19,9 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
     lender_ns = team
     borrower_ns = f"{team}-b"
     fleet.hub.kubectl("create", "namespace", borrower_ns)
+    fleet.hub.kubectl(
+        "label", "namespace", borrower_ns, "pod-security.kubernetes.io/enforce=baseline"
+    )
     resources = [{"acceleratorClass": H100, "deserved": 64, "limit": 128}]
     fleet.apply(
         queue_obj(lender, [lender_ns], resources), queue_obj(borrower, [borrower_ns], resources)

@@ -10,6 +10,7 @@ from gpufleet.metrics import (
     FleetCollector,
     OperatorMetrics,
     PreemptionReason,
+    WriteKind,
 )
 
 from .fakes import FakeFleet, small_fleet
@@ -36,6 +37,9 @@ def events(registry: CollectorRegistry) -> OperatorMetrics:
 def busy_events(events: OperatorMetrics) -> OperatorMetrics:
     """Every event metric touched once, as a running operator would."""
     events.observe_cycle(0.02)
+    events.observe_step("schedule", 0.01)
+    events.count_write(WriteKind.POD_CREATE)
+    events.set_leader("gpufleet-0_ab12cd34", True)
     events.observe_admission("nlp", 30)
     events.count_preemption(PreemptionReason.RECLAIM)
     events.count_eviction(EvictionReason.PREEMPTED)

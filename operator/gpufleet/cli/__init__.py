@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gpufleet.cli import agent, bench, dev, inspect, operator, simulate, site, validate
+from gpufleet.cli import agent, bench, dev, forecast, inspect, operator, simulate, site, validate
 
 app = typer.Typer(
     name="gpufleet",
@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # In the order the groups appear in --help.
-for _group in (operator, agent, site, inspect, validate, dev, bench, simulate):
+for _group in (operator, agent, site, inspect, validate, dev, bench, simulate, forecast):
     _group.register(app)
 
 

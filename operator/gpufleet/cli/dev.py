@@ -267,3 +267,44 @@ def throughput_command(
         table.add_row(f"gpufleet: {k}", str(v))
     table.add_row("ratio (running/s vs ceiling)", str(result["ratio_running_vs_ceiling"]))
     out.print(table)
+
+
+# -- `gpufleet dev scale` (issue #16): kept as one block at the end so it merges on its own.
+
+
+@dev.command("scale")
+def scale_command(
+    gpus: Annotated[
+        int, typer.Option(help="GPUs in total (8-GPU KWOK nodes, three clusters).")
+    ] = 10000,
+    workloads: Annotated[int, typer.Option(help="Workloads of mixed shapes to submit.")] = 2000,
+    rate: Annotated[float, typer.Option(help="Workloads submitted per second.")] = 100.0,
+    steady_seconds: Annotated[
+        float, typer.Option(help="Seconds of steady cycles measured once all are decided.")
+    ] = 30.0,
+    keep: Annotated[bool, typer.Option(help="Leave the fleet ('scale') up afterwards.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The operator over three real control planes at N GPUs: cycle time by step, RSS, writes."""
+    from gpufleet.dev.scale import measure as measure_scale
+
+    try:
+        result = measure_scale(
+            gpus,
+            workloads,
+            rate=rate,
+            steady_seconds=steady_seconds,
+            keep=keep,
+            progress=lambda m: console.print(f"[dim]{m}[/dim]"),
+        )
+    except (ToolsMissingError, clusters.FleetError, TimeoutError) as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"{workloads} workloads on {gpus} GPUs over three clusters")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    out.print(table)

@@ -99,9 +99,52 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(help="History mode: months of arrivals drawn from the trace's job mix."),
+    ] = None,
+    growth: Annotated[float, typer.Option(help="History mode: demand growth per 30 days.")] = 0.0,
+    weekly: Annotated[
+        float, typer.Option(help="History mode: amplitude of the weekly cycle (0-1).")
+    ] = 0.0,
+    history_out: Annotated[
+        Path | None, typer.Option("--history-out", help="History mode: write the hourly CSV.")
+    ] = None,
+    expand: Annotated[
+        list[str] | None,
+        typer.Option(help="History mode: SITE:CLASS:NODES@DAY, nodes added on a day (repeat)."),
+    ] = None,
+    power_cap: Annotated[
+        list[str] | None,
+        typer.Option("--power-cap", help="History mode: SITE:KW, power a site may draw (repeat)."),
+    ] = None,
+    start: Annotated[
+        str, typer.Option(help="History mode: calendar day of the first hour (UTC).")
+    ] = "2025-01-06",
 ) -> None:
-    """Replay a trace on a fleet under several policies and compare them side by side."""
+    """Replay a trace on a fleet under several policies and compare them side by side.
+
+    With --days: replay months of synthetic arrivals (one policy) and write the hourly
+    history that `gpufleet forecast` reads; --expand and --power-cap replay what-ifs.
+    """
     fmt = _trace_format(trace_format)
+    if days is not None:
+        from gpufleet.cli.simhistory import HistoryRun, run_history
+
+        run = HistoryRun(
+            fleet, trace, fmt, (policy or ["gpufleet"])[0], days, growth, weekly,
+            load if load is not None else 0.5, seed, fleet_fraction, queues, shares,
+            max_runtime, cycle or 600.0, expand or [], power_cap or [], start,
+        )  # fmt: skip
+        run_history(run, history_out, as_json, out)
+        return
+    for name, given in (
+        ("--history-out", history_out),
+        ("--expand", expand),
+        ("--power-cap", power_cap),
+    ):
+        if given:
+            raise fail(f"{name}: only with --days (history mode)")
     try:
         jobs, sim_fleet, queue_specs = prepare(
             fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime

@@ -99,8 +99,10 @@ def _who(api: Any) -> str:
         name = review.status.user_info.username if review.status else None
         if name:
             return str(name)
-    except Exception:  # noqa: BLE001 - older servers have no SelfSubjectReview
-        pass
+    except Exception as exc:  # noqa: BLE001 - older servers have no SelfSubjectReview
+        console.print(
+            f"[dim]no SelfSubjectReview ({type(exc).__name__}); naming the kubeconfig's user[/dim]"
+        )
     from kubernetes import config
 
     _, context = config.list_kube_config_contexts()

@@ -206,7 +206,8 @@ def _silent_site(
     site_loss_after: float,
 ) -> None:
     """A workload whose site does not answer: say so; move it only on evidence."""
-    assert at.state is not None
+    if at.state is None:  # the caller passes only workloads whose cluster it knows
+        return
     site = at.placement.site
     wl = at.wl
     if reachable is None or reachable.status != "False":
@@ -258,7 +259,8 @@ def _site_back(plan: LifecyclePlan, at: _Placed, inputs: Inputs) -> None:
     """The site answers again. If its agent fenced meanwhile, a `Requeue` workload's pods
     are gone: it is placed again (anywhere); otherwise the condition clears and its pods,
     if they went, are created again at the same epoch."""
-    assert at.state is not None
+    if at.state is None:  # the caller passes only workloads whose cluster it knows
+        return
     site = at.placement.site
     if at.wl.spec.on_site_loss == "Requeue":
         evidence = fence_evidence(inputs.site_models.get(site), at.state, at.placement)
@@ -341,8 +343,8 @@ def plan_one(
     now: float,
 ) -> None:
     status = wl.status
-    assert status is not None
-    assert status.placement is not None
+    if status is None or status.placement is None:  # plan_lifecycle passes placed ones only
+        return
     placement = status.placement
     failed = [p for p in present.values() if p.phase == "Failed"]
     live = tuple(sorted(k for k, p in present.items() if not p.terminal))

@@ -23,13 +23,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gpufleet import core
+from gpufleet.control.elector import NotLeaderError
+from gpufleet.control.events import EventCorrelator, EventRecorder
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -38,6 +40,7 @@ from gpufleet.control.lifecycle import (
     plan_lifecycle,
     replica_pods,
 )
+from gpufleet.control.podguard import PodGuard  # security gate (docs/security.md)
 from gpufleet.control.statuses import (
     admission_status,
     eviction_status,
@@ -55,22 +58,28 @@ from gpufleet.metrics import (
     QueueShare,
     SiteState,
     WorkloadGroup,
+    WriteKind,
 )
-from gpufleet.observed.cache import HUB, CacheView, FleetCache
-from gpufleet.observed.translate import (
-    INVALID_SPEC,
-    Excluded,
-    Inputs,
-    ParseCache,
-    real_node_name,
-    translate,
-)
+from gpufleet.observed.cache import CacheView, FleetCache
+from gpufleet.observed.incremental import IncrementalTranslator
+from gpufleet.observed.translate import INVALID_SPEC, Excluded, Inputs, real_node_name
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class WriteGate(Protocol):
+    """Whether this replica may write now (the leader election; see control/elector.py)."""
+
+    def may_write(self) -> bool: ...
+
+    def check(self) -> None:
+        """Raises NotLeaderError when it may not."""
+
+
 Bodies = dict[str, dict[str, Any]]  # workload key -> the object as last seen
 
 
@@ -138,9 +147,22 @@ class SchedulingLoop:
         workers: int = 16,
         site_loss_after: float = 90.0,
         verdict_budget: int = 2000,
+        explain_interval_seconds: float = 10.0,
+        gate: WriteGate | None = None,
+        events: EventCorrelator | None = None,
     ) -> None:
+        # None: a single replica without leader election, which always writes.
+        self.gate = gate
         self.site_loss_after = site_loss_after
         self.verdict_budget = verdict_budget
+        # A waiting workload's explanation is refreshed at most this often once it has one:
+        # every admission moves the queue positions of everything behind it, and rewriting
+        # thousands of statuses per admission would take the API server's writes from the
+        # admissions themselves. A first explanation, a new phase or a changed spec is
+        # written at once.
+        self.explain_interval_seconds = explain_interval_seconds
+        self.slow_cycle_seconds = 1.0
+        self._explained_at: dict[str, float] = {}
         self._verdict_cursor = 0
         self.cache = cache
         self.connections = connections
@@ -152,13 +174,23 @@ class SchedulingLoop:
         self.debounce_seconds = debounce_seconds
         self.status_interval_seconds = status_interval_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpufleet-apply")
-        # Events are informative: they are posted beside the cycle and never hold it up.
+        # Events are informative: they are posted beside the cycle and never hold it up,
+        # folded and rate-limited as client-go's recorder does (control/events.py).
         self.events = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpufleet-events")
+        self.recorder = EventRecorder(writer, events)
+        # A gang's pods are created side by side, not one after the other.
+        self.pod_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpufleet-pods")
         self.cycles = 0
+        # Cycles run as a standby: the cache's view translated, connections kept, no writes.
+        self.warm_cycles = 0
         self.last_cycle_at = 0.0
+        # The last cycle's duration per step (seconds), for `gpufleet dev scale` and the log.
+        self.last_steps: dict[str, float] = {}
         self._last_fleet_status = 0.0
         self._written: dict[tuple[str, str], dict[str, Any]] = {}
-        self._parsed: ParseCache = {}
+        # Translation redoes only what changed since the last cycle (a standby's too).
+        self.translator = IncrementalTranslator()
+        self.guard = PodGuard()  # security gate (docs/security.md)
         # Objects the core refused: (kind, key) -> (resourceVersion, rule, message); kept out
         # until they change.
         self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
@@ -171,8 +203,13 @@ class SchedulingLoop:
                 await asyncio.wait_for(wake.wait(), timeout=self.resync_seconds)
             await asyncio.sleep(self.debounce_seconds)  # let a burst of events land first
             wake.clear()
+            leading = self.gate is None or self.gate.may_write()
             try:
-                await asyncio.to_thread(self.cycle)
+                await asyncio.to_thread(self.cycle if leading else self.warm)
+            except NotLeaderError as exc:
+                # The renew deadline passed mid-cycle: what was not written is the new
+                # leader's to decide, from the API servers' state.
+                log.warning("cycle stopped before its next write: %s", exc)
             except Exception:
                 # One bad cycle must not stop scheduling; the next one starts from fresh state.
                 log.exception("scheduling cycle failed; retrying on the next change")
@@ -181,37 +218,80 @@ class SchedulingLoop:
     # -- one cycle --------------------------------------------------------------
     def cycle(self) -> None:
         started = time.monotonic()
+        steps = _StepTimer()
         now = time.time()
-        view = self.cache.view()  # 1
-        hub = view.clusters.get(HUB)
-        namespaces = hub.namespaces if hub is not None else {}
-        inputs = translate(view, namespaces, self._parsed, self._still_refused(view), now)  # 2
+        with steps("view"):
+            view = self.cache.view()  # 1
+        with steps("translate"):
+            inputs = self._translate(view, now)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.parsed_sites)  # 3
         for (kind, key), message in inputs.invalid.items():
             log.debug("%s %s set aside: %s", kind, key, message)
-        lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
-        self._apply_lifecycle(view.workloads, lifecycle, now)
+        with steps("apply"):
+            lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
+            self._apply_lifecycle(view.workloads, lifecycle, now)
         busy = {c.workload for c in lifecycle.changes}
-        inputs, result = self._schedule(view, namespaces, inputs, busy, now)  # 5
+        inputs, result = self._schedule(view, inputs, busy, now, steps)  # 5
         if result is not None:
-            evicted = self._apply_evictions(view.workloads, inputs, result.evictions, now)  # 6
-            # An admission that counted on room from an eviction that was not recorded would
-            # overcommit the nodes: it waits for the next cycle instead.
-            admissions = [a for a in result.admissions if a.workload not in evicted.room_not_made]
-            self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
-            self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
-        summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
-        self.view.summary = summary
-        if self.metrics is not None:
-            self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
-        if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
-            self._last_fleet_status = time.monotonic()
-            self._write_fleet_status(view, summary)
+            with steps("apply"):
+                # security gate: no admission (nor eviction for one) into a too-loose namespace
+                refused = self.guard.refuse(
+                    view, inputs, result, self._write_workload, self._event, now
+                )
+                evictions = [e for e in result.evictions if e.preemptor not in refused]
+                evicted = self._apply_evictions(view.workloads, inputs, evictions, now)  # 6
+                # An admission that counted on room from an eviction that was not recorded
+                # would overcommit the nodes: it waits for the next cycle instead.
+                held = evicted.room_not_made | refused
+                admissions = [a for a in result.admissions if a.workload not in held]
+                self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
+                if not _still_listing(view, inputs):
+                    self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
+        with steps("statuses"):
+            summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
+            self.view.summary = summary
+            if self.metrics is not None:
+                self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
+            if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
+                self._last_fleet_status = time.monotonic()
+                self._write_fleet_status(view, summary)
         self.cycles += 1
         self.last_cycle_at = time.time()
+        self.last_steps = dict(steps.seconds)
+        took = time.monotonic() - started
+        if took >= self.slow_cycle_seconds:
+            # Where a slow cycle's time went, for whoever wonders why placement lags.
+            log.info(
+                "slow cycle: %.2fs (%s); %d workloads, %d lifecycle changes, %d admissions",
+                took,
+                ", ".join(f"{k} {v:.2f}s" for k, v in steps.seconds.items()),
+                len(inputs.workloads),
+                len(lifecycle.changes),
+                len(result.admissions) if result is not None else 0,
+            )
         if self.metrics is not None:
             self.metrics.observe_cycle(time.monotonic() - started, finished_at=self.last_cycle_at)
+            for step, seconds in steps.seconds.items():
+                self.metrics.observe_step(step, seconds)
+
+    def warm(self) -> None:
+        """A standby's cycle: steps 1-3 only, so that taking over costs no relist and no
+        re-parse. It writes nothing, and exports no fleet state (the leader does)."""
+        inputs = self.translator.translate(self.cache.view())
+        self.connections.reconcile(inputs.site_models)
+        self.view.summary = FleetSummary()
+        self.warm_cycles += 1
+        self.last_cycle_at = time.time()
+
+    # -- 2 ----------------------------------------------------------------------
+    def _translate(self, view: CacheView, now: float) -> Inputs:
+        inputs = self.translator.translate(view, self._still_refused(view), now)
+        if self.translator.reused != "all":
+            # security gate: templates their queue refuses are set aside (reused inputs
+            # were screened when they were made)
+            self.guard.screen(inputs)
+        return inputs
 
     # -- 2, 5: objects the core refuses ------------------------------------------
     def _still_refused(self, view: CacheView) -> Excluded:
@@ -231,12 +311,7 @@ class SchedulingLoop:
         return {k: (rule, message) for k, (_, rule, message) in kept.items()}
 
     def _schedule(
-        self,
-        view: CacheView,
-        namespaces: dict[str, dict[str, str]],
-        inputs: Inputs,
-        busy: set[str],
-        now: float,
+        self, view: CacheView, inputs: Inputs, busy: set[str], now: float, steps: _StepTimer
     ) -> tuple[Inputs, core.CycleResult | None]:
         """Build the snapshot and run the core. An object the core refuses (`ModelError`
         names it) is set aside with the core's words and the rest is tried again: one object
@@ -246,10 +321,12 @@ class SchedulingLoop:
             # holds nodes it still counts: leaving it out would make its accelerators look free.
             usable = [w for w in inputs.workloads if w.key not in busy or w.placement is not None]
             try:
-                snapshot = core.Snapshot.build(
-                    inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
-                )
-                return inputs, core.schedule(snapshot)
+                with steps("snapshot"):
+                    snapshot = core.Snapshot.build(
+                        inputs.sites, inputs.pools, inputs.nodes, inputs.queues, usable, now
+                    )
+                with steps("schedule"):
+                    return inputs, core.schedule(snapshot)
             except core.ModelError as exc:
                 culprit = _refused_object(exc, inputs)
                 if culprit is None or culprit in self._refused:
@@ -264,7 +341,7 @@ class SchedulingLoop:
                 }[kind]
                 log.warning("%s %s set aside: %s", kind, key, exc)
                 self._refused[culprit] = (_version(table.get(key) or {}), INVALID_SPEC, str(exc))
-                inputs = translate(view, namespaces, self._parsed, self._still_refused(view))
+                inputs = self._translate(view, now)
         log.error("the fleet could not be scheduled: over %d objects refused", self.max_refusals)
         return inputs, None
 
@@ -325,12 +402,17 @@ class SchedulingLoop:
             origin=self.origin,
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
-        return create_pods(conn.api_client, missing)
+        missing = self.guard.harden(body, missing)  # security gate: checked again, token off
+        self._count_write(WriteKind.POD_CREATE, len(missing))
+        if len(missing) <= 1:
+            return create_pods(conn.api_client, missing)
+        return sum(self.pod_pool.map(lambda p: create_pods(conn.api_client, [p]), missing))
 
     def _delete_stray(self, d: PodDelete) -> int:
         conn = self.connections.connections.get(d.cluster)
         if conn is None:
             return 0
+        self._count_write(WriteKind.POD_DELETE, len(d.pods))
         deleted = delete_pods(conn.api_client, list(d.pods))
         if self.metrics is not None and d.reason == "NotPartOfAnyPlacement":
             self.metrics.count_eviction(EvictionReason.STALE_EPOCH, len(d.pods))
@@ -380,7 +462,9 @@ class SchedulingLoop:
         conn = self.connections.connections.get(cluster) if cluster else None
         if conn is None:
             return 0
-        return delete_pods(conn.api_client, list(replica_pods(model, placement)))
+        keys = list(replica_pods(model, placement))
+        self._count_write(WriteKind.POD_DELETE, len(keys))
+        return delete_pods(conn.api_client, keys)
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(
@@ -473,10 +557,27 @@ class SchedulingLoop:
             patch = pending_status(
                 bodies[key], result.verdicts[key], result.positions.get(key), now
             )
-            if patch is not None:
+            if patch is not None and self._explanation_due(key, bodies[key], patch):
                 patches.append((key, patch))
         written = self._run_all(partial(self._write_workload, bodies[k], p) for k, p in patches)
+        clock = time.monotonic()
+        for (key, _), w in zip(patches, written, strict=True):
+            if w is not None:
+                self._explained_at[key] = clock
+        if len(self._explained_at) > 2 * len(bodies) + 1000:
+            self._explained_at = {k: t for k, t in self._explained_at.items() if k in bodies}
         return _recorded([k for k, _ in patches], written)
+
+    def _explanation_due(self, key: str, body: dict[str, Any], patch: dict[str, Any]) -> bool:
+        status = body.get("status") or {}
+        if (
+            not status.get("verdicts")
+            or status.get("phase", "Pending") != patch.get("phase")
+            or status.get("observedGeneration") != patch.get("observedGeneration")
+        ):
+            return True
+        last = self._explained_at.get(key)
+        return last is None or time.monotonic() - last >= self.explain_interval_seconds
 
     def _verdicts_to_explain(
         self, result: core.CycleResult, bodies: dict[str, dict[str, Any]], skip: set[str]
@@ -545,8 +646,16 @@ class SchedulingLoop:
             pass
 
     # -- helpers ----------------------------------------------------------------
+    def _count_write(self, kind: WriteKind, n: int) -> None:
+        if self.metrics is not None and n > 0:
+            self.metrics.count_write(kind, n)
+
     def _event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events.submit(self.writer.event, body, type_, reason, message)
+        self.events.submit(self._post_event, body, type_, reason, message)
+
+    def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if self.gate is None or self.gate.may_write():
+            self.recorder.record(body, type_, reason, message)
 
     def _write_workload(self, body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -559,19 +668,34 @@ class SchedulingLoop:
         return written
 
     def _submit(self, tasks: Iterable[Callable[[], T]]) -> list[Future[T]]:
-        return [self.pool.submit(t) for t in tasks]
+        # Checked before the batch and again before each write in it: a batch of thousands
+        # can outlast the renew deadline while its tasks wait for a worker.
+        if self.gate is not None:
+            self.gate.check()
+        return [self.pool.submit(self._guarded, t) for t in tasks]
+
+    def _guarded(self, task: Callable[[], T]) -> T:
+        if self.gate is not None:
+            self.gate.check()
+        return task()
 
     @staticmethod
     def _outcomes(futures: Sequence[Future[T]]) -> list[T | None]:
         """Each task's result in order; None for one that raised (logged; the next cycle
-        tries again)."""
+        tries again). Raises NotLeaderError, after every task ended, if leadership ended."""
         results: list[T | None] = []
+        lost: NotLeaderError | None = None
         for future in futures:
             try:
                 results.append(future.result())
+            except NotLeaderError as exc:
+                lost = exc
+                results.append(None)
             except Exception:
                 log.exception("an action failed; it is retried on the next cycle")
                 results.append(None)
+        if lost is not None:
+            raise lost
         return results
 
     def _run_all(self, tasks: Iterable[Callable[[], T]]) -> list[T | None]:
@@ -591,6 +715,37 @@ def _refused_object(exc: core.ModelError, inputs: Inputs) -> tuple[str, str] | N
     if kind not in ("Site", "GpuPool", "Queue", "Workload"):
         return None
     return kind, exc.name
+
+
+class _StepTimer:
+    """Adds up the time spent in each named step of a cycle."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
+
+
+def _still_listing(view: CacheView, inputs: Inputs) -> bool:
+    """Whether a Site's cluster is answering but not yet listed (or not yet probed at all).
+
+    Its site looks disconnected to the core until then; explaining every waiting workload
+    with that (a status write each, thousands after a start) would be wrong a moment later.
+    A cluster that fails its probes is no longer "not yet probed": then it is explained.
+    """
+    for cluster in set(inputs.site_cluster.values()):
+        state = view.clusters.get(cluster)
+        if state is None or (not state.connected and state.reason == "NotYetProbed"):
+            return True
+        if state.connected and not {"nodes", "pods"} <= state.synced:
+            return True
+    return False
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:

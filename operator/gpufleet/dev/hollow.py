@@ -289,7 +289,8 @@ def remove_stale_runtime_sockets() -> int:
     fleet's, accepts and is left alone.
     """
     removed = 0
-    for path in Path("/tmp").glob("kubelet_remote_*.sock"):
+    # Where kubemark itself puts them; removed on down.
+    for path in Path("/tmp").glob("kubelet_remote_*.sock"):  # nosec B108
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(1)
             try:

@@ -1,8 +1,13 @@
-"""Make a running dev fleet known to gpufleet: CRDs, member kubeconfig Secrets, Sites, GpuPools."""
+"""Make a running dev fleet known to gpufleet: CRDs, member kubeconfig Secrets, Sites, GpuPools.
+
+The member Secrets hold a least-privilege ServiceAccount token (``gpufleet.sites.memberaccess``),
+not the member's admin kubeconfig.
+"""
 
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import yaml
@@ -10,6 +15,7 @@ import yaml
 from gpufleet.api.crdgen import PACKAGE_CRD_DIR
 from gpufleet.dev.clusters import Cluster, RunningFleet
 from gpufleet.fleetfile import LABEL_NVLINK, LABEL_POOL, LABEL_RACK, LABEL_SITE, Fleet
+from gpufleet.sites import memberaccess
 
 # Typical board power per accelerator, for the power budget when a fleet file gives none.
 WATTS = {"nvidia-h100": 700.0, "nvidia-h200": 700.0, "nvidia-b200": 1000.0, "aws-trainium2": 500.0}
@@ -88,12 +94,45 @@ def flat_kubeconfig(cluster: Cluster) -> str:
     return cluster.kubectl("config", "view", "--flatten", "--minify").stdout
 
 
+def member_kubeconfig(cluster: Cluster, namespace: str, timeout: float = 60) -> str:
+    """A kubeconfig for the operator in ``cluster``: a ServiceAccount token with least privilege.
+
+    The ServiceAccount, its roles (``gpufleet.sites.memberaccess``) and a token Secret are
+    applied in the member; the API server fills the token in, which is polled for.
+    """
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-",
+        input=yaml.safe_dump_all(memberaccess.objects(namespace)),
+    )  # fmt: skip
+    secret = f"{memberaccess.SERVICE_ACCOUNT}-token"
+    deadline = time.monotonic() + timeout
+    token: str | None = None
+    while not token:
+        out = cluster.kubectl(
+            "get", "secret", secret, "-n", namespace, "-o", "jsonpath={.data.token}", check=False
+        )
+        token = out.stdout.strip()
+        if not token:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{cluster.name}: the API server did not fill in Secret {namespace}/{secret}"
+                    f" within {timeout:.0f}s (is the token controller running?)"
+                )
+            time.sleep(0.5)  # polling the token controller, with the deadline above
+    admin = yaml.safe_load(flat_kubeconfig(cluster))
+    config = memberaccess.token_kubeconfig(
+        admin, base64.b64decode(token).decode(), f"{memberaccess.SERVICE_ACCOUNT}@{cluster.name}"
+    )
+    return yaml.safe_dump(config)
+
+
 def secret_objects(fleet: Fleet, running: RunningFleet, namespace: str) -> list[dict[str, Any]]:
     out = []
     for spec in fleet.clusters:
         if spec.hub:
             continue
-        data = base64.b64encode(flat_kubeconfig(running.clusters[spec.name]).encode()).decode()
+        kubeconfig = member_kubeconfig(running.clusters[spec.name], namespace)
+        data = base64.b64encode(kubeconfig.encode()).decode()
         out.append(
             {
                 "apiVersion": "v1",

@@ -87,8 +87,10 @@ def measure(nodes: int = 1000, workloads: int = 2000, progress: Progress = print
     try:
         register(fleet, running, "gpufleet-system")
         apis = _Apis.connect(running.hub)
+        # gpufleet dispatches only into namespaces that enforce the queue's Pod Security level.
+        labels = {"pod-security.kubernetes.io/enforce": "baseline"}
         for ns in ("ceiling", "bench"):
-            apis.core.create_namespace({"metadata": {"name": ns}})
+            apis.core.create_namespace({"metadata": {"name": ns, "labels": labels}})
         ceiling = _ceiling(apis, nodes, workloads, progress)
         operator = _operator(apis, running.hub.kubeconfig, nodes, workloads, progress)
         apis.api.close()
@@ -183,15 +185,17 @@ def _running_pods(core: Any, ns: str) -> int:
 
 def _operator(
     apis: _Apis, kubeconfig: Path, nodes: int, workloads: int, progress: Progress
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """A queue deserving the whole fleet; the operator in a process of its own (its log
     in the state directory), stopped once every workload runs or the wait fails."""
     _create_queue(apis.custom, nodes)
+    port = _free_port()
     with open(clusters.state_dir() / "bench-op-operator.log", "wb") as log:
-        proc = _start_operator(kubeconfig, log)
+        proc = _start_operator(kubeconfig, log, port)
         try:
             time.sleep(3)
             t = _submit_and_wait(apis.custom, workloads, progress)
+            writes = _writes_by_kind(port)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -200,6 +204,9 @@ def _operator(
         "admitted_per_second": round(workloads / (t.admitted - t.start), 1),
         "running_per_second": round(workloads / (t.running - t.start), 1),
         "seconds_to_all_running": round(t.running - t.start, 2),
+        # The operator's own write requests (its metrics), over the whole run.
+        "api_writes": writes,
+        "api_writes_per_workload": round(sum(writes.values()) / workloads, 2),
     }
 
 
@@ -220,7 +227,7 @@ def _create_queue(custom: Any, nodes: int) -> None:
     )
 
 
-def _start_operator(kubeconfig: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+def _start_operator(kubeconfig: Path, log: IO[bytes], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -230,7 +237,7 @@ def _start_operator(kubeconfig: Path, log: IO[bytes]) -> subprocess.Popen[bytes]
             "--kubeconfig",
             str(kubeconfig),
             "--metrics-port",
-            "-1",
+            str(port),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -296,3 +303,27 @@ def _phases(custom: Any) -> dict[str, int]:
         p = (w.get("status") or {}).get("phase", "Pending")
         out[p] = out.get(p, 0) + 1
     return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _writes_by_kind(port: int) -> dict[str, int]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Fixed http URL on loopback.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as rsp:  # nosec B310
+        text = rsp.read().decode()
+    return {
+        s.labels["kind"]: int(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gpufleet_api_writes_total"
+    }

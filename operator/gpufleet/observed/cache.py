@@ -77,6 +77,8 @@ class CacheView:
     workloads: dict[str, dict[str, Any]]
     clusters: dict[str, ClusterState]
     taken_at: float
+    # What changed since: a counter per part of the cache (see `FleetCache.versions`).
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 class FleetCache:
@@ -93,11 +95,16 @@ class FleetCache:
             "Queue": self.queues,
             "Workload": self.workloads,
         }
-        assert set(self._tables) == set(KIND_INFO), "a kind of the API has no table in the cache"
+        if set(self._tables) != set(KIND_INFO):
+            raise RuntimeError("a kind of the API has no table in the cache")
         self.clusters: dict[str, ClusterState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self.generation = 0
+        # One counter per part of the cache, bumped under the lock with every change to it,
+        # so that a reader can tell which parts are as they were (observed/incremental.py):
+        # objects (gpufleet's), namespaces, health (connected, synced), nodes (and pods).
+        self.versions = {"objects": 0, "namespaces": 0, "health": 0, "nodes": 0}
 
     # -- wake-ups --------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -120,17 +127,22 @@ class FleetCache:
                 if old is not None and _rv(old) > _rv(body) and _rv(body) > 0:
                     return
                 table[key] = body
+            self.versions["objects"] += 1
         self._changed()
 
     def assume_workload(self, key: str, body: dict[str, Any]) -> None:
         """Record the result of our own successful write before the watch echoes it."""
         with self._lock:
             self.workloads[key] = body
+            self.versions["objects"] += 1
         self._changed()
 
     # -- clusters (from watch threads) -------------------------------------------
     def cluster(self, name: str) -> ClusterState:
+        """The live state, for callers that change it: counted as a change of every part."""
         with self._lock:
+            for part in self.versions:
+                self.versions[part] += 1
             return self.clusters.setdefault(name, ClusterState())
 
     def node_event(self, cluster: str, record: NodeRecord | None, name: str) -> None:
@@ -140,6 +152,7 @@ class FleetCache:
                 state.nodes.pop(name, None)
             else:
                 state.nodes[name] = record
+            self.versions["nodes"] += 1
         self._changed()
 
     def pod_event(self, cluster: str, record: PodRecord | None, key: str) -> None:
@@ -149,6 +162,7 @@ class FleetCache:
                 state.pods.pop(key, None)
             else:
                 state.pods[key] = record
+            self.versions["nodes"] += 1
         self._changed()
 
     def namespace_event(self, cluster: str, labels: dict[str, str] | None, name: str) -> None:
@@ -158,6 +172,7 @@ class FleetCache:
                 state.namespaces.pop(name, None)
             else:
                 state.namespaces[name] = labels
+            self.versions["namespaces"] += 1
         self._changed()
 
     def resync(self, cluster: str, what: str, keys: set[str]) -> None:
@@ -172,6 +187,8 @@ class FleetCache:
             for gone in set(table) - keys:
                 del table[gone]
             state.synced.add(what)
+            for part in ("namespaces", "health", "nodes"):
+                self.versions[part] += 1
         self._changed()
 
     def health_changed(self, cluster: str, connected: bool, reason: str, message: str) -> None:
@@ -183,6 +200,7 @@ class FleetCache:
                 message,
                 time.time(),
             )
+            self.versions["health"] += 1
         self._changed()
 
     def lease_renewed(self, cluster: str, at: float) -> None:
@@ -207,6 +225,17 @@ class FleetCache:
         if changed:
             self._changed()
 
+    def restart_fence_clocks(self, at: float) -> None:
+        """A replica that has just become leader counts every member's silence from `at`.
+
+        As a standby it renewed no fence Lease, and the previous leader may have renewed one
+        just before it stopped: re-placing a site's workloads on the standby's own (stale)
+        renewal time could run them twice. Counting from the takeover only delays that.
+        """
+        with self._lock:
+            for state in self.clusters.values():
+                state.lease_renewed_at = max(state.lease_renewed_at, at)
+
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:
         with self._lock:
@@ -218,6 +247,7 @@ class FleetCache:
                 workloads=dict(self.workloads),
                 clusters=clusters,
                 taken_at=time.time(),
+                versions=dict(self.versions),
             )
 
 

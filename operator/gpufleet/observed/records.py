@@ -111,13 +111,13 @@ class PodRecord:
         accel: dict[str, int] = {}
         for container in spec.get("containers") or []:
             resources = container.get("resources") or {}
-            requests = resources.get("requests") or {}
+            requested = resources.get("requests") or {}
             limits = resources.get("limits") or {}
-            cpu += parse_cpu_millis(requests.get("cpu", "0"))
-            mem += parse_memory_bytes(requests.get("memory", "0"))
+            cpu += parse_cpu_millis(requested.get("cpu", "0"))
+            mem += parse_memory_bytes(requested.get("memory", "0"))
             for resource in ACCELERATOR_RESOURCES:
                 # Extended resources may be given as limits only; requests then default to them.
-                value = requests.get(resource, limits.get(resource))
+                value = requested.get(resource, limits.get(resource))
                 if value is not None:
                     accel[resource] = accel.get(resource, 0) + _quantity_int(value)
         return cls(

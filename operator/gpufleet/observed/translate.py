@@ -11,7 +11,7 @@ only that object stops, the rest of the fleet keeps scheduling.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -347,15 +347,8 @@ def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
         # The state of fairness over time lives in the Queue's status (written every cycle
         # by the summary), so a restarted operator carries on where it stopped.
         status = queue.status
-        used = {r.accelerator_class: r for r in (status.resources or [])} if status else {}
         starved = status.starved_since if status else None
-        # Usage and fair usage were written at usageUpdatedAt; both decay alike until now
-        # (what happened since is not history yet: the cycle counts it as the present).
-        decay = 1.0
-        if now is not None and status is not None and status.usage_updated_at is not None:
-            decay = decay_factor(
-                now - timestamp(status.usage_updated_at), float(fair.usage_half_life_seconds)
-            )
+        usage, fair_usage = queue_history(queue, now)
         out.queues.append(
             core.Queue(
                 name=key,
@@ -366,8 +359,8 @@ def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
                 priority=spec.priority,
                 reclaimable=preemption.reclaimable,
                 min_runtime_seconds=float(preemption.min_runtime_seconds),
-                usage={c: r.usage * decay for c, r in used.items()},
-                fair_usage={c: r.fair_usage * decay for c, r in used.items()},
+                usage=usage,
+                fair_usage=fair_usage,
                 present_weight_seconds=float(fair.present_weight_seconds),
                 wait_credit_seconds=float(fair.wait_credit_seconds),
                 max_wait_seconds=(
@@ -386,6 +379,35 @@ def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
                 else None,
             )
         )
+
+
+def queue_history(queue: Queue, now: float | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Decayed usage and fair usage per class from the Queue's status, brought to `now`.
+
+    They were written at usageUpdatedAt; both decay alike until now (what happened since
+    is not history yet: the cycle counts it as the present). None: taken as written."""
+    status = queue.status
+    if status is None:
+        return {}, {}
+    decay = 1.0
+    if now is not None and status.usage_updated_at is not None:
+        half_life = float((queue.spec.fairness or Fairness()).usage_half_life_seconds)
+        decay = decay_factor(now - timestamp(status.usage_updated_at), half_life)
+    used = status.resources or []
+    return (
+        {r.accelerator_class: r.usage * decay for r in used},
+        {r.accelerator_class: r.fair_usage * decay for r in used},
+    )
+
+
+def history_at(out: Inputs, now: float) -> Inputs:
+    """`out` (reused from an earlier cycle) with each queue's decayed usage brought to `now`;
+    `out` itself is left as it is."""
+    queues = []
+    for q in out.queues:
+        usage, fair_usage = queue_history(out.queue_models[q.name], now)
+        queues.append(replace(q, usage=usage, fair_usage=fair_usage))
+    return replace(out, queues=queues)
 
 
 def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | None) -> bool:

@@ -27,8 +27,9 @@ from gpufleet.sim.policies.base import ClusterState, Decision, PendingView, Poli
 from gpufleet.sim.tenants import QueueSpec
 
 FloatArray = npt.NDArray[np.float64]
-# At one instant: completions free capacity, then arrivals join, then the policy decides.
-_COMPLETION, _ARRIVAL, _DECIDE = 0, 1, 2
+# At one instant: nodes come online and completions free capacity, then arrivals join,
+# then the policy decides.
+_ONLINE, _COMPLETION, _ARRIVAL, _DECIDE = -1, 0, 1, 2
 
 
 class PolicyError(RuntimeError):
@@ -43,6 +44,19 @@ class Outcome:
     waited: float = 0.0
     preempted: int = 0
     lost_gpu_seconds: float = 0.0  # runs thrown away by evictions (restarts from zero)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One placement of a job: from its start until it completed or was evicted.
+
+    Histories (allocation per site, class and queue over time) are rebuilt from these;
+    a job still running when the replay ends has `end` = inf.
+    """
+
+    run: Running
+    end: float
+    completed: bool
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class RunResult:
     stalled: list[Job] = field(default_factory=list)
     preemptions: int = 0
     wall_seconds: float = 0.0
+    segments: list[Segment] = field(default_factory=list)
 
 
 class _Recorder:
@@ -137,16 +152,27 @@ def replay(
     policy: Policy,
     progress: Callable[[int], None] | None = None,
     cycle_seconds: float = 0.0,
+    online_at: dict[int, float] | None = None,
 ) -> RunResult:
     """Replay `trace` on `fleet` under `policy`; `progress` gets the number of events done.
 
     With `cycle_seconds` 0 the policy decides at every instant where something happened;
     otherwise at the next multiple of `cycle_seconds`, like an operator's scheduling loop
     that batches what happened since its last cycle (the same ticks for every policy).
+
+    `online_at` maps node indices to the time they join (a what-if expansion); until then
+    such a node has no free accelerators.
     """
     if cycle_seconds < 0:
         raise ValueError(f"cycle_seconds: must be >= 0 (got {cycle_seconds})")
-    return _Replay(trace, fleet, tuple(queues), policy, cycle_seconds).run(progress)
+    run = _Replay(trace, fleet, tuple(queues), policy, cycle_seconds)
+    for node, when in (online_at or {}).items():
+        if not 0 <= node < len(fleet.nodes) or when < 0:
+            raise ValueError(f"online_at: node {node} at {when}: no such node or negative time")
+        if when > 0:
+            run.free[node] = 0
+            heapq.heappush(run.heap, (when, _ONLINE, node, 0))
+    return run.run(progress)
 
 
 class _Replay:
@@ -204,6 +230,10 @@ class _Replay:
                     decide = True
                     self.next_decide = None
                     continue
+                if kind == _ONLINE:
+                    self.free[job_id] = self.fleet.capacity[job_id]  # job_id holds the node
+                    changed = True
+                    continue
                 events += 1
                 if kind == _COMPLETION:
                     changed |= self._complete(job_id, number, now)
@@ -230,6 +260,7 @@ class _Replay:
                 progress(events)
         result = self.result
         result.stalled = list(self.pending.values())
+        result.segments.extend(Segment(run, math.inf, False) for run in self.running.values())
         result.outcomes = list(self.outcomes.values())
         result.timeline = self.recorder.timeline()
         result.wall_seconds = time.perf_counter() - started
@@ -252,6 +283,7 @@ class _Replay:
             return False  # that attempt was preempted: its completion never happens
         run = self.running.pop(job_id)
         self._release(run)
+        self.result.segments.append(Segment(run, now, True))
         self.demand[self.qindex[run.job.queue]] -= run.job.gpus
         self.outcomes[job_id].end = now
         return True
@@ -297,6 +329,7 @@ class _Replay:
             if run is None:
                 raise PolicyError(f"{name}: evicted job {job_id} is not running")
             self._release(run)
+            self.result.segments.append(Segment(run, now, False))
             self.attempt[job_id] += 1
             outcome = self.outcomes[job_id]
             outcome.preempted += 1

@@ -71,6 +71,7 @@ class ClusterConnection:
         watch_namespaces: bool = False,
         secrets: tuple[str, SecretSink] | None = None,
         fence: tuple[str, str, int] | None = None,
+        fence_gate: Callable[[], bool] | None = None,
         probe_interval: float = 5.0,
         disconnect_after: float = 20.0,
     ) -> None:
@@ -82,6 +83,9 @@ class ClusterConnection:
         self.secrets = secrets
         # (namespace, holder, fence seconds): renew the member's fence Lease while reachable.
         self.fence = fence
+        # Only the leading replica renews fence Leases (a standby's renewals would keep a
+        # site unfenced that the leader cannot reach, and the leader re-places its work).
+        self.fence_gate = fence_gate
         self.probe_interval = probe_interval
         self.disconnect_after = disconnect_after
         self.health = Health()
@@ -161,7 +165,9 @@ class ClusterConnection:
             )
             self.identity = str(ns.metadata.uid)
             self.sink.cluster_identified(self.name, self.identity)
-        if self.fence is not None:
+        # Only the leading replica renews fence Leases (a standby's renewals would keep a
+        # site unfenced that the leader cannot reach).
+        if self.fence is not None and (self.fence_gate is None or self.fence_gate()):
             from gpufleet.sites.fence import read_fence, renew
 
             record, confirmed = read_fence(self.api_client, self.fence[0])
@@ -233,7 +239,8 @@ class ClusterConnection:
     def _watch_secrets(self) -> None:
         from kubernetes import client
 
-        assert self.secrets is not None
+        if self.secrets is None:  # started only for the hub's connection, which has them
+            return
         namespace, sink = self.secrets
         core = client.CoreV1Api(self.api_client)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gpufleet.api.podsecurity import LABEL_PREFIX, enforced_level, looser_than
 from gpufleet.observed.records import (
     LABEL_EPOCH,
     LABEL_MANAGED,
@@ -33,6 +34,9 @@ class PodPlan:
     namespace: str
     name: str
     manifest: dict[str, Any]
+    # Labels of the namespace if gpufleet has to create it: its Pod Security level
+    # (set by control/podguard.py from the queue's level).
+    namespace_labels: dict[str, str] = field(default_factory=dict)
 
 
 def pod_name(workload: str, epoch: int, index: int) -> str:
@@ -123,18 +127,38 @@ def _drain(response: Any) -> None:
     response.release_conn()
 
 
-def ensure_namespace(api_client: Any, namespace: str) -> None:
+def ensure_namespace(api_client: Any, namespace: str, labels: dict[str, str] | None = None) -> None:
+    """Create the namespace with ``labels``; one that exists is left as it is (never relabelled)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(api_client)
     try:
         core.create_namespace(
-            {"metadata": {"name": namespace, "labels": {LABEL_MANAGED: MANAGED_BY}}}
+            {
+                "metadata": {
+                    "name": namespace,
+                    "labels": {**(labels or {}), LABEL_MANAGED: MANAGED_BY},
+                }
+            }
         )
     except ApiException as exc:
         if exc.status != 409:
             raise
+        # Someone created it between the cache's look and now: dispatch there only if it
+        # enforces at least the level gpufleet would have given it.
+        want = (labels or {}).get(f"{LABEL_PREFIX}enforce")
+        if want is not None:
+            have = enforced_level(core.read_namespace(namespace).metadata.labels)
+            if looser_than(have, enforced_level(labels)):
+                raise NamespaceTooLooseError(
+                    f"namespace {namespace} exists and enforces Pod Security {have}, looser than"
+                    f" {want}; not dispatching there"
+                ) from None
+
+
+class NamespaceTooLooseError(RuntimeError):
+    """A namespace appeared, unlabelled or looser than the queue's level, just before dispatch."""
 
 
 def create_pods(api_client: Any, plans: list[PodPlan]) -> int:
@@ -158,7 +182,7 @@ def create_pods(api_client: Any, plans: list[PodPlan]) -> int:
             created += 1
         except ApiException as exc:
             if exc.status == 404 and "namespaces" in (exc.body or ""):
-                ensure_namespace(api_client, plan.namespace)
+                ensure_namespace(api_client, plan.namespace, plan.namespace_labels)
                 _drain(
                     core.create_namespaced_pod(
                         plan.namespace, plan.manifest, _request_timeout=30, _preload_content=False

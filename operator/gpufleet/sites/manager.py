@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,9 @@ class ConnectionManager:
         origin: str = "gpufleet",
         fence_seconds: int = 60,
         disconnect_after: float = 20.0,
+        fence_gate: Callable[[], bool] | None = None,
     ) -> None:
+        self.fence_gate = fence_gate
         self.origin = origin
         self.fence_seconds = fence_seconds
         self.disconnect_after = disconnect_after
@@ -189,7 +192,10 @@ class ConnectionManager:
             client,
             self.sink,
             fence=(self.namespace, self.origin, self.fence_seconds),
+            fence_gate=self.fence_gate,
             disconnect_after=self.disconnect_after,
+            # Dispatch reads each member namespace's Pod Security labels (docs/security.md).
+            watch_namespaces=True,
         )
         conn.start()
         self.connections[name] = conn
@@ -207,7 +213,11 @@ def _client_from_kubeconfig(text: str) -> Any:
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not data.get("clusters"):
         raise ValueError("not a kubeconfig (no clusters)")
-    return config.new_client_from_config_dict(data)
+    api = config.new_client_from_config_dict(data)
+    # As the hub's: the loop's apply and pod threads share the client (urllib3's default of
+    # 10 connections would drop and reopen connections under a burst).
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
+    return api
 
 
 def _reason(exc: Exception) -> str:

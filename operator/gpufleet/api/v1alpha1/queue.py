@@ -166,6 +166,31 @@ class QueueSpec(ApiModel):
     priority: Priority = 0
     preemption: Preemption | None = None
     fairness: Fairness | None = None
+    pod_security: Annotated[
+        Literal["restricted", "baseline", "privileged"] | None,
+        Field(
+            description="Pod Security Standard every Workload template of this queue must meet,"
+            " and that namespaces gpufleet creates in members enforce. Unset inherits the"
+            " parent's (baseline at a root); a child may be stricter than its parent, never"
+            " looser (a looser one is refused and its parent's level applies)."
+        ),
+    ] = None
+    service_accounts: Annotated[
+        list[ObjectName] | None,
+        ListSet(max_items=64),
+        Field(
+            description="Service accounts a template may name in spec.serviceAccountName;"
+            " unset or empty allows only the namespace's default."
+        ),
+    ] = None
+    automount_service_account_token: Annotated[
+        bool,
+        Field(
+            description="Whether pods may carry a service account token; when false gpufleet sets"
+            " automountServiceAccountToken: false on every pod and refuses templates asking"
+            " for a token."
+        ),
+    ] = False
 
     rules = (
         Rule(

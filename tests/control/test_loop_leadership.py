@@ -1,0 +1,145 @@
+"""The loop writes only while its replica leads; a standby keeps its caches warm."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gpufleet.control.elector import NotLeaderError
+from gpufleet.control.loop import SchedulingLoop
+
+from .builders import World
+from .test_loop_appliers import Connections, Writer, pods, scheduling_loop, world
+
+__all__ = ["pods", "world"]  # fixtures, used by name
+
+
+class Gate:
+    """Leads for the first `checks` checks, then its renew deadline has passed."""
+
+    def __init__(self, checks: int) -> None:
+        self.left = checks
+
+    def may_write(self) -> bool:
+        return self.left > 0
+
+    def check(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise NotLeaderError("deadline passed")
+
+
+@pytest.fixture
+def loops() -> Iterator[list[SchedulingLoop]]:
+    made: list[SchedulingLoop] = []
+    yield made
+    for loop in made:
+        loop.pool.shutdown()
+        loop.events.shutdown()
+
+
+def gated(world: World, writer: Writer, gate: Gate, loops: list[SchedulingLoop]) -> SchedulingLoop:
+    loop = scheduling_loop(world, writer)
+    loop.gate = gate
+    loops.append(loop)
+    return loop
+
+
+def test_a_replica_that_does_not_lead_writes_nothing(
+    world: World, pods: dict[str, list[tuple[str, str]]], loops: list[SchedulingLoop]
+) -> None:
+    writer = Writer()
+    loop = gated(world, writer, Gate(0), loops)
+    with pytest.raises(NotLeaderError):
+        loop.cycle()
+    assert writer.written == []
+    assert pods == {"created": [], "deleted": []}
+
+
+def test_a_deadline_passing_mid_cycle_stops_the_writes_that_follow(
+    world: World, pods: dict[str, list[tuple[str, str]]], loops: list[SchedulingLoop]
+) -> None:
+    writer = Writer()
+    # Lifecycle (3 batches, nothing in them), the eviction batch and its write: then no more.
+    loop = gated(world, writer, Gate(5), loops)
+    with pytest.raises(NotLeaderError):
+        loop.cycle()
+    assert writer.written == [("low", "Preempted")]
+    assert pods["created"] == []  # the admission that needed the room was never written
+
+
+def test_with_the_lease_held_throughout_the_cycle_writes_as_without_election(
+    world: World, pods: dict[str, list[tuple[str, str]]], loops: list[SchedulingLoop]
+) -> None:
+    writer = Writer()
+    loop = gated(world, writer, Gate(10**6), loops)
+    loop.cycle()
+    assert ("high", "Admitted") in writer.written
+    assert set(loop.last_steps) == {
+        "view",
+        "translate",
+        "snapshot",
+        "schedule",
+        "apply",
+        "statuses",
+    }
+
+
+def test_a_standby_translates_and_connects_but_writes_nothing(
+    world: World, pods: dict[str, list[tuple[str, str]]], loops: list[SchedulingLoop]
+) -> None:
+    reconciled: list[set[str]] = []
+
+    class Watching(Connections):
+        def reconcile(self, sites: dict[str, object]) -> None:
+            reconciled.append(set(sites))
+
+    writer = Writer()
+    loop = SchedulingLoop(world.cache, Watching(), writer, origin="gpufleet")  # type: ignore[arg-type]
+    loops.append(loop)
+    loop.gate = Gate(0)
+    loop.warm()
+    assert writer.written == []
+    assert pods == {"created": [], "deleted": []}
+    assert reconciled
+    assert reconciled[0]
+    assert ("Workload", "ns/high") in loop.translator.parsed  # a takeover does not parse again
+    assert loop.warm_cycles == 1
+    assert loop.cycles == 0
+
+
+def test_a_waiting_workloads_explanation_is_refreshed_at_most_every_interval(
+    world: World, loops: list[SchedulingLoop]
+) -> None:
+    loop = scheduling_loop(world, Writer())
+    loops.append(loop)
+    loop.explain_interval_seconds = 3600
+    status = {"phase": "Pending", "verdicts": [{}], "observedGeneration": 2}
+    body = {"metadata": {"generation": 2}, "status": status}
+    moved = {"phase": "Pending", "observedGeneration": 2, "queuePosition": 7}
+    assert loop._explanation_due("ns/w", body, moved)  # never written by this replica
+    loop._explained_at["ns/w"] = time.monotonic()
+    assert not loop._explanation_due("ns/w", body, moved)  # only its position moved
+    assert loop._explanation_due("ns/w", body, {**moved, "observedGeneration": 3})
+    assert loop._explanation_due("ns/w", body, {**moved, "phase": "Preempted"})
+    assert loop._explanation_due("ns/w", {**body, "status": {"phase": "Pending"}}, moved)
+    loop._explained_at["ns/w"] = time.monotonic() - 3600
+    assert loop._explanation_due("ns/w", body, moved)
+
+
+def test_waiting_workloads_are_explained_only_once_their_sites_are_listed(
+    loops: list[SchedulingLoop],
+) -> None:
+    world = World(nodes=1).queue("q", ["ns"])
+    world.workload("ns", "big", "q", gpus=8, replicas=4)  # fits nowhere: it waits
+    world.cache.clusters["ams"].synced = set()  # answering, its nodes not listed yet
+    writer = Writer()
+    loop = scheduling_loop(world, writer)
+    loops.append(loop)
+    loop.cycle()
+    assert writer.written == []
+    world.connect("ams")
+    loop.cycle()
+    assert writer.written == [("big", "Pending")]
