@@ -17,6 +17,7 @@ CORE = "operator/gpufleet/core"
 COMPILED = (
     "model",
     "fairshare",
+    "fairness",
     "snapshot",
     "domains",
     "cyclestate",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gpufleet.core import CycleResult, Snapshot, Workload
+from gpufleet.core.fairness import recent_evictions
 
 
 class InvariantError(AssertionError):
@@ -68,6 +69,10 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
             raise InvariantError(f"evicted {e.workload} is not running")
         if not victim.preemptible:
             raise InvariantError(f"evicted {e.workload} is not preemptible")
+        cap = queues[victim.queue].max_evictions
+        window = queues[victim.queue].eviction_window_seconds
+        if cap is not None and recent_evictions(victim.eviction_times, snap.now, window) >= cap:
+            raise InvariantError(f"{e.workload} evicted more than its cap of {cap} per {window} s")
         if e.preemptor not in admissions:
             raise InvariantError(f"{e.workload} evicted for {e.preemptor}, which was not admitted")
         evicted_for[e.preemptor].append((e.workload, e.reason))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -103,6 +105,7 @@ def _queue(draw: st.DrawFn, name: str, parent: str | None) -> Queue:
         allowed_jurisdictions=draw(
             st.sampled_from([None, None, None, frozenset({"DE", "FR"}), frozenset({"US"})])
         ),
+        **draw(time_rules()),
     )
 
 
@@ -153,8 +156,23 @@ def start(w: Workload, site: str, pool: str, nodes: tuple[str, ...], now: float)
     return replace(w, placement=Placement(site, pool, nodes, now))
 
 
-def requeue(w: Workload) -> Workload:
-    return replace(w, placement=None)
+def requeue(w: Workload, now: float) -> Workload:
+    """Back to pending after an eviction at `now`, which the eviction cap counts."""
+    return replace(w, placement=None, eviction_times=(*w.eviction_times, now))
+
+
+@st.composite
+def time_rules(draw: st.DrawFn) -> dict[str, Any]:
+    """The time-based Queue fields, each rule sometimes off."""
+    return {
+        "present_weight_seconds": draw(st.sampled_from([math.inf, math.inf, 60.0])),
+        "wait_credit_seconds": draw(st.sampled_from([math.inf, math.inf, 120.0])),
+        "max_wait_seconds": draw(st.sampled_from([math.inf, math.inf, 300.0])),
+        "reclaim_delay_seconds": draw(st.sampled_from([0.0, 0.0, 45.0])),
+        "reclaim_margin": draw(st.sampled_from([0.0, 0.0, 0.25])),
+        "max_evictions": draw(st.sampled_from([None, 1, 1, 2])),
+        "eviction_window_seconds": draw(st.sampled_from([math.inf, 100.0])),
+    }
 
 
 @st.composite
@@ -195,6 +213,7 @@ def contended_fleets(draw: st.DrawFn) -> Fleet:
                 over_quota_weight={CLASSES[0]: draw(st.sampled_from([0.0, 1.0, 2.0]))},
                 reclaimable=draw(st.sampled_from([True, True, True, False])),
                 min_runtime_seconds=draw(st.sampled_from([0.0, 0.0, 50.0])),
+                **draw(time_rules()),
             )
         )
     if nested:
@@ -224,6 +243,7 @@ def contended_workloads(draw: st.DrawFn, fleet: Fleet, prefix: str, now: float) 
                 preemptible=draw(st.sampled_from([True, True, True, False])),
                 created_at=now + i * 0.001,
                 required_topology=draw(st.sampled_from([None, None, "rack"])),
+                checkpoint_interval_seconds=draw(st.sampled_from([None, None, 20.0])),
             )
         )
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -20,7 +21,8 @@ from core.strategies import (
     start,
     workloads,
 )
-from gpufleet.core import Snapshot, Workload, schedule
+from gpufleet.core import Queue, Snapshot, Workload, schedule
+from gpufleet.core.fairness import accumulate, recent_evictions
 from gpufleet.core.reference import schedule_reference
 
 ArrivalStrategy = Callable[[Fleet, str, float], st.SearchStrategy[list[Workload]]]
@@ -40,6 +42,9 @@ def run_cycles(data: st.DataObject, fleet: Fleet, arrivals: ArrivalStrategy) -> 
     running: list[Workload] = []
     pending: list[Workload] = []
     now = 0.0
+    # The state the operator keeps across cycles: decayed usage and fair usage, the
+    # reclaim clocks, and (on the workloads) when each was evicted.
+    queues: dict[str, Queue] = {q.name: q for q in fleet.queues}
     for cycle in range(data.draw(st.integers(1, 8), label="cycles")):
         now += 30.0
         pending += data.draw(arrivals(fleet, f"c{cycle}", now), label="arrivals")
@@ -47,7 +52,7 @@ def run_cycles(data: st.DataObject, fleet: Fleet, arrivals: ArrivalStrategy) -> 
             done = data.draw(st.sets(st.sampled_from([w.key for w in running])), label="done")
             running = [w for w in running if w.key not in done]
         snap = Snapshot.build(
-            fleet.sites, fleet.pools, fleet.nodes, fleet.queues, running + pending, now
+            fleet.sites, fleet.pools, fleet.nodes, queues.values(), running + pending, now
         )
         result = schedule(snap)
         check_invariants(snap, result)
@@ -71,8 +76,36 @@ def run_cycles(data: st.DataObject, fleet: Fleet, arrivals: ArrivalStrategy) -> 
         if result.admissions:
             event("cycle with admissions")
         by_key = {w.key: w for w in running + pending}
+        for key in evicted:
+            # The invariant of the eviction cap: never more than the cap in a window.
+            w = by_key[key]
+            queue = queues[w.queue]
+            if queue.max_evictions is not None:
+                times = (*w.eviction_times, now)
+                assert recent_evictions(times, now, queue.eviction_window_seconds) <= (
+                    queue.max_evictions
+                ), (key, times)
         pending = [w for w in pending if w.key not in admitted]
-        pending += [requeue(by_key[k]) for k in sorted(evicted)]
+        pending += [requeue(by_key[k], now) for k in sorted(evicted)]
+        queues = {
+            name: replace(
+                q,
+                usage={
+                    c: accumulate(q.usage.get(c, 0.0), a, 30.0, 600.0)
+                    for c, a in result.allocated[name].items()
+                },
+                fair_usage={
+                    c: accumulate(q.fair_usage.get(c, 0.0), f, 30.0, 600.0)
+                    for c, f in result.fair_shares[name].items()
+                },
+                starved_since=(
+                    (now if q.starved_since is None else q.starved_since)
+                    if name in result.starved
+                    else None
+                ),
+            )
+            for name, q in queues.items()
+        }
         running = [w for w in running if w.key not in evicted]
         running += [
             start(by_key[a.workload], a.site, a.pool, a.nodes, now) for a in result.admissions

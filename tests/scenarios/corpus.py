@@ -13,12 +13,17 @@ A file holds one scenario (a mapping) or several (`scenarios: [...]`). Shape:
             # or a group: {prefix: n, count: 4, pool: p, ...} -> n0..n3;
             # `topology` may use {i} (node number) and {i//K} (number // K).
     queues: [{name, parent, deserved, limit, over_quota_weight, priority,
-              reclaimable, min_runtime_seconds, allowed_sites, allowed_jurisdictions}]
+              reclaimable, min_runtime_seconds, allowed_sites, allowed_jurisdictions,
+              usage, fair_usage, present_weight_seconds, wait_credit_seconds,
+              max_wait_seconds,
+              starved_since, reclaim_delay_seconds, reclaim_margin, max_evictions,
+              eviction_window_seconds}]   # time-based fields default to "rule off"
     workloads: [{key, queue, replicas, min_replicas (default replicas),
                  accelerators (per replica), classes, cpu_millis, memory_gib,
                  priority, preemptible, created_at, residency: {jurisdictions,
                  regions, certifications}, required_topology, preferred_topology,
-                 site_preferences, placement: {pool, nodes, started_at}}]
+                 site_preferences, placement: {pool, nodes, started_at},
+                 checkpoint_interval_seconds, eviction_times: [t, ...]}]
     expect:
       admitted: {key: {pool, site, nodes: [...], replicas: N}}   # fields optional
       only_admitted: true        # no admissions beyond those listed (default true)
@@ -27,6 +32,7 @@ A file holds one scenario (a mapping) or several (`scenarios: [...]`). Shape:
       verdicts: {key: {site: RuleName}}
       fair_shares: {queue: {class: number}}
       order: [key, ...]          # prefix of the order workloads were considered in
+      starved: [queue, ...]      # exactly the queues left starved (reclaim clock)
 """
 
 from __future__ import annotations
@@ -119,6 +125,16 @@ def _queue(d: dict[str, Any]) -> Queue:
         allowed_jurisdictions=(
             frozenset(d["allowed_jurisdictions"]) if "allowed_jurisdictions" in d else None
         ),
+        usage={k: float(v) for k, v in d.get("usage", {}).items()},
+        fair_usage={k: float(v) for k, v in d.get("fair_usage", {}).items()},
+        present_weight_seconds=float(d.get("present_weight_seconds", "inf")),
+        wait_credit_seconds=float(d.get("wait_credit_seconds", "inf")),
+        max_wait_seconds=float(d.get("max_wait_seconds", "inf")),
+        starved_since=float(d["starved_since"]) if "starved_since" in d else None,
+        reclaim_delay_seconds=float(d.get("reclaim_delay_seconds", 0)),
+        reclaim_margin=float(d.get("reclaim_margin", 0)),
+        max_evictions=int(d["max_evictions"]) if "max_evictions" in d else None,
+        eviction_window_seconds=float(d.get("eviction_window_seconds", "inf")),
     )
 
 
@@ -155,6 +171,10 @@ def _workload(d: dict[str, Any], pools: Mapping[str, Pool]) -> Workload:
         preferred_topology=d.get("preferred_topology"),
         site_preferences=tuple(d.get("site_preferences", [])),
         placement=placement,
+        checkpoint_interval_seconds=(
+            float(d["checkpoint_interval_seconds"]) if "checkpoint_interval_seconds" in d else None
+        ),
+        eviction_times=tuple(float(t) for t in d.get("eviction_times", [])),
     )
 
 

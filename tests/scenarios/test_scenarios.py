@@ -78,6 +78,9 @@ def test_scenario(doc: dict[str, Any], source: str) -> None:
     if order:
         assert result.queue_order[: len(order)] == order
 
+    if "starved" in expect:
+        assert result.starved == frozenset(expect["starved"])
+
     check_invariants(scenario.snapshot, result)
     ref = schedule_reference(scenario.snapshot)
     assert ref.admissions == result.admissions

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from gpufleet.cli.simulate import register
 from gpufleet.sim.frag import fill_experiment
 from gpufleet.sim.policies.registry import make
+from gpufleet.sim.report import frag_markdown
 from gpufleet.sim.tenants import default_queues
 from sim.builders import job, one_site
 
@@ -24,6 +25,9 @@ def test_fill_leaves_the_gpus_no_pod_can_use_unallocated() -> None:
     assert [lv.requested_gpus for lv in report.levels] == [9, 12]
     for level in report.levels:
         assert level.unallocated == {p.name: 2 for p in policies}
+    # Evictions are reported per policy: none here (no pod runs its minimum runtime).
+    assert report.evictions == {p.name: 0 for p in policies}
+    assert "| evictions |  | 0 | 0 | 0 | 0 |" in frag_markdown(report)
 
 
 def test_fill_with_pods_that_tile_the_nodes_leaves_nothing_unallocated() -> None:

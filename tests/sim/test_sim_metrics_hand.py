@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gpufleet.sim.engine import replay
 from gpufleet.sim.metrics import compute, jain, makespan_lower_bound, p99
-from gpufleet.sim.policies.gpufleet import GpufleetPolicy
+from gpufleet.sim.policies.gpufleet import FairnessSettings, GpufleetPolicy
 from gpufleet.sim.policies.kueue import KueueLikePolicy
 from gpufleet.sim.policies.packing import best_fit, fifo_first_fit
 from gpufleet.sim.tenants import QueueSpec
@@ -90,13 +92,41 @@ def test_kueue_like_reclaims_borrowed_quota_for_the_queue_under_nominal() -> Non
     assert m.jct_mean == pytest.approx(61 / 6)  # 10, 10, 10, 20, 10, 1
 
 
+# Every time-based rule off: the core reclaims at once, as it did before them.
+NO_TIME_RULES = FairnessSettings(
+    present_weight_seconds=math.inf,
+    wait_credit_seconds=math.inf,
+    max_wait_seconds=math.inf,
+    min_runtime_seconds=0.0,
+    max_evictions=None,
+    reclaim_delay_seconds=0.0,
+    reclaim_margin=0.0,
+)
+
+
 def test_gpufleet_core_reclaims_for_the_queue_below_its_deserved_share() -> None:
-    result = replay(GREEDY, one_site(4), TWO_QUEUES, GpufleetPolicy(class_blind=True))
+    policy = GpufleetPolicy(class_blind=True, settings=NO_TIME_RULES)
+    result = replay(GREEDY, one_site(4), TWO_QUEUES, policy)
     m = compute(result)
     assert m.preemptions == 1
     assert {o.job.id: o for o in result.outcomes}[4].first_start == 1.0
     assert m.jain_fairness == pytest.approx(1.0)
     assert m.completed == 6
+    # The victim (1 GPU) had run 1 s when it was evicted; it then runs its 10 s again.
+    assert m.lost_gpu_hours == pytest.approx(1 / 3600)
+    assert m.gpu_hours == pytest.approx((4 * 10 + 10 + 1 + 1) / 3600)
+    assert m.max_evictions_per_job == 1
+    assert m.jobs_evicted_more_than_once == 0
+
+
+def test_gpufleet_defaults_do_not_evict_a_young_job_but_wait_for_it() -> None:
+    # With the production defaults (10 min minimum runtime, 15 min reclaim delay) a
+    # 10 s job is never worth evicting: q1's job waits for the first completion.
+    result = replay(GREEDY, one_site(4), TWO_QUEUES, GpufleetPolicy(class_blind=True))
+    m = compute(result)
+    assert m.preemptions == 0
+    assert m.lost_gpu_hours == 0.0
+    assert {o.job.id: o for o in result.outcomes}[4].first_start == 10.0
 
 
 def test_p99_is_the_nearest_rank() -> None:

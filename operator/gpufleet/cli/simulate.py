@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gpufleet.cli.common import console, fail
 from gpufleet.cli.common import out as stdout
+from gpufleet.core.fairness import MIN_RUNTIME_SECONDS
 from gpufleet.sim import report
 from gpufleet.sim.compare import Comparison, compare
 from gpufleet.sim.fleet import SimFleet
@@ -89,8 +90,12 @@ def simulate(
     ] = None,
     max_runtime: Annotated[float | None, typer.Option(help="Cap job runtimes (seconds).")] = None,
     min_runtime: Annotated[
-        float, typer.Option(help="gpufleet queues: seconds before a workload may be preempted.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="gpufleet queues: seconds before a workload may be preempted"
+            " (default: the API's, 600)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
@@ -171,7 +176,7 @@ def _compare(
     queue_specs: tuple[QueueSpec, ...],
     names: list[str],
     cycle: float,
-    min_runtime: float,
+    min_runtime: float | None,
 ) -> Comparison:
     """The replays, one progress bar per policy (each counts arrivals and completions)."""
     total = 2 * len(jobs.jobs)
@@ -185,7 +190,9 @@ def _compare(
         return compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime)
 
 
-def _print_comparison(result: Comparison, cycle: float, min_runtime: float, as_json: bool) -> None:
+def _print_comparison(
+    result: Comparison, cycle: float, min_runtime: float | None, as_json: bool
+) -> None:
     """The metrics of each policy: a table, or JSON with what was replayed."""
     if as_json:
         payload = {
@@ -194,7 +201,7 @@ def _print_comparison(result: Comparison, cycle: float, min_runtime: float, as_j
             "capacity_gpus": result.fleet.total_gpus,
             "queues": {q.name: q.share for q in result.queues},
             "cycle_seconds": cycle,
-            "min_runtime_seconds": min_runtime,
+            "min_runtime_seconds": MIN_RUNTIME_SECONDS if min_runtime is None else min_runtime,
             "policies": [m.model_dump() for m in result.metrics],
         }
         out.print_json(json.dumps(payload))

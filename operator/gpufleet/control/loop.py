@@ -223,7 +223,7 @@ class SchedulingLoop:
         with steps("view"):
             view = self.cache.view()  # 1
         with steps("translate"):
-            inputs = self._translate(view)  # 2
+            inputs = self._translate(view, now)  # 2
         # Connections opened now feed the cache for the next cycle; this one uses the view.
         self.connections.reconcile(inputs.parsed_sites)  # 3
         for (kind, key), message in inputs.invalid.items():
@@ -285,8 +285,8 @@ class SchedulingLoop:
         self.last_cycle_at = time.time()
 
     # -- 2 ----------------------------------------------------------------------
-    def _translate(self, view: CacheView) -> Inputs:
-        inputs = self.translator.translate(view, self._still_refused(view))
+    def _translate(self, view: CacheView, now: float) -> Inputs:
+        inputs = self.translator.translate(view, self._still_refused(view), now)
         if self.translator.reused != "all":
             # security gate: templates their queue refuses are set aside (reused inputs
             # were screened when they were made)
@@ -341,7 +341,7 @@ class SchedulingLoop:
                 }[kind]
                 log.warning("%s %s set aside: %s", kind, key, exc)
                 self._refused[culprit] = (_version(table.get(key) or {}), INVALID_SPEC, str(exc))
-                inputs = self._translate(view)
+                inputs = self._translate(view, now)
         log.error("the fleet could not be scheduled: over %d objects refused", self.max_refusals)
         return inputs, None
 

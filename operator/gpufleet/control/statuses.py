@@ -101,10 +101,13 @@ def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -
     if any(c.get("type") == "Running" for c in conds):
         # Its pods are being stopped: it no longer runs.
         conds = set_condition(conds, "Running", "False", eviction.reason, message, gen, now)
+    # The latest evictions, kept for the queue's eviction cap (16 at most, as the API says).
+    times = [*(status.get("evictionTimes") or []), rfc3339(now)][-16:]
     return {
         "phase": "Preempted",
         "placement": None,
         "startedAt": None,
+        "evictionTimes": times,
         "observedGeneration": gen,
         "conditions": conds,
     }

@@ -11,9 +11,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from gpufleet import core
-from gpufleet.api.v1alpha1 import Site
+from gpufleet.api.v1alpha1 import Queue, Site
+from gpufleet.api.v1alpha1.queue import Fairness
 from gpufleet.control.statuses import rfc3339, set_condition
 from gpufleet.control.validity import apply_validity, site_fenced, site_untried
+from gpufleet.core.fairness import accumulate
 from gpufleet.metrics import (
     PoolState,
     QueueShare,
@@ -79,6 +81,7 @@ def summarise(
         allocated=_rolled_up(held.allocated_queue, parent),
         pending=_rolled_up(held.pending_queue, parent),
         counts=_rolled_up({(q, p): len(t) for (q, p), t in groups.items()}, parent),
+        starved=result.starved if result is not None else frozenset(),
     )
     for q in inputs.queues:
         shares, queue_status = _queue_summary(q, queues, inputs, now)
@@ -380,6 +383,7 @@ class _QueueTotals:
     allocated: QueueTable
     pending: QueueTable
     counts: QueueTable
+    starved: frozenset[str]  # leaf queues the cycle found starved (`CycleResult.starved`)
 
 
 def _queue_summary(
@@ -427,8 +431,13 @@ def _queue_status(
     total_deserved = sum(q.deserved.values())
     below = total_alloc < total_deserved and waiting > 0
     invalid = inputs.invalid.get(("Queue", q.name))
+    old = _old_status(model.status)
+    # Fairness over time: decayed usage (into `rows`) and the reclaim clock, kept in
+    # status so that a restarted operator carries on (translate reads them back).
+    history = _usage(model, rows, now)
+    starved_since = (old.get("starvedSince") or rfc3339(now)) if q.name in totals.starved else None
     conds = set_condition(
-        _old_status(model.status).get("conditions"),
+        old.get("conditions"),
         "Valid",
         "False" if invalid else "True",
         inputs.rule("Queue", q.name) if invalid else "Valid",
@@ -457,4 +466,26 @@ def _queue_status(
         "admittedWorkloads": admitted,
         "pendingWorkloads": waiting,
         "conditions": conds,
+        **history,
+        "starvedSince": starved_since,
     }
+
+
+def _usage(queue: Queue, rows: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Bring each class's decayed usage and fair usage up to `now` (into `rows`), as if
+    the allocation and fair share of this cycle had held since the last update."""
+    status = queue.status
+    before = {r.accelerator_class: r for r in (status.resources or [])} if status else {}
+    then = timestamp(status.usage_updated_at) if status and status.usage_updated_at else now
+    fair = queue.spec.fairness or Fairness()
+    half_life = float(fair.usage_half_life_seconds)
+    elapsed = max(now - then, 0.0)
+    for row in rows:
+        old = before.get(row["acceleratorClass"])
+        row["usage"] = round(
+            accumulate(old.usage if old else 0.0, row["allocated"], elapsed, half_life), 3
+        )
+        row["fairUsage"] = round(
+            accumulate(old.fair_usage if old else 0.0, row["fairShare"], elapsed, half_life), 3
+        )
+    return {"usageUpdatedAt": rfc3339(now)}

@@ -20,6 +20,14 @@ from bisect import bisect_left
 
 from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.explain import VerdictTable
+from gpufleet.core.fairness import (
+    below_share,
+    evictable,
+    history_ratio,
+    lost_work,
+    queue_rank,
+    reclaim_ready,
+)
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
 from gpufleet.core.placement import PoolFit, place_in_pool
@@ -59,9 +67,49 @@ def candidate_pools(snap: Snapshot, w: Workload) -> list[int]:
     return [r[3] for r in ranked]
 
 
-def queue_ratio(alloc: int, share: float) -> float:
-    """allocated ÷ fair share; a queue with no fair share in the class goes last."""
-    return alloc / share if share > 0 else INF
+class History:
+    """Each queue's decayed usage and fair usage per class, as arrays, and what follows
+    from them for this cycle: the order key and the over-time ratio used by reclaim."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.usage = [[float(q.usage.get(c, 0.0)) for c in snap.classes] for q in snap.queues]
+        self.fair = [[float(q.fair_usage.get(c, 0.0)) for c in snap.classes] for q in snap.queues]
+        self.weight = [q.present_weight_seconds for q in snap.queues]
+        self.credit = [q.wait_credit_seconds for q in snap.queues]
+        self.max_wait = [q.max_wait_seconds for q in snap.queues]
+        self.ratio = [
+            [history_ratio(u, f) for u, f in zip(us, fs, strict=True)]
+            for us, fs in zip(self.usage, self.fair, strict=True)
+        ]
+
+    def rank(self, q: int, cls: int, alloc: int, created_at: float) -> float:
+        """`created_at`: of the queue's next workload, for its age."""
+        return queue_rank(
+            alloc,
+            self.snap.fair_share[q][cls],
+            self.usage[q][cls],
+            self.fair[q][cls],
+            self.weight[q],
+            self.snap.now - created_at,
+            self.credit[q],
+            self.max_wait[q],
+        )
+
+
+def starved_queues(
+    snap: Snapshot, alloc: list[list[int]], pending_classes: set[tuple[int, int]]
+) -> frozenset[str]:
+    """Leaf queues with pending work below their share, by their margin, in a class
+    that work prefers (shared with the reference: same rule, same floats)."""
+    out = set()
+    for q, cls in pending_classes:
+        queue = snap.queues[q]
+        if below_share(
+            alloc[q][cls], snap.deserved[q][cls], snap.fair_share[q][cls], queue.reclaim_margin
+        ):
+            out.add(queue.name)
+    return frozenset(out)
 
 
 class Cycle:
@@ -84,6 +132,7 @@ class Cycle:
         self._failed: dict[tuple[object, ...], tuple[int, int, int]] = {}
         self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
         self._pool_classes: dict[int, list[int]] = {}
+        self.history = History(snap)
         # The class each pending workload prefers: the one its queue is ranked in.
         self._first_cls = [snap.class_index[w.accelerator_classes[0]] for w in snap.pending]
         # Queues with the same entitlement row share candidate pools: number the rows.
@@ -115,10 +164,9 @@ class Cycle:
         heapq.heapify(heap)
         order = self.order
         pending = snap.pending
-        # `_rank`, inlined: it runs once per pending workload.
         first_cls = self._first_cls
+        rank = self.history.rank
         alloc = self.state.alloc
-        fair = snap.fair_share
         while heap:
             key = heapq.heappop(heap)
             _, prio, q = key
@@ -130,9 +178,9 @@ class Cycle:
                 self.try_workload(w, q)
                 if pos == len(mine):
                     break
-                cls = first_cls[mine[pos]]
-                share = fair[q][cls]
-                key = (alloc[q][cls] / share if share > 0 else INF, prio, q)
+                i = mine[pos]
+                cls = first_cls[i]
+                key = (rank(q, cls, alloc[q][cls], pending[i].created_at), prio, q)
                 # Stay on this queue while it still ranks first: no heap round trip.
                 if heap and heap[0] < key:
                     heapq.heappush(heap, key)
@@ -142,7 +190,7 @@ class Cycle:
 
     def _rank(self, q: int, i: int) -> float:
         cls = self._first_cls[i]
-        return queue_ratio(self.state.alloc[q][cls], self.snap.fair_share[q][cls])
+        return self.history.rank(q, cls, self.state.alloc[q][cls], self.snap.pending[i].created_at)
 
     # -- 3./4. filter and place ---------------------------------------------------
 
@@ -182,7 +230,11 @@ class Cycle:
         self._failed[shape] = (self.commits, w.min_replicas, w.priority)
 
     def _may_reclaim(self, w: Workload, q: int, pools: list[int]) -> bool:
-        """A queue reclaims only while the admission keeps it within its deserved share."""
+        """A queue reclaims only while the admission keeps it within its deserved share,
+        and only once it has been starved for its reclaim delay (hysteresis)."""
+        queue = self.snap.queues[q]
+        if not reclaim_ready(queue.starved_since, self.snap.now, queue.reclaim_delay_seconds):
+            return False
         classes = self._pool_classes.get(id(pools))
         if classes is None:
             # Eligible pool lists live as long as the cycle, so their id is a stable key.
@@ -193,11 +245,18 @@ class Cycle:
 
     def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
         """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
-        numbers floor(x / a) >= m exactly when x >= m * a."""
+        numbers floor(x / a) >= m exactly when x >= m * a; and the queue is still below
+        its share by its reclaim margin."""
         need = w.min_replicas * w.accelerators_per_replica
-        deserved = self.snap.deserved
+        snap = self.snap
+        deserved = snap.deserved
         alloc = self.state.alloc
-        return all(deserved[x][cls] - alloc[x][cls] >= need for x in self.snap.chains[q])
+        margin = snap.queues[q].reclaim_margin
+        if margin > 0 and not below_share(
+            alloc[q][cls], deserved[q][cls], snap.fair_share[q][cls], margin
+        ):
+            return False
+        return all(deserved[x][cls] - alloc[x][cls] >= need for x in snap.chains[q])
 
     def _lowest_own_priority(self, q: int) -> float:
         """Lowest priority among the queue's preemptible running workloads (inf if none)."""
@@ -262,22 +321,33 @@ class Cycle:
 
     def _static_victims(self, pool: int) -> list[int]:
         """Running workloads of `pool` that may ever be evicted this cycle, in eviction
-        order: lowest priority, then youngest, then key."""
+        order: lowest priority, then the least work lost, then youngest, then key."""
         hit = self._victim_order.get(pool)
         if hit is None:
             snap = self.snap
+            now = snap.now
             cands = []
             for r in self.run_by_pool[pool]:
                 v = snap.running[r]
                 assert v.placement is not None
                 vqueue = snap.queues[snap.run_queue[r]]
+                started = v.placement.started_at
                 if (
                     v.preemptible
-                    and snap.now - v.placement.started_at >= vqueue.min_runtime_seconds
+                    and now - started >= vqueue.min_runtime_seconds
+                    and evictable(
+                        v.eviction_times,
+                        now,
+                        vqueue.max_evictions,
+                        vqueue.eviction_window_seconds,
+                    )
                 ):
-                    cands.append((v.priority, -v.placement.started_at, v.key, r))
+                    lost = lost_work(
+                        snap.run_accelerators[r], started, now, v.checkpoint_interval_seconds
+                    )
+                    cands.append((v.priority, lost, -started, v.key, r))
             cands.sort()
-            hit = self._victim_order[pool] = [c[3] for c in cands]
+            hit = self._victim_order[pool] = [c[4] for c in cands]
         return hit
 
     def _own_victims(self, pool: int, q: int) -> list[int]:
@@ -315,6 +385,7 @@ class Cycle:
         mine = set(snap.chains[q])
         sim: dict[int, float] = {}
         out = []
+        ratio = self.history.ratio
         for r in self._static_victims(pool):
             vq = snap.run_queue[r]
             # Work left on a queue that gained children is never reclaimed: its queue shares
@@ -325,6 +396,10 @@ class Cycle:
                 or not snap.queues[vq].reclaimable
                 or not snap.is_leaf[vq]
             ):
+                continue
+            # Over time too: take only from a queue that got more of its fair share than
+            # the reclaiming one (even when neither has history).
+            if ratio[vq][cls] < ratio[q][cls]:
                 continue
             chain = [x for x in snap.chains[vq] if x not in mine]
             alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]
@@ -451,11 +526,14 @@ class Cycle:
         positions: dict[str, int] = {}
         # Pending workloads are sorted by queue first: count within each run.
         last, seen = -1, 0
-        for w, q in zip(snap.pending, snap.pending_queue, strict=True):
+        pending_classes: set[tuple[int, int]] = set()
+        first_cls = self._first_cls
+        for i, (w, q) in enumerate(zip(snap.pending, snap.pending_queue, strict=True)):
             key = w.key
             if key in admitted:
                 continue
             pending_left[key] = w
+            pending_classes.add((q, first_cls[i]))
             if q != last:
                 last, seen = q, 0
             seen += 1
@@ -474,6 +552,7 @@ class Cycle:
                 q.name: dict(zip(snap.classes, st.alloc[i], strict=True))
                 for i, q in enumerate(snap.queues)
             },
+            starved=starved_queues(snap, st.alloc, pending_classes),
         )
 
 
@@ -482,4 +561,4 @@ def schedule(snapshot: Snapshot) -> CycleResult:
     return Cycle(snapshot).run()
 
 
-__all__ = ["Cycle", "candidate_pools", "schedule"]
+__all__ = ["Cycle", "History", "candidate_pools", "schedule", "starved_queues"]

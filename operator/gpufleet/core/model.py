@@ -164,9 +164,72 @@ class Queue:
     min_runtime_seconds: float = 0.0
     allowed_sites: frozenset[str] | None = None
     allowed_jurisdictions: frozenset[str] | None = None
+    # Fairness over time (gpufleet.core.fairness). State the caller keeps: decayed
+    # accelerator-seconds used and deserved by fair share, per class, and when the queue
+    # last became starved. Policy: how much the present allocation weighs against that
+    # history (inf: history ignored), how much waiting counts (inf: age ignored), how
+    # long a workload waits before it goes ahead of the fairness order (inf: never), the
+    # reclaim hysteresis and the eviction cap.
+    usage: Mapping[str, float] = field(default_factory=dict)
+    fair_usage: Mapping[str, float] = field(default_factory=dict)
+    present_weight_seconds: float = math.inf
+    wait_credit_seconds: float = math.inf
+    max_wait_seconds: float = math.inf
+    starved_since: float | None = None
+    reclaim_delay_seconds: float = 0.0
+    reclaim_margin: float = 0.0
+    max_evictions: int | None = None
+    eviction_window_seconds: float = math.inf
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "Queue", self.name, "name", "must not be empty")
+        for map_name in ("usage", "fair_usage"):
+            for cls, amount in getattr(self, map_name).items():
+                _non_negative("Queue", self.name, f"{map_name}[{cls}]", amount)
+        _require(
+            self.present_weight_seconds > 0,
+            "Queue",
+            self.name,
+            "present_weight_seconds",
+            f"must be > 0 (inf: history ignored), got {self.present_weight_seconds!r}",
+        )
+        _require(
+            self.wait_credit_seconds > 0,
+            "Queue",
+            self.name,
+            "wait_credit_seconds",
+            f"must be > 0 (inf: age ignored), got {self.wait_credit_seconds!r}",
+        )
+        _require(
+            self.max_wait_seconds > 0,
+            "Queue",
+            self.name,
+            "max_wait_seconds",
+            f"must be > 0 (inf: no bound), got {self.max_wait_seconds!r}",
+        )
+        _non_negative("Queue", self.name, "reclaim_delay_seconds", self.reclaim_delay_seconds)
+        _require(
+            0 <= self.reclaim_margin <= 1,
+            "Queue",
+            self.name,
+            "reclaim_margin",
+            f"must be between 0 and 1, got {self.reclaim_margin!r}",
+        )
+        _require(
+            self.max_evictions is None
+            or (isinstance(self.max_evictions, int) and self.max_evictions >= 0),
+            "Queue",
+            self.name,
+            "max_evictions",
+            f"must be an integer >= 0 or None, got {self.max_evictions!r}",
+        )
+        _require(
+            self.eviction_window_seconds > 0,
+            "Queue",
+            self.name,
+            "eviction_window_seconds",
+            f"must be > 0, got {self.eviction_window_seconds!r}",
+        )
         _require(self.parent != self.name, "Queue", self.name, "parent", "must not be itself")
         for map_name in ("deserved", "limit"):
             for cls, value in getattr(self, map_name).items():
@@ -279,9 +342,23 @@ class Workload:
     preferred_topology: str | None = None
     site_preferences: tuple[str, ...] = ()
     placement: Placement | None = None
+    # Seconds between the workload's checkpoints: an eviction loses only the work since
+    # the last one. None: it restarts from the beginning.
+    checkpoint_interval_seconds: float | None = None
+    # When the workload was evicted before (state the caller keeps), for the eviction cap.
+    eviction_times: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         kind, name = "Workload", self.key
+        if self.checkpoint_interval_seconds is not None:
+            _require(
+                math.isfinite(self.checkpoint_interval_seconds)
+                and self.checkpoint_interval_seconds > 0,
+                kind,
+                name,
+                "checkpoint_interval_seconds",
+                f"must be a finite number > 0, got {self.checkpoint_interval_seconds!r}",
+            )
         _require(bool(self.key), kind, name, "key", "must not be empty")
         _require(bool(self.queue), kind, name, "queue", "must not be empty")
         _require(
@@ -397,3 +474,6 @@ class CycleResult:
     queue_order: list[str]
     positions: dict[str, int]
     allocated: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Leaf queues left below their share by their reclaim margin with work pending: the
+    # caller starts (or keeps) their reclaim clock, `Queue.starved_since`.
+    starved: frozenset[str] = frozenset()

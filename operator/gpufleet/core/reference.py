@@ -10,6 +10,14 @@ from __future__ import annotations
 
 import heapq
 
+from gpufleet.core.fairness import (
+    below_share,
+    evictable,
+    history_ratio,
+    lost_work,
+    queue_rank,
+    reclaim_ready,
+)
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Node, Workload
 from gpufleet.core.snapshot import Snapshot
@@ -90,6 +98,19 @@ class _Ref:
 
     def share(self, q: int, cls: str) -> float:
         return self.snap.fair_share[q][self.snap.class_index[cls]]
+
+    def ratio(self, q: int, cls: str) -> float:
+        queue = self.snap.queues[q]
+        return history_ratio(
+            float(queue.usage.get(cls, 0.0)), float(queue.fair_usage.get(cls, 0.0))
+        )
+
+    def starved(self, q: int, cls: str) -> bool:
+        """Still below its share by the queue's reclaim margin (no margin: no rule)."""
+        margin = self.snap.queues[q].reclaim_margin
+        return margin <= 0 or below_share(
+            self.alloc[q][cls], self.deserved(q, cls), self.share(q, cls), margin
+        )
 
     def cap(self, w: Workload, pool_i: int, reclaim: bool) -> float:
         pool = self.snap.pools[pool_i]
@@ -250,10 +271,20 @@ class _Ref:
                 continue
             if snap.now - v.placement.started_at < vqueue.min_runtime_seconds:
                 continue
+            if not evictable(
+                v.eviction_times, snap.now, vqueue.max_evictions, vqueue.eviction_window_seconds
+            ):
+                continue
             cands.append(v)
-        cands.sort(
-            key=lambda v: (v.priority, -(v.placement.started_at if v.placement else 0), v.key)
-        )
+
+        def cost(v: Workload) -> tuple[int, float, float, str]:
+            assert v.placement is not None
+            size = len(v.placement.nodes) * v.accelerators_per_replica
+            started = v.placement.started_at
+            lost = lost_work(size, started, snap.now, v.checkpoint_interval_seconds)
+            return (v.priority, lost, -started, v.key)
+
+        cands.sort(key=cost)
         if not reclaim:
             return cands
         cls = pool.accelerator_class
@@ -267,6 +298,8 @@ class _Ref:
             size = len(v.placement.nodes) * v.accelerators_per_replica
             if sim[chain[0]] <= self.share(vq, cls):
                 continue
+            if self.ratio(vq, cls) < self.ratio(q, cls):
+                continue
             if any(sim[x] - size < self.deserved(x, cls) for x in chain):
                 continue
             for x in chain:
@@ -276,8 +309,15 @@ class _Ref:
 
     def with_victims(self, w: Workload, reclaim: bool) -> bool:
         q = self.queue_of[w.queue]
+        queue = self.snap.queues[q]
+        if reclaim and not reclaim_ready(
+            queue.starved_since, self.snap.now, queue.reclaim_delay_seconds
+        ):
+            return False
         for p in self.candidates(w):
             cls = self.snap.pools[p].accelerator_class
+            if reclaim and not self.starved(q, cls):
+                continue
             if reclaim:
                 room = min(
                     (self.deserved(x, cls) - self.alloc[x][cls]) // w.accelerators_per_replica
@@ -360,8 +400,17 @@ class _Ref:
 
         def rank(q: int) -> float:
             cls = by_queue[q][0].accelerator_classes[0]
-            share = self.share(q, cls)
-            return self.alloc[q][cls] / share if share > 0 else INF
+            queue = snap.queues[q]
+            return queue_rank(
+                self.alloc[q][cls],
+                self.share(q, cls),
+                float(queue.usage.get(cls, 0.0)),
+                float(queue.fair_usage.get(cls, 0.0)),
+                queue.present_weight_seconds,
+                snap.now - by_queue[q][0].created_at,
+                queue.wait_credit_seconds,
+                queue.max_wait_seconds,
+            )
 
         heap = [(rank(q), -snap.queues[q].priority, q) for q in by_queue]
         heapq.heapify(heap)

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gpufleet.observed.cache import HUB, CacheView
-from gpufleet.observed.translate import Excluded, Inputs, ParseCache, _nodes, translate
+from gpufleet.observed.translate import (
+    Excluded,
+    Inputs,
+    ParseCache,
+    _nodes,
+    history_at,
+    translate,
+)
 
 OBJECT_PARTS = ("objects", "namespaces", "health")
 
@@ -30,9 +37,12 @@ class IncrementalTranslator:
         # What the last call did: "all" reused, "objects" reused (nodes redone), or "none".
         self.reused = "none"
 
-    def translate(self, view: CacheView, exclude: Excluded | None = None) -> Inputs:
+    def translate(
+        self, view: CacheView, exclude: Excluded | None = None, now: float | None = None
+    ) -> Inputs:
         """`exclude`: objects set aside from the start (what the core refused); a change in
-        it translates everything again."""
+        it translates everything again. `now`: the time decayed usage is brought to, also
+        in reused Inputs (the Queue status it comes from did not change, time did)."""
         versions = view.versions
         last = self._last
         excluded = dict(exclude or {})
@@ -44,14 +54,17 @@ class IncrementalTranslator:
         ):
             if versions.get("nodes") == self._versions.get("nodes"):
                 self.reused = "all"
-                return last
+                return last if now is None else history_at(last, now)
             # Node claims (overlaps) follow from the nodes' labels: found again with them.
             out = replace(last, nodes=[], overlaps={})
             _nodes(view, out)
+            if now is not None:
+                out = history_at(out, now)
             self.reused = "objects"
         else:
             hub = view.clusters.get(HUB)
-            out = translate(view, hub.namespaces if hub is not None else {}, self.parsed, excluded)
+            namespaces = hub.namespaces if hub is not None else {}
+            out = translate(view, namespaces, self.parsed, excluded, now)
             self.reused = "none"
         self._last, self._versions, self._excluded = out, dict(versions), excluded
         return out

@@ -10,7 +10,8 @@ only that object stops, the rest of the fleet keeps scheduling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,10 @@ from gpufleet.api.v1alpha1 import (
     Site,
     Workload,
     WorkloadSpec,
+    WorkloadStatus,
 )
+from gpufleet.api.v1alpha1.queue import Fairness, Preemption
+from gpufleet.core.fairness import decay_factor
 from gpufleet.observed.cache import HUB, CacheView
 from gpufleet.observed.records import PodRecord
 from gpufleet.observed.selectors import matches, matches_map
@@ -143,12 +147,16 @@ def translate(
     namespace_labels: dict[str, dict[str, str]] | None = None,
     parsed: ParseCache | None = None,
     exclude: Excluded | None = None,
+    now: float | None = None,
 ) -> Inputs:
     """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects.
 
     `exclude` sets objects aside from the start, with their rule: the loop passes what the
     core refused (`core.ModelError`) so that it is left out with everything that follows
     from it (a running workload's pods then count as foreign on their nodes).
+
+    `now`: the cycle's time, to which the decayed usage read from Queue status is brought
+    (None: taken as written).
     """
     out = Inputs(parsed=parsed if parsed is not None else {})
     for (kind, key), (rule, message) in (exclude or {}).items():
@@ -181,7 +189,7 @@ def translate(
         if queue is None:
             continue
         out.queue_models[key] = queue
-    _queues(view, out)
+    _queues(view, out, now)
     _workloads(view, out, namespace_labels)
     _nodes(view, out)
     live = (
@@ -322,7 +330,7 @@ def _busy_queues(view: CacheView) -> set[str]:
     return out
 
 
-def _queues(view: CacheView, out: Inputs) -> None:
+def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
     _queue_faults(view, out)
     for key, queue in sorted(out.queue_models.items()):
         if ("Queue", key) in out.invalid:
@@ -334,7 +342,13 @@ def _queues(view: CacheView, out: Inputs) -> None:
             jurisdictions = set(spec.allowed_jurisdictions or ())
             for region in spec.allowed_regions or ():
                 jurisdictions |= regions.REGIONS.get(region, frozenset())
-        preemption = spec.preemption
+        preemption = spec.preemption or Preemption()
+        fair = spec.fairness or Fairness()
+        # The state of fairness over time lives in the Queue's status (written every cycle
+        # by the summary), so a restarted operator carries on where it stopped.
+        status = queue.status
+        starved = status.starved_since if status else None
+        usage, fair_usage = queue_history(queue, now)
         out.queues.append(
             core.Queue(
                 name=key,
@@ -343,8 +357,20 @@ def _queues(view: CacheView, out: Inputs) -> None:
                 limit={r.accelerator_class: r.limit for r in resources if r.limit is not None},
                 over_quota_weight={r.accelerator_class: r.over_quota_weight for r in resources},
                 priority=spec.priority,
-                reclaimable=preemption.reclaimable if preemption else True,
-                min_runtime_seconds=float(preemption.min_runtime_seconds) if preemption else 0.0,
+                reclaimable=preemption.reclaimable,
+                min_runtime_seconds=float(preemption.min_runtime_seconds),
+                usage=usage,
+                fair_usage=fair_usage,
+                present_weight_seconds=float(fair.present_weight_seconds),
+                wait_credit_seconds=float(fair.wait_credit_seconds),
+                max_wait_seconds=(
+                    float(fair.max_wait_seconds) if fair.max_wait_seconds is not None else math.inf
+                ),
+                starved_since=None if starved is None else timestamp(starved),
+                reclaim_delay_seconds=float(preemption.reclaim_delay_seconds),
+                reclaim_margin=preemption.reclaim_margin,
+                max_evictions=preemption.max_evictions,
+                eviction_window_seconds=float(preemption.eviction_window_seconds),
                 allowed_sites=frozenset(spec.allowed_sites)
                 if spec.allowed_sites is not None
                 else None,
@@ -353,6 +379,35 @@ def _queues(view: CacheView, out: Inputs) -> None:
                 else None,
             )
         )
+
+
+def queue_history(queue: Queue, now: float | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Decayed usage and fair usage per class from the Queue's status, brought to `now`.
+
+    They were written at usageUpdatedAt; both decay alike until now (what happened since
+    is not history yet: the cycle counts it as the present). None: taken as written."""
+    status = queue.status
+    if status is None:
+        return {}, {}
+    decay = 1.0
+    if now is not None and status.usage_updated_at is not None:
+        half_life = float((queue.spec.fairness or Fairness()).usage_half_life_seconds)
+        decay = decay_factor(now - timestamp(status.usage_updated_at), half_life)
+    used = status.resources or []
+    return (
+        {r.accelerator_class: r.usage * decay for r in used},
+        {r.accelerator_class: r.fair_usage * decay for r in used},
+    )
+
+
+def history_at(out: Inputs, now: float) -> Inputs:
+    """`out` (reused from an earlier cycle) with each queue's decayed usage brought to `now`;
+    `out` itself is left as it is."""
+    queues = []
+    for q in out.queues:
+        usage, fair_usage = queue_history(out.queue_models[q.name], now)
+        queues.append(replace(q, usage=usage, fair_usage=fair_usage))
+    return replace(out, queues=queues)
 
 
 def namespace_allowed(queue: Queue, namespace: str, labels: dict[str, str] | None) -> bool:
@@ -393,7 +448,7 @@ def _workloads(
         placement = _core_placement(gate.placement, out) if gate.placement is not None else None
         created_at = timestamp(body.get("metadata", {}).get("creationTimestamp"))
         try:
-            out.workloads.append(_core_workload(key, wl.spec, created_at, placement))
+            out.workloads.append(_core_workload(key, wl.spec, wl.status, created_at, placement))
         except core.ModelError as exc:
             out.set_aside("Workload", key, INVALID_SPEC, str(exc))
             if placement is None:  # a running one keeps running, outside the accounting
@@ -483,9 +538,16 @@ def _core_placement(placement: Placement, out: Inputs) -> core.Placement:
 
 
 def _core_workload(
-    key: str, spec: WorkloadSpec, created_at: float, placement: core.Placement | None
+    key: str,
+    spec: WorkloadSpec,
+    status: WorkloadStatus | None,
+    created_at: float,
+    placement: core.Placement | None,
 ) -> core.Workload:
-    """The workload as the core models it; raises `core.ModelError` for a spec it refuses."""
+    """The workload as the core models it; raises `core.ModelError` for a spec it refuses.
+
+    Its past evictions come from the status, so a restarted operator keeps counting them
+    against the queue's eviction cap."""
     min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
     return core.Workload(
         key=key,
@@ -504,6 +566,14 @@ def _core_workload(
         preferred_topology=spec.topology.preferred if spec.topology else None,
         site_preferences=tuple(spec.site_preferences or ()),
         placement=placement,
+        checkpoint_interval_seconds=(
+            float(spec.checkpoint_interval_seconds)
+            if spec.checkpoint_interval_seconds is not None
+            else None
+        ),
+        eviction_times=tuple(
+            timestamp(t) for t in ((status.eviction_times if status else None) or ())
+        ),
     )
 
 

@@ -23,6 +23,10 @@ from gpufleet.sim.jobs import Trace
 
 FloatArray = npt.NDArray[np.float64]
 
+MIN_MEAN_GAP = 1.0
+"""Seconds between arrivals, on average, below which re-timing refuses: closer arrivals
+fall inside one scheduling cycle and the trace stops being a process in time."""
+
 
 def offered_load(
     arrivals: FloatArray, runtimes: FloatArray, gpus: FloatArray, capacity: int
@@ -55,13 +59,16 @@ def poisson_retime(
     gaps = rng.exponential(1.0, size=len(jobs))
     gaps[0] = 0.0
     unit = np.cumsum(gaps)  # arrivals at rate 1; the rate only rescales them
-    ceiling = float(gpus.sum()) / capacity
-    if not 0 < load < ceiling:
+    # Arrivals closer than MIN_MEAN_GAP on average would collapse into one instant: the
+    # load reachable at that gap is the ceiling (offered load falls as arrivals spread).
+    ceiling = offered_load(unit * MIN_MEAN_GAP, runtimes, gpus, capacity)
+    if not 0 < load <= ceiling:
         raise ValueError(
-            f"load: must be in (0, {ceiling:.3f}): this trace asks {gpus.sum():.0f} GPUs in all,"
-            f" {ceiling:.3f} times the capacity of {capacity} (got {load})"
+            f"load: must be in (0, {ceiling:.3f}]: the most this trace reaches on"
+            f" {capacity} GPUs with arrivals {MIN_MEAN_GAP:g} s apart on average"
+            f" (it asks {gpus.sum():.0f} GPUs in all; got {load})"
         )
-    lo, hi = np.log(1e-9), np.log(1e12)  # log of the mean gap, in seconds
+    lo, hi = np.log(MIN_MEAN_GAP), np.log(1e12)  # log of the mean gap, in seconds
     for _ in range(200):
         mid = (lo + hi) / 2
         if offered_load(unit * np.exp(mid), runtimes, gpus, capacity) > load:

@@ -33,7 +33,7 @@ def compare(
     policies: Sequence[str],
     cycle_seconds: float = 0.0,
     progress: Callable[[str, int], None] | None = None,
-    min_runtime: float = 0.0,
+    min_runtime: float | None = None,
 ) -> Comparison:
     """`progress(policy, events done)` is called as the replays advance."""
     results = []

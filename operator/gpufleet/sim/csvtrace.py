@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gpufleet.sim.jobs import Job, Trace, TraceError
+from gpufleet.sim.jobs import Job, Trace, TraceError, duplicates, read_text
 
 COLUMNS = (
     "name",
@@ -50,8 +50,9 @@ class CsvRow(BaseModel):
     name: str = ""
     arrival: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     runtime: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    replicas: Annotated[int, Field(ge=1)] = 1
-    accelerators: Annotated[int, Field(ge=1)]
+    # Bounds far above any real gang, so that a typo is an error, not an overflow.
+    replicas: Annotated[int, Field(ge=1, le=100_000)] = 1
+    accelerators: Annotated[int, Field(ge=1, le=1024)]
     classes: frozenset[str] = frozenset()
     queue: str = ""
     residency: frozenset[str] = frozenset()
@@ -88,7 +89,8 @@ def read_trace(path: Path) -> Trace:
     """Read the whole file; every malformed row is reported with its line number."""
     problems: list[str] = []
     jobs: list[Job] = []
-    with path.open(newline="") as handle:
+    names: list[tuple[int, str]] = []
+    with read_text(path) as handle:
         reader = csv.DictReader(handle)
         header = [h.strip() for h in reader.fieldnames or []]
         unknown = [h for h in header if h not in COLUMNS]
@@ -114,6 +116,7 @@ def read_trace(path: Path) -> Trace:
             except ValidationError as exc:
                 problems.extend(f"{path}:{line}: {p}" for p in _describe(exc))
                 continue
+            names.append((line, row.name or f"job-{line}"))
             jobs.append(
                 Job(
                     id=len(jobs),
@@ -127,6 +130,7 @@ def read_trace(path: Path) -> Trace:
                     residency=row.residency,
                 )
             )
+    problems += duplicates(path, "name", names)
     if problems:
         raise TraceError(problems)
     if not jobs:

@@ -43,6 +43,7 @@ class Outcome:
     end: float | None = None
     waited: float = 0.0
     preempted: int = 0
+    lost_gpu_seconds: float = 0.0  # runs thrown away by evictions (restarts from zero)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +331,9 @@ class _Replay:
             self._release(run)
             self.result.segments.append(Segment(run, now, False))
             self.attempt[job_id] += 1
-            self.outcomes[job_id].preempted += 1
+            outcome = self.outcomes[job_id]
+            outcome.preempted += 1
+            outcome.lost_gpu_seconds += run.job.gpus * (now - run.start)
             self.result.preemptions += 1
             self._enqueue(run.job, now, requeue=True)
         for job, alloc in decision.admit:

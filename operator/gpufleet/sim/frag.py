@@ -37,6 +37,9 @@ class FragReport(BaseModel):
     seed: int
     batch: int
     levels: list[FragLevel]
+    # Evictions each policy made over the whole fill: pods never end, so a policy that
+    # evicts to make room moves the unallocated count by throwing work away.
+    evictions: dict[str, int] = {}
 
 
 def draw(pods: Sequence[Job], capacity: int, top: float, seed: int, batch: int = 1) -> list[Job]:
@@ -86,6 +89,7 @@ def fill_experiment(
     ticks = [jobs[i].arrival for i in reach]
     asked_by_tick = [int(asked[min((i // batch + 1) * batch, len(jobs)) - 1]) for i in reach]
     unallocated: list[dict[str, int]] = [{} for _ in levels]
+    evictions: dict[str, int] = {}
     for policy in policies:
 
         def step(done: int, name: str = policy.name) -> None:
@@ -94,6 +98,7 @@ def fill_experiment(
 
         result = replay(trace, fleet, queues, policy, progress=step)
         times, allocated = result.timeline.times, result.timeline.allocated
+        evictions[policy.name] = result.preemptions
         for k, tick in enumerate(ticks):
             at = int(np.searchsorted(times, tick, side="right")) - 1
             unallocated[k][policy.name] = capacity - int(allocated[max(at, 0)])
@@ -107,4 +112,5 @@ def fill_experiment(
             FragLevel(level=lv, requested_gpus=a, unallocated=u)
             for lv, a, u in zip(levels, asked_by_tick, unallocated, strict=True)
         ],
+        evictions=evictions,
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class TraceError(ValueError):
@@ -13,6 +16,37 @@ class TraceError(ValueError):
         shown = problems[:20]
         more = f"\n... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
         super().__init__("\n".join(shown) + more)
+
+
+def read_text(path: Path) -> io.StringIO:
+    """The file as text for the csv module: UTF-8, a byte-order mark accepted; a file
+    that is not UTF-8 is an error naming the file and the byte, not a traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TraceError([f"{path}: cannot be read ({exc.strerror})"]) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TraceError(
+            [f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"]
+        ) from exc
+    return io.StringIO(text, newline="")
+
+
+def duplicates(path: Path, field_name: str, named: Iterable[tuple[int, str]]) -> list[str]:
+    """One problem per repeated name, naming the file, both lines and the field."""
+    first: dict[str, int] = {}
+    problems = []
+    for line, name in named:
+        if name in first:
+            problems.append(
+                f"{path}:{line}: {field_name}: {name!r} repeats line {first[name]}; names must be"
+                " unique"
+            )
+        else:
+            first[name] = line
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

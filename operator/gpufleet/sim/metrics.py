@@ -40,6 +40,10 @@ class PolicyMetrics(BaseModel):
     fragmented_gpus: float
     idle_gpus_while_waiting: float
     preemptions: int
+    max_evictions_per_job: int
+    jobs_evicted_more_than_once: int
+    lost_gpu_hours: float
+    gpu_hours: float
     wall_seconds: float
 
 
@@ -149,5 +153,10 @@ def compute(result: RunResult) -> PolicyMetrics:
         fragmented_gpus=while_waiting(tl.fragmented),
         idle_gpus_while_waiting=while_waiting(tl.idle_while_waiting),
         preemptions=result.preemptions,
+        max_evictions_per_job=max((o.preempted for o in result.outcomes), default=0),
+        jobs_evicted_more_than_once=sum(1 for o in result.outcomes if o.preempted > 1),
+        lost_gpu_hours=sum(o.lost_gpu_seconds for o in result.outcomes) / 3600,
+        # All work done: each completed run, plus the runs evictions threw away.
+        gpu_hours=sum(o.job.gpus * o.job.runtime + o.lost_gpu_seconds for o in done) / 3600,
         wall_seconds=result.wall_seconds,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpufleet.sim.fleet import SimFleet, SimNode, SimPool, SimSite
-from gpufleet.sim.jobs import Job, Trace, TraceError
+from gpufleet.sim.jobs import Job, Trace, TraceError, duplicates, read_text
 
 _NVIDIA_MODELS = {"P100", "T4", "A10", "V100", "V100M16", "V100M32", "A100", "H100", "H800"}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -48,13 +48,25 @@ class OpenbPod:
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    with path.open(newline="") as handle:
+    with read_text(path) as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise TraceError([f"{path}:1: header: missing column(s) {', '.join(missing)}"])
         for row in reader:
             yield reader.line_num, row
+
+
+# Upper bounds far above any real node or pod, so that a typo is an error naming the
+# line, not an overflow in the arrays later.
+_MAXIMUM = {
+    "num_gpu": 1024,
+    "gpu": 1024,
+    "cpu_milli": 2**40,
+    "memory_mib": 2**40,
+    "creation_time": 2**53,
+    "deletion_time": 2**53,
+}
 
 
 def _int(row: dict[str, str], key: str, line: int, path: Path, problems: list[str]) -> int | None:
@@ -67,6 +79,10 @@ def _int(row: dict[str, str], key: str, line: int, path: Path, problems: list[st
     if value < 0:
         problems.append(f"{path}:{line}: {key}: must be >= 0 (got {value})")
         return None
+    maximum = _MAXIMUM.get(key)
+    if maximum is not None and value > maximum:
+        problems.append(f"{path}:{line}: {key}: must be <= {maximum} (got {value})")
+        return None
     return value
 
 
@@ -75,7 +91,9 @@ def read_pods(path: Path) -> tuple[list[OpenbPod], int]:
     pods: list[OpenbPod] = []
     problems: list[str] = []
     cpu_only = 0
+    names: list[tuple[int, str]] = []
     for line, row in _rows(path, POD_COLUMNS):
+        names.append((line, (row.get("name") or "").strip()))
         num_gpu = _int(row, "num_gpu", line, path, problems)
         milli = _int(row, "gpu_milli", line, path, problems)
         if num_gpu is None or milli is None:
@@ -107,6 +125,7 @@ def read_pods(path: Path) -> tuple[list[OpenbPod], int]:
         # A shared fraction of one GPU still takes one whole accelerator here.
         gpus = max(num_gpu, 1)
         pods.append(OpenbPod(row["name"].strip(), gpus, classes, creation, deletion))
+    problems += duplicates(path, "name", names)
     if problems:
         raise TraceError(problems)
     return pods, cpu_only
@@ -139,7 +158,9 @@ def read_nodes(path: Path, site: str = "openb", jurisdiction: str = "CN") -> Sim
     pools: dict[str, int] = {}
     pool_list: list[SimPool] = []
     nodes: list[SimNode] = []
+    names: list[tuple[int, str]] = []
     for line, row in _rows(path, NODE_COLUMNS):
+        names.append((line, (row.get("sn") or "").strip()))
         gpus = _int(row, "gpu", line, path, problems)
         if gpus is None or gpus == 0:
             continue
@@ -154,6 +175,7 @@ def read_nodes(path: Path, site: str = "openb", jurisdiction: str = "CN") -> Sim
         cpu = _int(row, "cpu_milli", line, path, problems) if "cpu_milli" in row else 0
         mem = _int(row, "memory_mib", line, path, problems) if "memory_mib" in row else 0
         nodes.append(SimNode(row["sn"].strip(), pools[cls], gpus, cpu or 0, mem or 0))
+    problems += duplicates(path, "sn", names)
     if problems:
         raise TraceError(problems)
     return SimFleet(path.stem, (SimSite(site, jurisdiction),), tuple(pool_list), tuple(nodes))

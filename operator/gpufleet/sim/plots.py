@@ -111,12 +111,39 @@ def fragmentation(report: FragReport, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def evictions_per_job(results: Sequence[RunResult], path: Path) -> None:
+    """How many jobs were evicted 1, 2, 3, ... times, per policy (log scale)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    most = max((o.preempted for r in results for o in r.outcomes), default=0)
+    counts = np.arange(1, max(most, 2) + 1)
+    width = 0.8 / max(len(results), 1)
+    for i, r in enumerate(results):
+        per = np.bincount([o.preempted for o in r.outcomes], minlength=counts[-1] + 1)[1:]
+        ax.bar(counts + (i - (len(results) - 1) / 2) * width, per, width, label=r.policy)
+    ax.set_xlabel("evictions of one job")
+    ax.set_ylabel("jobs")
+    ax.set_xticks(counts)
+    if most > 0:
+        ax.set_yscale("log")
+    ax.set_title("Evictions per job (jobs never evicted not shown)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_all(
-    results: Sequence[RunResult], metrics: Sequence[PolicyMetrics], directory: Path
+    results: Sequence[RunResult],
+    metrics: Sequence[PolicyMetrics],
+    directory: Path,
+    suffix: str = "",
 ) -> list[Path]:
+    """The charts of one replay; `suffix` tells the files of several replays apart."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / n for n in ("allocation.png", "wait-cdf.png", "queue-shares.png")]
+    names = ("allocation", "wait-cdf", "queue-shares", "evictions-per-job")
+    paths = [directory / f"{n}{suffix}.png" for n in names]
     allocation(results, metrics, paths[0])
     wait_cdf(results, paths[1])
     queue_shares(metrics, paths[2])
+    evictions_per_job(results, paths[3])
     return paths

@@ -22,6 +22,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("frag", "frag"),
     ("idle", "idle"),
     ("preempt", "preemptions"),
+    ("max / job", "max_evictions"),
+    ("lost GPU-h", "lost"),
 )
 
 
@@ -48,6 +50,8 @@ def cells(m: PolicyMetrics) -> dict[str, str]:
         "frag": f"{m.fragmented_gpus:.1f}",
         "idle": f"{m.idle_gpus_while_waiting:.1f}",
         "preemptions": str(m.preemptions),
+        "max_evictions": str(m.max_evictions_per_job),
+        "lost": f"{m.lost_gpu_hours:.1f} ({m.lost_gpu_hours / max(m.gpu_hours, 1e-9):.2%})",
     }
 
 
@@ -55,7 +59,8 @@ LEGEND = (
     "alloc: mean GPUs allocated / capacity over the arrival window, and its bound (offered"
     " load); wait, JCT: means; LB: makespan lower bound; Jain: fairness across queues"
     " (1 = each got its fair share); frag / idle: free GPUs no waiting job can use / all"
-    " free GPUs, averaged while jobs wait; preempt: evictions."
+    " free GPUs, averaged while jobs wait; preempt: evictions; max / job: most evictions"
+    " of one job; lost GPU-h: work evictions threw away (share of all GPU-hours)."
 )
 
 
@@ -94,6 +99,8 @@ def _frag_rows(report: FragReport) -> tuple[list[str], list[list[str]]]:
         ]
         for lv in report.levels
     ]
+    if report.evictions:
+        rows.append(["evictions", "", *(str(report.evictions.get(p, 0)) for p in policies)])
     return header, rows
 
 

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Literal
 
 from gpufleet.sim import csvtrace, openb
-from gpufleet.sim.jobs import Trace, TraceError
+from gpufleet.sim.jobs import Trace, TraceError, read_text
 
 TraceFormat = Literal["auto", "openb", "csv"]
 
 
 def detect(path: Path) -> Literal["openb", "csv"]:
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), [])
+    header = next(csv.reader(read_text(path)), [])
     return "openb" if "num_gpu" in {h.strip() for h in header} else "csv"
 
 

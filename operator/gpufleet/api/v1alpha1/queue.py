@@ -19,8 +19,10 @@ from gpufleet.api.v1alpha1.common import (
     RegionName,
     Resource,
     Rule,
+    Timestamp,
 )
 from gpufleet.api.v1alpha1.crdinfo import CrdInfo, PrinterColumn
+from gpufleet.core import fairness
 
 # The range of user-defined PriorityClass values.
 Priority = Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
@@ -60,11 +62,67 @@ class Preemption(ApiModel):
     ] = True
     min_runtime_seconds: Annotated[
         Count, Field(description="Seconds a workload runs before it may be preempted.")
-    ] = 0
+    ] = int(fairness.MIN_RUNTIME_SECONDS)
+    max_evictions: Annotated[
+        Count,
+        Field(description="Evictions of one workload allowed per evictionWindowSeconds."),
+    ] = fairness.MAX_EVICTIONS
+    eviction_window_seconds: Annotated[
+        int, Field(ge=1, le=31_536_000, description="The window of maxEvictions.")
+    ] = int(fairness.EVICTION_WINDOW_SECONDS)
+    reclaim_delay_seconds: Annotated[
+        Count,
+        Field(
+            description="Seconds the queue stays below its share by reclaimMargin before it"
+            " reclaims (hysteresis)."
+        ),
+    ] = int(fairness.RECLAIM_DELAY_SECONDS)
+    reclaim_margin: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="How far below its share, as a fraction of its deserved share, the"
+            " queue must be to reclaim.",
+        ),
+    ] = fairness.RECLAIM_MARGIN
     within_queue: Annotated[
         Literal["LowerPriority", "Never"],
         Field(description="Whether higher-priority workloads may preempt lower ones in the queue."),
     ] = "LowerPriority"
+
+
+class Fairness(ApiModel):
+    """Fairness over time: decayed usage against decayed fair share."""
+
+    usage_half_life_seconds: Annotated[
+        int, Field(ge=1, le=31_536_000, description="Half-life of the queue's decayed usage.")
+    ] = int(fairness.USAGE_HALF_LIFE_SECONDS)
+    present_weight_seconds: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=31_536_000,
+            description="Seconds of history the current allocation weighs when queues are ranked.",
+        ),
+    ] = int(fairness.PRESENT_WEIGHT_SECONDS)
+    wait_credit_seconds: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=31_536_000,
+            description="Waiting this long counts as one fair share less when queues are ranked.",
+        ),
+    ] = int(fairness.WAIT_CREDIT_SECONDS)
+    max_wait_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=31_536_000,
+            description="After waiting this long, the queue's next workload goes ahead of"
+            " the fairness order (oldest first); null: no bound.",
+        ),
+    ] = int(fairness.MAX_WAIT_SECONDS)
 
 
 class QueueSpec(ApiModel):
@@ -107,6 +165,7 @@ class QueueSpec(ApiModel):
     ] = None
     priority: Priority = 0
     preemption: Preemption | None = None
+    fairness: Fairness | None = None
     pod_security: Annotated[
         Literal["restricted", "baseline", "privileged"] | None,
         Field(
@@ -147,6 +206,12 @@ class QueueResourceStatus(ApiModel):
     allocated: Count = 0
     fair_share: Weight = 0.0
     pending: Annotated[Count, Field(description="Accelerators wanted by pending workloads.")] = 0
+    usage: Annotated[
+        float, Field(ge=0, description="Decayed accelerator-seconds used (fairness over time).")
+    ] = 0.0
+    fair_usage: Annotated[
+        float, Field(ge=0, description="Decayed accelerator-seconds of the queue's fair share.")
+    ] = 0.0
 
 
 class QueueTotals(ApiModel):
@@ -166,6 +231,13 @@ class QueueStatus(ApiModel):
     totals: QueueTotals | None = None
     admitted_workloads: Count | None = None
     pending_workloads: Count | None = None
+    usage_updated_at: Annotated[
+        Timestamp | None, Field(description="When resources[].usage was last brought up to date.")
+    ] = None
+    starved_since: Annotated[
+        Timestamp | None,
+        Field(description="Since when the queue has been below its share by its margin."),
+    ] = None
     conditions: Conditions | None = None
 
 

@@ -123,6 +123,14 @@ class WorkloadSpec(ApiModel):
         ),
     ] = "Requeue"
     requeue_on_preemption: bool = True
+    checkpoint_interval_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Seconds between the workload's checkpoints: an eviction loses only"
+            " the work since the last one, so the scheduler prefers such victims.",
+        ),
+    ] = None
     template: PodTemplate
 
     rules = (
@@ -190,6 +198,10 @@ class WorkloadStatus(ApiModel):
     queue_position: Annotated[int, Field(ge=0)] | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
+    eviction_times: Annotated[
+        list[Timestamp] | None,
+        Field(max_length=16, description="The latest evictions, for the queue's eviction cap."),
+    ] = None
     conditions: Conditions | None = None
 
 
