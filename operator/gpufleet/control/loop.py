@@ -30,6 +30,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gpufleet import core
+from gpufleet.control.gangs import GangService, gang_services
+from gpufleet.control.handoff import (
+    DEFAULT_GRACE_SECONDS,
+    PLACEMENT_REFUSED,
+    REFUSAL_HOLD_SECONDS,
+    WAITING_FOR_NODES,
+    grace_seconds,
+)
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -66,6 +74,7 @@ from gpufleet.observed.translate import (
     translate,
 )
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
+from gpufleet.sites.gang import ensure_service, service_manifest
 from gpufleet.sites.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
@@ -163,6 +172,9 @@ class SchedulingLoop:
         # until they change.
         self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.max_refusals = 32
+        # Gang Services known to exist with these owners (sites/gang.py); a restarted operator
+        # makes sure of each once more (409, or the owners patched).
+        self._gangs: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -192,6 +204,7 @@ class SchedulingLoop:
             log.debug("%s %s set aside: %s", kind, key, message)
         lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
         self._apply_lifecycle(view.workloads, lifecycle, now)
+        self._ensure_gangs(view, inputs)
         busy = {c.workload for c in lifecycle.changes}
         inputs, result = self._schedule(view, namespaces, inputs, busy, now)  # 5
         if result is not None:
@@ -199,7 +212,9 @@ class SchedulingLoop:
             # An admission that counted on room from an eviction that was not recorded would
             # overcommit the nodes: it waits for the next cycle instead.
             admissions = [a for a in result.admissions if a.workload not in evicted.room_not_made]
-            self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
+            self._apply_admissions(  # 7
+                view.workloads, inputs, admissions, now, result.evictions
+            )
             self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         summary = summarise(view, inputs, result, now, self.site_loss_after)  # 9
         self.view.summary = summary
@@ -271,6 +286,8 @@ class SchedulingLoop:
     # -- 4 ----------------------------------------------------------------------
     def _apply_lifecycle(self, bodies: Bodies, plan: LifecyclePlan, now: float) -> Applied:
         """Record phase changes, create missing pods, delete stray ones: all side by side."""
+        for r in plan.refusals:
+            self.cache.note_refusal(r.cluster, r.node, r.resource, now + REFUSAL_HOLD_SECONDS)
         changed = self._submit(partial(self._change_phase, bodies, c, now) for c in plan.changes)
         created = self._submit(
             partial(self._create_pods, bodies[c.workload], c)
@@ -299,10 +316,16 @@ class SchedulingLoop:
             now=now,
             site_reachable=c.site_reachable,
             running=c.running,
+            condition=c.condition,
         )
         written = self._write_workload(body, patch)
         if written is not None:
-            warn = c.phase == "Failed" or c.reason in ("PodsRecreated", "FenceUnconfirmed")
+            warn = c.phase == "Failed" or c.reason in (
+                "PodsRecreated",
+                "FenceUnconfirmed",
+                PLACEMENT_REFUSED,
+                WAITING_FOR_NODES,
+            )
             self._event(body, "Warning" if warn else "Normal", c.reason, c.message)
             if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
                 self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
@@ -323,9 +346,31 @@ class SchedulingLoop:
             epoch=pods.epoch,
             resource_name=pods.resource_name,
             origin=self.origin,
+            grace_seconds=pods.grace_seconds,
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
         return create_pods(conn.api_client, missing)
+
+    def _ensure_gangs(self, view: CacheView, inputs: Inputs) -> None:
+        """Each placed gang's headless Service, owned by its pods (after step 4: the pods
+        must exist first). Only what is not yet known to exist is written."""
+        wanted = gang_services(view, inputs)
+        self._gangs = {k: v for k, v in self._gangs.items() if k in wanted}
+        todo = [(k, g) for k, g in sorted(wanted.items()) if self._gangs.get(k) != g.owners]
+        done = self._run_all(partial(self._ensure_gang, g) for _, g in todo)
+        for (k, g), ok in zip(todo, done, strict=True):
+            if ok:
+                self._gangs[k] = g.owners
+
+    def _ensure_gang(self, g: GangService) -> bool:
+        conn = self.connections.connections.get(g.cluster)
+        if conn is None:
+            return False
+        manifest = service_manifest(
+            namespace=g.namespace, workload=g.workload, uid=g.uid, epoch=g.epoch, owners=g.owners
+        )
+        ensure_service(conn.api_client, manifest)
+        return True
 
     def _delete_stray(self, d: PodDelete) -> int:
         conn = self.connections.connections.get(d.cluster)
@@ -380,16 +425,36 @@ class SchedulingLoop:
         conn = self.connections.connections.get(cluster) if cluster else None
         if conn is None:
             return 0
-        return delete_pods(conn.api_client, list(replica_pods(model, placement)))
+        # Graceful: the victim gets its SIGTERM window (a checkpoint); the preemptor's pods
+        # wait until these are gone from its nodes (control/handoff.py).
+        grace = grace_seconds(model, inputs.queue_models)
+        return delete_pods(conn.api_client, list(replica_pods(model, placement)), grace)
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(
-        self, bodies: Bodies, inputs: Inputs, admissions: list[core.Admission], now: float
+        self,
+        bodies: Bodies,
+        inputs: Inputs,
+        admissions: list[core.Admission],
+        now: float,
+        evictions: Sequence[core.Eviction] = (),
     ) -> Applied:
         """Record every placement, then create the recorded ones' pods."""
         records = self._run_all(partial(self._record_admission, bodies, a, now) for a in admissions)
+        # A preemptor's victims are only now being deleted, which this cycle's view does not
+        # show yet: its pods wait for the lifecycle (control/handoff.py), which creates them
+        # once the victims' pods are gone from its nodes.
+        preemptors = {e.preemptor for e in evictions}
         created = self._run_all(
-            partial(self._start_admitted, bodies[a.workload], a, r, inputs, now)
+            partial(
+                self._start_admitted,
+                bodies[a.workload],
+                a,
+                r,
+                inputs,
+                now,
+                a.workload in preemptors,
+            )
             for a, r in zip(admissions, records, strict=True)
             if r is not None
         )
@@ -416,8 +481,10 @@ class SchedulingLoop:
         record: _AdmissionRecord,
         inputs: Inputs,
         now: float,
+        hand_off: bool = False,
     ) -> int:
-        """Announce a recorded admission and create its pods; returns how many were created."""
+        """Announce a recorded admission and create its pods (unless it waits for victims,
+        `hand_off`); returns how many were created."""
         patch = record.patch
         log.info(
             "admitted %s to %s/%s on %d node(s), epoch %s",
@@ -445,7 +512,12 @@ class SchedulingLoop:
             nodes=tuple(record.nodes),
             missing=tuple(range(len(record.nodes))),  # a new placement has no pods yet
             resource_name=inputs.pool_models[a.pool].spec.resource_name,
+            grace_seconds=grace_seconds(model, inputs.queue_models)
+            if model
+            else DEFAULT_GRACE_SECONDS,
         )
+        if hand_off:
+            return 0
         return self._create_pods(record.written, pods)
 
     # -- 8 ----------------------------------------------------------------------
