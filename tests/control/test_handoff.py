@@ -114,6 +114,10 @@ def test_a_terminating_victim_holds_the_preemptors_pods_a_foreign_pod_does_not()
     w.cache.pod_event(HUB, replace(victim, deleting=True), victim.key)
     view = w.cache.view()
     assert plan_lifecycle(view, translate(view, {}), NOW, "gpufleet").creates == []
+    # Stopped by its kubelet, but its object is not gone yet: still waited for.
+    w.cache.pod_event(HUB, replace(victim, deleting=True, phase="Succeeded"), victim.key)
+    view = w.cache.view()
+    assert plan_lifecycle(view, translate(view, {}), NOW, "gpufleet").creates == []
     w.cache.pod_event(HUB, None, victim.key)
     view = w.cache.view()
     assert [

@@ -85,8 +85,12 @@ def held_replicas(
     """
     by_node: dict[str, list[PodRecord]] = {}
     for pod in state.pods.values():
-        if pod.node is None or pod.terminal or pod.key in own_pods:
+        if pod.node is None or pod.key in own_pods:
             continue
+        if pod.terminal and not pod.deleting:
+            continue  # finished and kept for its logs: it holds nothing
+        # A Terminating pod waits even once its phase is final: the kubelet has let go of it,
+        # but it is not gone until its object is (the hand-off promises "gone").
         leaving = pod.deleting or (pod.managed and pod.key not in kept)
         if leaving:
             by_node.setdefault(pod.node, []).append(pod)
