@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from gpufleet.sites.dispatch import plan_pods
 from gpufleet.sites.gang import gang_hostname, gang_service_name, service_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _workload(replicas: int, **spec: Any) -> dict[str, Any]:
@@ -98,3 +103,32 @@ def test_the_service_is_headless_selects_its_dispatch_and_is_owned_by_its_pods()
         ("Pod", "w-e2-0", "a"),
         ("Pod", "w-e2-1", "b"),
     ]
+
+
+def test_the_vit_pretrain_example_runs_torchrun_as_written() -> None:
+    """`torchrun --nnodes=16 --nproc-per-node=8 train.py` takes the rest from PET_* variables:
+    its node rank and rank 0's address, which it could not know from the command line."""
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "workloads.yaml").read_text()))
+    vit = next(d for d in docs if d["metadata"]["name"] == "vit-pretrain")
+    vit["metadata"]["uid"] = "u"
+    replicas = vit["spec"]["replicas"]
+    plans = plan_pods(
+        workload=vit,
+        site="onprem-fra",
+        nodes=[f"n{i}" for i in range(replicas)],
+        epoch=1,
+        resource_name="nvidia.com/gpu",
+        origin="gpufleet",
+    )
+    trainer = plans[5].manifest["spec"]["containers"][0]
+    command = trainer["command"]
+    assert command[0] == "torchrun"
+    assert f"--nnodes={replicas}" in command
+    assert f"--nproc-per-node={vit['spec']['acceleratorsPerReplica']}" in command
+    env = {e["name"]: e["value"] for e in trainer["env"]}
+    assert env["PET_NODE_RANK"] == "5"
+    assert env["PET_MASTER_ADDR"] == "vit-pretrain-0.vit-pretrain-e1"
+    assert env["PET_MASTER_PORT"] == "29500"
+    assert env["NCCL_DEBUG"] == "WARN"  # the template's own stays
+    # What the Workload asks per replica reaches the pod.
+    assert trainer["resources"]["requests"] == {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1Ti"}
