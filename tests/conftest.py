@@ -9,6 +9,7 @@ a broken set-up.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,11 +42,61 @@ def bring_up(fleet: Fleet, name: str, source: str) -> Iterator[clusters.RunningF
             pytest.fail(f"cluster tests need the local binaries: {exc}")
         pytest.skip(f"cluster tests need the local binaries: {exc}")
     running = clusters.up(fleet, source=source, name=name, reuse=REUSE)
+    RUNNING[name] = running
     try:
         yield running
     finally:
+        RUNNING.pop(name, None)
         if not REUSE:
             clusters.down(name)
+
+
+# The fleets up in this session, checked after every cluster test (`no_node_overcommitted`).
+RUNNING: dict[str, clusters.RunningFleet] = {}
+
+
+def overcommitted_nodes(running: clusters.RunningFleet) -> list[str]:
+    """Nodes whose non-terminated pods request more accelerators than the node has, read from
+    the cluster's own objects and counted as kube-scheduler counts (init containers,
+    sidecars, overhead); Terminating pods count, as they do for the kubelet."""
+    from kubernetes import client
+
+    from gpufleet.observed.podrequests import pod_requests
+
+    out = []
+    for cname, cluster in running.clusters.items():
+        api = cluster.api_client()
+        try:
+            core = client.CoreV1Api(api)
+            nodes = json.loads(core.list_node(_preload_content=False).data)["items"]
+            pods = json.loads(core.list_pod_for_all_namespaces(_preload_content=False).data)
+        finally:
+            api.close()
+        used: dict[tuple[str, str], int] = {}
+        for pod in pods["items"]:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for resource, n in pod_requests(pod["spec"]).accelerators.items():
+                used[(node, resource)] = used.get((node, resource), 0) + n
+        for node in nodes:
+            name = node["metadata"]["name"]
+            alloc = (node.get("status") or {}).get("allocatable") or {}
+            for (at, resource), n in used.items():
+                have = int(alloc.get(resource, "0"))
+                if at == name and n > have:
+                    out.append(f"{running.name}/{cname}/{name}: {resource} {n} requested of {have}")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_node_overcommitted(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every cluster test: no node of any fleet holds more accelerators than it has."""
+    yield
+    if request.node.get_closest_marker("cluster") is None:
+        return
+    over = [line for running in list(RUNNING.values()) for line in overcommitted_nodes(running)]
+    assert not over, f"nodes above their accelerators after the test: {over}"
 
 
 @pytest.fixture(scope="session")

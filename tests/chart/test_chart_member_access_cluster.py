@@ -85,5 +85,6 @@ def test_the_member_operator_may_dispatch_and_nothing_else(release: tuple[Releas
     assert not _can(rel, name, "list", "secrets")
     assert not _can(rel, name, "create", "pods", team, subresource="exec")
     assert not _can(rel, name, "patch", "namespaces")
-    assert not _can(rel, name, "create", "services", team)
+    assert _can(rel, name, "create", "services", team)  # a gang's headless Service
+    assert not _can(rel, name, "delete", "services", team)
     assert not _can(rel, name, "patch", "leases", "kube-system", group="coordination.k8s.io")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,16 +58,18 @@ class Connections:
 
 
 @pytest.fixture
-def pods(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[str, str]]]:
+def pods(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """The (cluster, pod key) of every pod the loop creates and deletes."""
-    seen: dict[str, list[tuple[str, str]]] = {"created": [], "deleted": []}
+    seen: dict[str, list[Any]] = {"created": [], "deleted": [], "graces": [], "manifests": []}
 
     def create(client: str, plans: list[Any]) -> int:
         seen["created"] += [(client, f"{p.namespace}/{p.name}") for p in plans]
+        seen["manifests"] += [p.manifest for p in plans]
         return len(plans)
 
-    def delete(client: str, keys: list[str]) -> int:
+    def delete(client: str, keys: list[str], grace: int | None = None) -> int:
         seen["deleted"] += [(client, k) for k in keys]
+        seen["graces"] += [grace] * len(keys)
         return len(keys)
 
     monkeypatch.setattr(loop_module, "create_pods", create)
@@ -105,7 +108,7 @@ def stop() -> Iterator[list[SchedulingLoop]]:
 
 
 def test_a_recorded_eviction_stops_its_pods_and_makes_room_for_its_preemptor(
-    world: World, pods: dict[str, list[tuple[str, str]]], stop: list[SchedulingLoop]
+    world: World, pods: dict[str, list[Any]], stop: list[SchedulingLoop]
 ) -> None:
     writer = Writer()
     loop = scheduling_loop(world, writer)
@@ -113,23 +116,51 @@ def test_a_recorded_eviction_stops_its_pods_and_makes_room_for_its_preemptor(
     loop.cycle()
     assert ("low", "Preempted") in writer.written
     assert ("high", "Admitted") in writer.written
+    # The victim gets its grace period (the default); the preemptor's pod waits for it.
     assert pods["deleted"] == [(HUB, "ns/low-e1-0")]
+    assert pods["graces"] == [30]
+    assert pods["created"] == []
+    # Its deletion echoed back: the victim's pod is Terminating on the preemptor's node.
+    victim = world.cache.clusters[HUB].pods["ns/low-e1-0"]
+    world.cache.pod_event(HUB, replace(victim, deleting=True), victim.key)
+    loop.cycle()
+    assert pods["created"] == []
+    held = _condition(world.cache.workloads["ns/high"], "PodsHeld")
+    assert (held["status"], held["reason"]) == ("True", "WaitingForNodes")
+    assert "ns/low (low-e1-0 on fra-0)" in held["message"]
+    # The node is still reserved for it: a workload that preempts nobody finds no room.
+    world.workload("ns", "other", "q", priority=0)
+    loop.cycle()
+    assert ("other", "Admitted") not in writer.written
+    verdicts = world.cache.workloads["ns/other"]["status"]["verdicts"]
+    assert {v["site"]: v["rule"] for v in verdicts}["fra"] == "InsufficientAccelerators"
+    # Gone: the preemptor's pod is created, with the default grace period of its own.
+    world.cache.pod_event(HUB, None, victim.key)
+    loop.cycle()
     assert pods["created"] == [(HUB, "ns/high-e1-0")]
+    assert pods["manifests"][0]["spec"]["terminationGracePeriodSeconds"] == 30
+    held = _condition(world.cache.workloads["ns/high"], "PodsHeld")
+    assert (held["status"], held["reason"]) == ("False", "NodesFree")
+
+
+def _condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    conds = (body.get("status") or {}).get("conditions") or []
+    return next(c for c in conds if c["type"] == type_)
 
 
 def test_an_eviction_not_recorded_holds_back_the_admission_that_needed_its_room(
-    world: World, pods: dict[str, list[tuple[str, str]]], stop: list[SchedulingLoop]
+    world: World, pods: dict[str, list[Any]], stop: list[SchedulingLoop]
 ) -> None:
     writer = Writer(refuse=frozenset({"low"}))
     loop = scheduling_loop(world, writer)
     stop.append(loop)
     loop.cycle()
     assert not [name for name, phase in writer.written if phase in ("Preempted", "Admitted")]
-    assert pods == {"created": [], "deleted": []}
+    assert (pods["created"], pods["deleted"]) == ([], [])
 
 
 def test_the_evict_step_reports_what_it_wrote_and_whose_room_it_did_not_make(
-    world: World, pods: dict[str, list[tuple[str, str]]], stop: list[SchedulingLoop]
+    world: World, pods: dict[str, list[Any]], stop: list[SchedulingLoop]
 ) -> None:
     loop = scheduling_loop(world, Writer(refuse=frozenset({"low2"})))
     stop.append(loop)

@@ -55,15 +55,16 @@ def test_a_replica_that_does_not_lead_writes_nothing(
     with pytest.raises(NotLeaderError):
         loop.cycle()
     assert writer.written == []
-    assert pods == {"created": [], "deleted": []}
+    assert all(not made for made in pods.values()), pods  # no pod, Service or deletion
 
 
 def test_a_deadline_passing_mid_cycle_stops_the_writes_that_follow(
     world: World, pods: dict[str, list[tuple[str, str]]], loops: list[SchedulingLoop]
 ) -> None:
     writer = Writer()
-    # Lifecycle (3 batches, nothing in them), the eviction batch and its write: then no more.
-    loop = gated(world, writer, Gate(5), loops)
+    # Lifecycle (3 batches, nothing in them), gang Services (1 batch, none), the eviction
+    # batch and its write: then no more.
+    loop = gated(world, writer, Gate(6), loops)
     with pytest.raises(NotLeaderError):
         loop.cycle()
     assert writer.written == [("low", "Preempted")]
@@ -102,7 +103,7 @@ def test_a_standby_translates_and_connects_but_writes_nothing(
     loop.gate = Gate(0)
     loop.warm()
     assert writer.written == []
-    assert pods == {"created": [], "deleted": []}
+    assert all(not made for made in pods.values()), pods  # no pod, Service or deletion
     assert reconciled
     assert reconciled[0]
     assert ("Workload", "ns/high") in loop.translator.parsed  # a takeover does not parse again

@@ -1,4 +1,11 @@
-"""An own three-site fleet with gpufleet registered and the operator running as a process."""
+"""An own three-site fleet with gpufleet registered and the operator running as a process.
+
+Tests marked `tiers` run twice: on KWOK nodes (`tier` "kwok", the dev fleet) and on
+hollow kubelets (`tier` "hollow", dev/fleets/hollow.yaml: real kubelets that refuse
+what does not fit and keep a deleted pod until its grace period has run out). Each
+tier has its own fleet and operator for the session. On both, `pod_log` watches
+every pod of every cluster: a pod a kubelet refused fails the test that caused it.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +18,61 @@ import pytest
 
 from conftest import bring_up
 from e2e.operator_harness import Fleet, OperatorProcess
+from e2e.pod_log import PodLog
 from gpufleet.dev import clusters
-from gpufleet.dev.nodes import DEFAULT_FLEET
+from gpufleet.dev.nodes import DEFAULT_FLEET, HOLLOW_FLEET
 from gpufleet.dev.register import register
 from gpufleet.fleetfile import load_fleet
 
 FLEET_NAME = os.environ.get("GPUFLEET_TEST_OPERATOR_FLEET", "test-op")
+HOLLOW_FLEET_NAME = os.environ.get("GPUFLEET_TEST_HOLLOW_OPERATOR_FLEET", f"{FLEET_NAME}-hollow")
+TIERS = ("kwok", "hollow")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "tier" in metafunc.fixturenames:
+        tiers = TIERS if metafunc.definition.get_closest_marker("tiers") else ("kwok",)
+        metafunc.parametrize("tier", tiers, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
-def op_fleet() -> Iterator[clusters.RunningFleet]:
-    fleet = load_fleet(DEFAULT_FLEET)
-    for running in bring_up(fleet, FLEET_NAME, str(DEFAULT_FLEET)):
+def tier(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "kwok"))
+
+
+@pytest.fixture(scope="session")
+def op_fleet(tier: str) -> Iterator[clusters.RunningFleet]:
+    source, name = (
+        (HOLLOW_FLEET, HOLLOW_FLEET_NAME) if tier == "hollow" else (DEFAULT_FLEET, FLEET_NAME)
+    )
+    fleet = load_fleet(source)
+    for running in bring_up(fleet, name, str(source)):
         register(fleet, running, "gpufleet-system")
         yield running
+
+
+@pytest.fixture(scope="session")
+def pod_log(op_fleet: clusters.RunningFleet, tier: str) -> Iterator[PodLog]:
+    log = PodLog(op_fleet)
+    log.start()
+    try:
+        yield log
+    finally:
+        log.stop()
+        # Kept for the record (refusals, grace periods, hand-off times), one file per tier.
+        log.write(
+            Path(os.environ.get("GPUFLEET_TEST_POD_LOG_DIR", "/tmp"))
+            / f"gpufleet-pods-{op_fleet.name}.json"
+        )
+
+
+@pytest.fixture(autouse=True)
+def no_pod_refused(pod_log: PodLog) -> Iterator[None]:
+    """A kubelet refusing one of the test's pods is a placement gpufleet got wrong."""
+    before = len(pod_log.refused)
+    yield
+    new = pod_log.refused[before:]
+    assert not new, f"pods refused by a kubelet during this test: {new}"
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,40 @@ def test_namespace_not_allowed_by_the_queue_is_explained(fleet: Fleet, team: str
         assert wait_for("a verdict", rule) == "NamespaceNotAllowed"
     finally:
         fleet.hub.kubectl("delete", "queue", name, "--wait=false", check=False)
+
+
+def test_a_queue_admits_the_namespaces_its_selector_matches(fleet: Fleet, team: str) -> None:
+    """namespaceSelector through the real path: the hub connection's namespace watch feeds
+    the cache, whose view the loop translates with."""
+    name = f"q-{team}-by-label"
+    other = f"{team}-x"
+    fleet.hub.kubectl("label", "namespace", team, f"gpufleet-test/tenant={team}")
+    fleet.hub.kubectl("create", "namespace", other)
+    fleet.apply(
+        {
+            **queue_obj(name, [], [{"acceleratorClass": H100, "deserved": 8}]),
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"gpufleet-test/tenant": team}},
+                "resources": [{"acceleratorClass": H100, "deserved": 8}],
+            },
+        }
+    )
+    try:
+        fleet.apply(
+            workload_obj(team, "member", name, gpus=1, classes=(H100,)),
+            workload_obj(other, "outsider", name, gpus=1, classes=(H100,)),
+        )
+        fleet.wait_phase(team, "member", {"Running"})
+
+        def rule() -> str | None:
+            st = fleet.workload(other, "outsider").get("status") or {}
+            return next((v["rule"] for v in st.get("verdicts") or []), None)
+
+        assert wait_for("a verdict for the unlabelled namespace", rule) == "NamespaceNotAllowed"
+        # Labelled later: the namespace watch brings the label, and the workload is admitted.
+        fleet.hub.kubectl("label", "namespace", other, f"gpufleet-test/tenant={team}")
+        fleet.wait_phase(other, "outsider", {"Running"})
+    finally:
+        fleet.delete_all_workloads(other)
+        fleet.hub.kubectl("delete", "namespace", other, "--wait=false", check=False)
+        fleet.hub.kubectl("delete", "queue", name, "--wait=false", check=False)

@@ -1,4 +1,7 @@
-"""Reclaim between queues, and restart safety under kill -9 during a burst."""
+"""Reclaim between queues, and restart safety under kill -9 during a burst.
+
+Both run on KWOK nodes and on hollow kubelets (`tiers`): sizes come from `SHAPE`.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
+from e2e.handoff import assert_handed_off
 from e2e.operator_harness import Fleet, OperatorProcess, queue_obj, wait_for, workload_obj
+from e2e.pod_log import PodLog
+from gpufleet.api.v1alpha1 import GROUP, VERSION
 
 H100 = "nvidia-h100"
 
 
-def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) -> None:
+@dataclass(frozen=True)
+class Shape:
+    """One pool that reclaim is tried in: its class and residency, its size, the gang size."""
+
+    cls: str
+    residency: dict[str, list[str]]
+    total: int
+    gpus: int
+    burst: int  # workloads in the kill -9 burst
+
+
+SHAPE = {
+    # The dev fleet's H100 pool at onprem-fra: 16 nodes of 8.
+    "kwok": Shape(H100, {"jurisdictions": ["DE"]}, 128, 8, 200),
+    # The hollow fleet's H200 pool at factory-osl: 3 hollow nodes of 8.
+    "hollow": Shape("nvidia-h200", {"jurisdictions": ["NO"]}, 24, 4, 60),
+}
+
+
+@pytest.mark.tiers
+def test_queue_below_deserved_reclaims_from_a_borrower(
+    fleet: Fleet, team: str, tier: str, pod_log: PodLog
+) -> None:
+    shape = SHAPE[tier]
+    half = shape.total // 2
+    n_borrow, n_lend = shape.total // shape.gpus, half // shape.gpus
     lender, borrower = f"q-{team}-lender", f"q-{team}-borrower"
     lender_ns = team
     borrower_ns = f"{team}-b"
@@ -22,29 +55,31 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
     fleet.hub.kubectl(
         "label", "namespace", borrower_ns, "pod-security.kubernetes.io/enforce=baseline"
     )
-    resources = [{"acceleratorClass": H100, "deserved": 64, "limit": 128}]
+    resources = [{"acceleratorClass": shape.cls, "deserved": half, "limit": shape.total}]
     fleet.apply(
         queue_obj(lender, [lender_ns], resources), queue_obj(borrower, [borrower_ns], resources)
     )
     try:
-        # The borrower takes the whole H100 pool (128) while the lender is idle.
+        # The borrower takes the whole pool while the lender is idle.
         fleet.apply(
             *[
                 workload_obj(
                     borrower_ns,
                     f"b{i:02d}",
                     borrower,
-                    gpus=8,
-                    classes=(H100,),
-                    residency={"jurisdictions": ["DE"]},
+                    gpus=shape.gpus,
+                    classes=(shape.cls,),
+                    residency=shape.residency,
                 )
-                for i in range(16)
+                for i in range(n_borrow)
             ]
         )
         wait_for(
-            "the borrower to hold all 128 H100",
-            lambda: all(fleet.phase(borrower_ns, f"b{i:02d}") == "Running" for i in range(16)),
-            timeout=90,
+            f"the borrower to hold all {shape.total} {shape.cls}",
+            lambda: all(
+                fleet.phase(borrower_ns, f"b{i:02d}") == "Running" for i in range(n_borrow)
+            ),
+            timeout=120,
         )
         # The lender now asks for half of the pool, its deserved share.
         fleet.apply(
@@ -53,21 +88,21 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
                     lender_ns,
                     f"l{i}",
                     lender,
-                    gpus=8,
-                    classes=(H100,),
-                    residency={"jurisdictions": ["DE"]},
+                    gpus=shape.gpus,
+                    classes=(shape.cls,),
+                    residency=shape.residency,
                 )
-                for i in range(8)
+                for i in range(n_lend)
             ]
         )
         wait_for(
-            "the lender to get its deserved 64",
-            lambda: all(fleet.phase(lender_ns, f"l{i}") == "Running" for i in range(8)),
-            timeout=90,
+            f"the lender to get its deserved {half}",
+            lambda: all(fleet.phase(lender_ns, f"l{i}") == "Running" for i in range(n_lend)),
+            timeout=120,
         )
-        phases = Counter(fleet.phase(borrower_ns, f"b{i:02d}") for i in range(16))
-        assert phases["Running"] == 8, phases  # never pushed below its own deserved 64
-        assert phases["Preempted"] + phases["Pending"] == 8, phases
+        phases = Counter(fleet.phase(borrower_ns, f"b{i:02d}") for i in range(n_borrow))
+        assert phases["Running"] == n_borrow - n_lend, phases  # never below its deserved
+        assert phases["Preempted"] + phases["Pending"] == n_lend, phases
         evicted = next(
             w
             for w in fleet.workloads(borrower_ns)
@@ -79,26 +114,33 @@ def test_queue_below_deserved_reclaims_from_a_borrower(fleet: Fleet, team: str) 
         assert lender_ns in cond["message"]
 
         def allocated() -> dict[str, tuple[Any, Any]]:
-            """Each queue's status: total allocated, and allocated H100 by class."""
+            """Each queue's status: total allocated, and allocated of the pool's class."""
             out = {}
             for q in (lender, borrower):
                 st = fleet.queue(q).get("status") or {}
                 by_class = {r["acceleratorClass"]: r["allocated"] for r in st.get("resources", [])}
-                out[q] = ((st.get("totals") or {}).get("allocated"), by_class.get(H100))
+                out[q] = ((st.get("totals") or {}).get("allocated"), by_class.get(shape.cls))
             return out
 
-        want = {lender: (64, 64), borrower: (64, 64)}
-        # Statuses follow the pods within a cycle or two; then they must read 64 each.
+        want = {lender: (half, half), borrower: (half, half)}
+        # Statuses follow the pods within a cycle or two; then they must read half each.
         with contextlib.suppress(AssertionError):
-            wait_for("queue statuses to show 64 H100 each", lambda: allocated() == want)
+            wait_for(f"queue statuses to show {half} each", lambda: allocated() == want)
         assert allocated() == want
+        victims = [
+            f"{borrower_ns}/{w['metadata']['name']}"
+            for w in fleet.workloads(borrower_ns)
+            if (w.get("status") or {}).get("phase") != "Running"
+        ]
+        lenders = [f"{lender_ns}/l{i}" for i in range(n_lend)]
+        assert_handed_off(pod_log, victims, lenders, grace=30)  # the default grace period
     finally:
         fleet.delete_all_workloads(borrower_ns)
         fleet.hub.kubectl("delete", "namespace", borrower_ns, "--wait=false", check=False)
         fleet.hub.kubectl("delete", "queue", lender, borrower, "--wait=false", check=False)
 
 
-def _burst(team: str, queues: list[str], n: int) -> list[dict[str, Any]]:
+def _burst(team: str, queues: list[str], n: int, tier: str) -> list[dict[str, Any]]:
     rng = random.Random(7)
     shapes = [
         (1, 1, ("nvidia-h100", "nvidia-h200"), None),
@@ -108,6 +150,15 @@ def _burst(team: str, queues: list[str], n: int) -> list[dict[str, Any]]:
         (1, 16, ("aws-trainium2",), None),
         (4, 8, ("nvidia-h200",), None),
     ]
+    if tier == "hollow":
+        # Only hollow kubelets: H200 (ams, osl) and the hollow H100 nodes at fra.
+        shapes = [
+            (1, 1, ("nvidia-h200",), None),
+            (1, 8, ("nvidia-h200",), {"jurisdictions": ["NO"]}),
+            (2, 8, ("nvidia-h200",), {"regions": ["EEA"]}),
+            (1, 4, ("nvidia-h200",), {"regions": ["EU"]}),
+            (2, 4, ("nvidia-h200",), None),
+        ]
     out = []
     for i in range(n):
         replicas, gpus, classes, residency = rng.choice(shapes)
@@ -171,9 +222,11 @@ def stable_counts(fleet: Fleet, namespace: str) -> Callable[[], DispatchCounts |
     return probe
 
 
+@pytest.mark.tiers
 def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
-    fleet: Fleet, operator: OperatorProcess, team: str
+    fleet: Fleet, operator: OperatorProcess, team: str, tier: str
 ) -> None:
+    n = SHAPE[tier].burst
     queues = [f"q-{team}-{k}" for k in range(3)]
     limits = {"nvidia-h100": 48, "nvidia-h200": 96, "aws-trainium2": 64}
     fleet.apply(
@@ -190,12 +243,12 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         ]
     )
     try:
-        burst = _burst(team, queues, 200)
-        # The first 100 arrive at once: the operator, held still while they are applied,
+        burst = _burst(team, queues, n, tier)
+        # The first half arrive at once: the operator, held still while they are applied,
         # admits them in one go and then spends a while creating their pods.
         operator.pause()
         try:
-            fleet.apply(*burst[:100])
+            fleet.apply(*burst[: n // 2])
         finally:
             operator.resume()
         # Kill in the middle of dispatch: admissions recorded, their pods not all created.
@@ -208,12 +261,12 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         assert dispatch_counts(fleet, team) == at_kill  # nothing moved between look and kill
         assert at_kill.mid_dispatch, f"the kill landed outside dispatch: {at_kill} ({first})"
         print(f"kill -9 landed at {at_kill}")
-        fleet.apply(*burst[100:])
+        fleet.apply(*burst[n // 2 :])
         operator.start()
 
         def settled() -> list[dict[str, Any]] | None:
             items = fleet.workloads(team)
-            if len(items) != 200:
+            if len(items) != n:
                 return None
             for w in items:
                 st = w.get("status") or {}
@@ -223,14 +276,14 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
                     return None  # not looked at yet
             return items
 
-        wait_for("all 200 workloads to be decided", settled, timeout=180, interval=2)
+        wait_for(f"all {n} workloads to be decided", settled, timeout=180, interval=2)
         # Two more full cycles after that (the first may have begun before): the operator
         # has seen the settled state and created or removed whatever pods it would.
         cycles = operator.cycles()
         wait_for("two more scheduling cycles", lambda: operator.cycles() >= cycles + 2)
         items = wait_for("the workloads to stay decided", settled, timeout=10)
         names = {w["metadata"]["name"] for w in items}
-        assert names == {f"w{i:03d}" for i in range(200)}  # 0 lost
+        assert names == {f"w{i:03d}" for i in range(n)}  # 0 lost
         running = [w for w in items if w["status"]["phase"] == "Running"]
         assert running, "nothing was admitted"
         # Every admitted workload's pods exist exactly once, on its site only, at its epoch.
@@ -261,10 +314,8 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         # No queue above its limit.
         used: Counter[tuple[str, str]] = Counter()
         pool_class = {
-            "fra-h100": "nvidia-h100",
-            "ams-h200": "nvidia-h200",
-            "osl-h200": "nvidia-h200",
-            "osl-trn2": "aws-trainium2",
+            p["metadata"]["name"]: p["spec"]["acceleratorClass"]
+            for p in fleet.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools")["items"]
         }
         for w in running:
             p = w["status"]["placement"]

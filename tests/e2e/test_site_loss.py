@@ -97,6 +97,7 @@ def _events(fleet: Fleet, ns: str, name: str) -> list[Any]:
     )
 
 
+@pytest.mark.tiers
 def test_cut_off_site_is_detected_fenced_and_its_work_placed_again_exactly_once(
     fleet: Fleet, team: str, partitionable: CuttableProxy
 ) -> None:

@@ -36,6 +36,9 @@ ALLOWED = [
     ("create", "coordination.k8s.io", "leases", "", NAMESPACE, ""),
     ("update", "coordination.k8s.io", "leases", "", NAMESPACE, "gpufleet-fence"),
     ("patch", "coordination.k8s.io", "leases", "", NAMESPACE, "gpufleet-fence"),
+    ("create", "", "services", "", "team-a", ""),  # a gang's headless Service
+    ("get", "", "configmaps", "", NAMESPACE, "gpufleet-fence"),  # the agent's fence record
+    ("get", "", "namespaces", "", "", "kube-system"),  # the cluster's identity
 ]
 DENIED = [
     ("get", "", "secrets", "", NAMESPACE, ""),
@@ -55,7 +58,8 @@ DENIED = [
     ("patch", "", "nodes", "", "", "n1"),
     ("delete", "", "nodes", "", "", "n1"),
     ("get", "", "nodes", "proxy", "", "n1"),
-    ("create", "", "services", "", "team-a", ""),
+    ("delete", "", "services", "", "team-a", "s"),
+    ("update", "", "services", "", "team-a", "s"),
     ("create", "", "serviceaccounts", "token", NAMESPACE, memberaccess.SERVICE_ACCOUNT),
     ("update", "coordination.k8s.io", "leases", "", NAMESPACE, "someone-elses-lease"),
     ("update", "coordination.k8s.io", "leases", "", "kube-system", "kube-scheduler"),

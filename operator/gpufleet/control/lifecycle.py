@@ -13,6 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpufleet.api.v1alpha1 import Condition, Placement, ReplicaPlacement, Site, Workload
+from gpufleet.control.handoff import (
+    DEFAULT_GRACE_SECONDS,
+    NODES_FREE,
+    PLACEMENT_REFUSED,
+    PODS_HELD,
+    WAITING_FOR_NODES,
+    grace_seconds,
+    held_replicas,
+    refusal_message,
+    refused_resource,
+)
 from gpufleet.observed.cache import HUB, CacheView, ClusterState
 from gpufleet.observed.records import LABEL_ORIGIN, PodRecord
 from gpufleet.observed.translate import RUNNING_PHASES, Inputs, timestamp
@@ -32,6 +43,8 @@ class StatusChange:
     site_reachable: str | None = None
     # Set the Running condition to this status with the reason above.
     running: str | None = None
+    # Set another condition: (type, status), with the reason and message above.
+    condition: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,8 @@ class PodCreate:
     nodes: tuple[str, ...]
     missing: tuple[int, ...]
     resource_name: str
+    # The pods' terminationGracePeriodSeconds: the workload's preemption grace period.
+    grace_seconds: int = DEFAULT_GRACE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,21 @@ class PodDelete:
     reason: str
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A node whose kubelet refused a pod: `resource` it was out of (None: other reasons)."""
+
+    cluster: str
+    node: str
+    resource: str | None
+
+
 @dataclass
 class LifecyclePlan:
     changes: list[StatusChange] = field(default_factory=list)
     creates: list[PodCreate] = field(default_factory=list)
     deletes: list[PodDelete] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
 
 
 def _pods_by_workload(view: CacheView) -> dict[str, list[tuple[str, PodRecord]]]:
@@ -105,9 +130,55 @@ def plan_lifecycle(
                 at.expected,
                 at.present,
                 now,
+                grace=grace_seconds(wl, inputs.queue_models),
             )
     plan.deletes.extend(_strays(view, inputs, origin, keep))  # 3
+    _hold_creates(plan, view, inputs, keep)  # 4
     return plan
+
+
+def _hold_creates(
+    plan: LifecyclePlan, view: CacheView, inputs: Inputs, keep: set[tuple[str, str]]
+) -> None:
+    """4. The hand-off: pods are created only on nodes nothing on its way out still holds;
+    the `PodsHeld` condition says whom a workload waits for, and when it stops waiting."""
+    creates = []
+    for c in plan.creates:
+        wl = inputs.workload_models[c.workload]
+        state = view.clusters.get(c.cluster)
+        placement = wl.status.placement if wl.status else None
+        held = None
+        if state is not None and placement is not None:
+            own = set(replica_pods(wl, placement))
+            kept = {k for cl, k in keep if cl == c.cluster}
+            held = held_replicas(state, dict(enumerate(c.nodes)), c.missing, own, kept)
+        cond = _condition(wl, PODS_HELD)
+        phase = wl.status.phase if wl.status and wl.status.phase else "Admitted"
+        if held is not None:
+            message = held.message()[:1000]
+            if cond is None or (cond.status, cond.reason, cond.message) != (
+                "True",
+                WAITING_FOR_NODES,
+                message,
+            ):
+                plan.changes.append(
+                    StatusChange(
+                        c.workload, phase, WAITING_FOR_NODES, message, condition=(PODS_HELD, "True")
+                    )
+                )
+            continue
+        creates.append(c)
+        if cond is not None and cond.status == "True":
+            plan.changes.append(
+                StatusChange(
+                    c.workload,
+                    phase,
+                    NODES_FREE,
+                    f"the pods that held its nodes are gone; creating its pods on {', '.join(sorted(set(c.nodes)))}",
+                    condition=(PODS_HELD, "False"),
+                )
+            )
+    plan.creates = creates
 
 
 @dataclass(frozen=True)
@@ -341,6 +412,7 @@ def plan_one(
     expected: dict[str, ReplicaPlacement],
     present: dict[str, PodRecord],
     now: float,
+    grace: int = DEFAULT_GRACE_SECONDS,
 ) -> None:
     status = wl.status
     if status is None or status.placement is None:  # plan_lifecycle passes placed ones only
@@ -354,6 +426,24 @@ def plan_one(
         if live:
             plan.deletes.append(PodDelete(cluster, live, delete_reason))
 
+    refused = [p for p in failed if p.refused]
+    if refused:
+        # The kubelet would not take the pod: the placement failed, not the workload.
+        first = refused[0]
+        plan.changes.append(
+            StatusChange(
+                key,
+                "Pending",
+                PLACEMENT_REFUSED,
+                refusal_message(first, site),
+                clear_placement=True,
+            )
+        )
+        if first.node is not None:
+            plan.refusals.append(Refusal(cluster, first.node, refused_resource(first.reason or "")))
+        if live:
+            plan.deletes.append(PodDelete(cluster, live, PLACEMENT_REFUSED))
+        return
     if failed:
         first = failed[0]
         why = first.reason or "no reason given"
@@ -380,7 +470,7 @@ def plan_one(
     if missing:
         nodes = tuple(r.node for r in sorted(placement.replicas, key=lambda r: r.index))
         plan.creates.append(
-            PodCreate(key, cluster, site, placement.epoch, nodes, missing, resource)
+            PodCreate(key, cluster, site, placement.epoch, nodes, missing, resource, grace)
         )
         if phase == "Running":
             # Its pods were running and some went (a fence, a person, a node): they come

@@ -32,6 +32,14 @@ from typing import Any, Protocol, TypeVar
 from gpufleet import core
 from gpufleet.control.elector import NotLeaderError
 from gpufleet.control.events import EventCorrelator, EventRecorder
+from gpufleet.control.gangs import GangService, gang_services
+from gpufleet.control.handoff import (
+    DEFAULT_GRACE_SECONDS,
+    PLACEMENT_REFUSED,
+    REFUSAL_HOLD_SECONDS,
+    WAITING_FOR_NODES,
+    grace_seconds,
+)
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -64,6 +72,7 @@ from gpufleet.observed.cache import CacheView, FleetCache
 from gpufleet.observed.incremental import IncrementalTranslator
 from gpufleet.observed.translate import INVALID_SPEC, Excluded, Inputs, real_node_name
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
+from gpufleet.sites.gang import ensure_service, service_manifest
 from gpufleet.sites.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
@@ -195,6 +204,9 @@ class SchedulingLoop:
         # until they change.
         self._refused: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.max_refusals = 32
+        # Gang Services known to exist with these owners (sites/gang.py); a restarted operator
+        # makes sure of each once more (409, or the owners patched).
+        self._gangs: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
 
     # -- the daemon -------------------------------------------------------------
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
@@ -231,6 +243,7 @@ class SchedulingLoop:
         with steps("apply"):
             lifecycle = plan_lifecycle(view, inputs, now, self.origin, self.site_loss_after)  # 4
             self._apply_lifecycle(view.workloads, lifecycle, now)
+            self._ensure_gangs(view, inputs)
         busy = {c.workload for c in lifecycle.changes}
         inputs, result = self._schedule(view, inputs, busy, now, steps)  # 5
         if result is not None:
@@ -245,7 +258,9 @@ class SchedulingLoop:
                 # would overcommit the nodes: it waits for the next cycle instead.
                 held = evicted.room_not_made | refused
                 admissions = [a for a in result.admissions if a.workload not in held]
-                self._apply_admissions(view.workloads, inputs, admissions, now)  # 7
+                self._apply_admissions(  # 7
+                    view.workloads, inputs, admissions, now, result.evictions
+                )
                 if not _still_listing(view, inputs):
                     self._apply_verdicts(view.workloads, inputs, result, busy, now)  # 8
         with steps("statuses"):
@@ -348,6 +363,8 @@ class SchedulingLoop:
     # -- 4 ----------------------------------------------------------------------
     def _apply_lifecycle(self, bodies: Bodies, plan: LifecyclePlan, now: float) -> Applied:
         """Record phase changes, create missing pods, delete stray ones: all side by side."""
+        for r in plan.refusals:
+            self.cache.note_refusal(r.cluster, r.node, r.resource, now + REFUSAL_HOLD_SECONDS)
         changed = self._submit(partial(self._change_phase, bodies, c, now) for c in plan.changes)
         created = self._submit(
             partial(self._create_pods, bodies[c.workload], c)
@@ -376,10 +393,16 @@ class SchedulingLoop:
             now=now,
             site_reachable=c.site_reachable,
             running=c.running,
+            condition=c.condition,
         )
         written = self._write_workload(body, patch)
         if written is not None:
-            warn = c.phase == "Failed" or c.reason in ("PodsRecreated", "FenceUnconfirmed")
+            warn = c.phase == "Failed" or c.reason in (
+                "PodsRecreated",
+                "FenceUnconfirmed",
+                PLACEMENT_REFUSED,
+                WAITING_FOR_NODES,
+            )
             self._event(body, "Warning" if warn else "Normal", c.reason, c.message)
             if c.reason == "MaxRuntimeExceeded" and self.metrics is not None:
                 self.metrics.count_eviction(EvictionReason.MAX_RUNTIME_EXCEEDED)
@@ -400,6 +423,7 @@ class SchedulingLoop:
             epoch=pods.epoch,
             resource_name=pods.resource_name,
             origin=self.origin,
+            grace_seconds=pods.grace_seconds,
         )
         missing = [p for i, p in enumerate(plans) if i in pods.missing]
         missing = self.guard.harden(body, missing)  # security gate: checked again, token off
@@ -407,6 +431,27 @@ class SchedulingLoop:
         if len(missing) <= 1:
             return create_pods(conn.api_client, missing)
         return sum(self.pod_pool.map(lambda p: create_pods(conn.api_client, [p]), missing))
+
+    def _ensure_gangs(self, view: CacheView, inputs: Inputs) -> None:
+        """Each placed gang's headless Service, owned by its pods (after step 4: the pods
+        must exist first). Only what is not yet known to exist is written."""
+        wanted = gang_services(view, inputs)
+        self._gangs = {k: v for k, v in self._gangs.items() if k in wanted}
+        todo = [(k, g) for k, g in sorted(wanted.items()) if self._gangs.get(k) != g.owners]
+        done = self._run_all(partial(self._ensure_gang, g) for _, g in todo)
+        for (k, g), ok in zip(todo, done, strict=True):
+            if ok:
+                self._gangs[k] = g.owners
+
+    def _ensure_gang(self, g: GangService) -> bool:
+        conn = self.connections.connections.get(g.cluster)
+        if conn is None:
+            return False
+        manifest = service_manifest(
+            namespace=g.namespace, workload=g.workload, uid=g.uid, epoch=g.epoch, owners=g.owners
+        )
+        ensure_service(conn.api_client, manifest)
+        return True
 
     def _delete_stray(self, d: PodDelete) -> int:
         conn = self.connections.connections.get(d.cluster)
@@ -464,16 +509,36 @@ class SchedulingLoop:
             return 0
         keys = list(replica_pods(model, placement))
         self._count_write(WriteKind.POD_DELETE, len(keys))
-        return delete_pods(conn.api_client, keys)
+        # Graceful: the victim gets its SIGTERM window (a checkpoint); the preemptor's pods
+        # wait until these are gone from its nodes (control/handoff.py).
+        grace = grace_seconds(model, inputs.queue_models)
+        return delete_pods(conn.api_client, keys, grace)
 
     # -- 7 ----------------------------------------------------------------------
     def _apply_admissions(
-        self, bodies: Bodies, inputs: Inputs, admissions: list[core.Admission], now: float
+        self,
+        bodies: Bodies,
+        inputs: Inputs,
+        admissions: list[core.Admission],
+        now: float,
+        evictions: Sequence[core.Eviction] = (),
     ) -> Applied:
         """Record every placement, then create the recorded ones' pods."""
         records = self._run_all(partial(self._record_admission, bodies, a, now) for a in admissions)
+        # A preemptor's victims are only now being deleted, which this cycle's view does not
+        # show yet: its pods wait for the lifecycle (control/handoff.py), which creates them
+        # once the victims' pods are gone from its nodes.
+        preemptors = {e.preemptor for e in evictions}
         created = self._run_all(
-            partial(self._start_admitted, bodies[a.workload], a, r, inputs, now)
+            partial(
+                self._start_admitted,
+                bodies[a.workload],
+                a,
+                r,
+                inputs,
+                now,
+                a.workload in preemptors,
+            )
             for a, r in zip(admissions, records, strict=True)
             if r is not None
         )
@@ -500,8 +565,10 @@ class SchedulingLoop:
         record: _AdmissionRecord,
         inputs: Inputs,
         now: float,
+        hand_off: bool = False,
     ) -> int:
-        """Announce a recorded admission and create its pods; returns how many were created."""
+        """Announce a recorded admission and create its pods (unless it waits for victims,
+        `hand_off`); returns how many were created."""
         patch = record.patch
         log.info(
             "admitted %s to %s/%s on %d node(s), epoch %s",
@@ -529,7 +596,12 @@ class SchedulingLoop:
             nodes=tuple(record.nodes),
             missing=tuple(range(len(record.nodes))),  # a new placement has no pods yet
             resource_name=inputs.pool_models[a.pool].spec.resource_name,
+            grace_seconds=grace_seconds(model, inputs.queue_models)
+            if model
+            else DEFAULT_GRACE_SECONDS,
         )
+        if hand_off:
+            return 0
         return self._create_pods(record.written, pods)
 
     # -- 8 ----------------------------------------------------------------------

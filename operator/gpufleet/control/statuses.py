@@ -125,11 +125,14 @@ def lifecycle_status(
     now: float,
     site_reachable: str | None = None,
     running: str | None = None,
+    condition: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     status = dict(body.get("status") or {})
     gen = body["metadata"].get("generation")
     patch: dict[str, Any] = {"phase": phase, "observedGeneration": gen}
     conds = status.get("conditions")
+    if condition is not None:
+        conds = set_condition(conds, condition[0], condition[1], reason, message, gen, now)
     if site_reachable is not None:
         conds = set_condition(conds, "SiteReachable", site_reachable, reason, message, gen, now)
     if running is not None:

@@ -43,6 +43,9 @@ class ClusterState:
     # When the operator read a complete fence record made after the Lease's last renewal:
     # every pod of ours there was stopped before this time (the operator's clock).
     fence_confirmed_at: float | None = None
+    # Nodes whose kubelet refused one of our pods: node -> (the resource it was out of, or
+    # None for any other refusal; until when that is believed). See control/handoff.py.
+    refused: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 
     def copy(self) -> ClusterState:
         """Every field, with its own containers: a field added later cannot be left out of views."""
@@ -235,6 +238,12 @@ class FleetCache:
         with self._lock:
             for state in self.clusters.values():
                 state.lease_renewed_at = max(state.lease_renewed_at, at)
+
+    def note_refusal(self, cluster: str, node: str, resource: str | None, until: float) -> None:
+        """A kubelet refused a pod: believe it over the node's record until `until`."""
+        with self._lock:
+            self.clusters.setdefault(cluster, ClusterState()).refused[node] = (resource, until)
+        self._changed()
 
     # -- reading -------------------------------------------------------------------
     def view(self) -> CacheView:

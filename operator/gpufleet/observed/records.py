@@ -7,6 +7,7 @@ from typing import Any
 
 from gpufleet.api.quantity import to_bytes as parse_memory_bytes
 from gpufleet.api.quantity import to_millicores as parse_cpu_millis
+from gpufleet.observed.podrequests import ACCELERATOR_RESOURCES, pod_requests
 
 # Labels gpufleet puts on every pod it creates: who owns it and which dispatch it belongs to.
 LABEL_MANAGED = "gpufleet.io/managed-by"
@@ -18,7 +19,7 @@ LABEL_REPLICA = "gpufleet.io/replica"
 LABEL_ORIGIN = "gpufleet.io/origin"
 MANAGED_BY = "gpufleet"
 
-ACCELERATOR_RESOURCES = ("nvidia.com/gpu", "aws.amazon.com/neuron", "amd.com/gpu", "google.com/tpu")
+__all__ = ["ACCELERATOR_RESOURCES", "NodeRecord", "PodRecord"]
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -81,6 +82,9 @@ class PodRecord:
     accelerators: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
     message: str | None = None
+    # Whether any container of the pod was ever started (a kubelet that refuses a pod at
+    # admission starts none).
+    ran: bool = False
 
     @property
     def key(self) -> str:
@@ -104,22 +108,18 @@ class PodRecord:
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
 
+    @property
+    def refused(self) -> bool:
+        """Refused by its node's kubelet at admission (`OutOf<resource>`, `NodeAffinity`,
+        a taint, any admission error): Failed with a reason before any container started.
+        That is a failed placement, not a failure of the workload."""
+        return self.phase == "Failed" and bool(self.reason) and not self.ran
+
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> PodRecord:
         meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-        cpu = mem = 0
-        accel: dict[str, int] = {}
-        for container in spec.get("containers") or []:
-            resources = container.get("resources") or {}
-            requested = resources.get("requests") or {}
-            limits = resources.get("limits") or {}
-            cpu += parse_cpu_millis(requested.get("cpu", "0"))
-            mem += parse_memory_bytes(requested.get("memory", "0"))
-            for resource in ACCELERATOR_RESOURCES:
-                # Extended resources may be given as limits only; requests then default to them.
-                value = requested.get(resource, limits.get(resource))
-                if value is not None:
-                    accel[resource] = accel.get(resource, 0) + _quantity_int(value)
+        # Counted as kube-scheduler counts: init and sidecar containers, overhead.
+        counted = pod_requests(spec)
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -128,9 +128,21 @@ class PodRecord:
             phase=status.get("phase") or "Pending",
             labels=dict(meta.get("labels") or {}),
             deleting=meta.get("deletionTimestamp") is not None,
-            cpu_millis=cpu,
-            memory_bytes=mem,
-            accelerators=accel,
+            cpu_millis=counted.cpu_millis,
+            memory_bytes=counted.memory_bytes,
+            accelerators=dict(counted.accelerators),
             reason=status.get("reason"),
             message=status.get("message"),
+            ran=_ran(status),
         )
+
+
+def _ran(status: dict[str, Any]) -> bool:
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        state = cs.get("state") or {}
+        last = cs.get("lastState") or {}
+        if "running" in state or (state.get("terminated") or {}).get("startedAt"):
+            return True
+        if last or int(cs.get("restartCount") or 0) > 0:
+            return True
+    return False

@@ -32,6 +32,11 @@ from gpufleet.api.v1alpha1 import (
 from gpufleet.api.v1alpha1.queue import Fairness, Preemption
 from gpufleet.core.fairness import decay_factor
 from gpufleet.observed.cache import HUB, CacheView
+from gpufleet.observed.podrequests import (
+    ACCELERATOR_RESOURCES,
+    replica_requests,
+    template_accelerator_field,
+)
 from gpufleet.observed.records import PodRecord
 from gpufleet.observed.selectors import matches, matches_map
 
@@ -423,6 +428,9 @@ def _workloads(
 ) -> None:
     """Parse, gate and convert every workload; the ones kept out go to `out.blocked`."""
     with_children = core.queues_with_children(out.queues)
+    accelerators = sorted(
+        set(ACCELERATOR_RESOURCES) | {p.spec.resource_name for p in out.pool_models.values()}
+    )
     for key, body in sorted(view.workloads.items()):
         wl = _parse("Workload", Workload, key, body, out)
         if wl is None:
@@ -431,6 +439,15 @@ def _workloads(
             )
             continue
         out.workload_models[key] = wl
+        asks = template_accelerator_field(wl.spec.template.spec, accelerators)
+        if asks is not None:
+            out.set_aside(
+                "Workload",
+                key,
+                INVALID_SPEC,
+                f"{asks}: a Workload's accelerators come only from"
+                " spec.acceleratorsPerReplica; remove them from the template",
+            )
         if ("Workload", key) in out.invalid:
             # Refused by the core (see `translate`'s `exclude`): a waiting one says why; a
             # running one keeps running outside the core's accounting, as foreign pods do.
@@ -549,6 +566,8 @@ def _core_workload(
     Its past evictions come from the status, so a restarted operator keeps counting them
     against the queue's eviction cap."""
     min_replicas = spec.min_replicas if spec.min_replicas is not None else spec.replicas
+    # The whole pod, as the node's kubelet will count it: init and sidecar containers too.
+    pod = replica_requests(spec.template.spec, spec.cpu, spec.memory)
     return core.Workload(
         key=key,
         queue=spec.queue,
@@ -556,8 +575,8 @@ def _core_workload(
         min_replicas=min(min_replicas, spec.replicas),
         accelerators_per_replica=spec.accelerators_per_replica,
         accelerator_classes=tuple(spec.accelerator_classes),
-        cpu_millis_per_replica=spec.cpu_millicores,
-        memory_bytes_per_replica=spec.memory_bytes,
+        cpu_millis_per_replica=pod.cpu_millis,
+        memory_bytes_per_replica=pod.memory_bytes,
         priority=spec.priority,
         preemptible=spec.preemptible,
         created_at=created_at,
@@ -677,6 +696,22 @@ def _nodes(view: CacheView, out: Inputs) -> None:
             cpu = node.cpu_millis - sum(p.cpu_millis for p in others)
             mem = node.memory_bytes - sum(p.memory_bytes for p in others)
             pods = node.pods - len(others)
+            ready = node.ready and not node.unschedulable
+            refused, until = cluster_state.refused.get(node.name, (None, 0.0))
+            if until > view.taken_at:
+                # Its kubelet refused one of our pods: it knows better than our records. The
+                # resource it was out of counts as used up; any other refusal (affinity,
+                # taints, admission) keeps new work off the node for a while.
+                if refused == resource:
+                    accel = 0
+                elif refused == "cpu":
+                    cpu = 0
+                elif refused == "memory":
+                    mem = 0
+                elif refused == "pods":
+                    pods = 0
+                else:
+                    ready = False
             out.nodes.append(
                 core.Node(
                     name=core_node_name(cluster, node.name),
@@ -686,6 +721,6 @@ def _nodes(view: CacheView, out: Inputs) -> None:
                     memory_bytes=max(mem, 0),
                     pods=max(pods, 0),
                     topology=tuple(node.labels.get(k, "") for k in keys),
-                    ready=node.ready and not node.unschedulable,
+                    ready=ready,
                 )
             )

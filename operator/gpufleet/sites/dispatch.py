@@ -23,6 +23,7 @@ from gpufleet.observed.records import (
     LABEL_WORKLOAD_UID,
     MANAGED_BY,
 )
+from gpufleet.sites.gang import add_gang_fields
 
 DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
 
@@ -56,6 +57,7 @@ def plan_pods(
     epoch: int,
     resource_name: str,
     origin: str,
+    grace_seconds: int | None = None,
 ) -> list[PodPlan]:
     meta = workload["metadata"]
     spec = workload.get("spec", {})
@@ -65,8 +67,11 @@ def plan_pods(
     pspec = template.get("spec") or {}
     containers = pspec.get("containers") or [{"name": "main", "image": DEFAULT_IMAGE}]
     per_replica = int(spec.get("acceleratorsPerReplica", 1))
-    cpu = spec.get("cpuPerReplica")
-    memory = spec.get("memoryPerReplica")
+    # The Workload's CPU and memory per replica (spec.cpu, spec.memory), which the core
+    # placed on, go to the first container; the rest of the pod asks what its template says
+    # and the core counts the whole pod (observed/podrequests.py).
+    cpu = spec.get("cpu")
+    memory = spec.get("memory")
     plans = []
     for index, node in enumerate(nodes):
         pod_spec = copy.deepcopy(pspec)
@@ -95,6 +100,10 @@ def plan_pods(
         # gpufleet has chosen the node: bind directly, the site's scheduler is not consulted.
         pod_spec["nodeName"] = node
         pod_spec.setdefault("restartPolicy", "Never")
+        if grace_seconds is not None:
+            # Any delete of this pod that names no grace period (the stray sweep) then gives it
+            # the workload's preemption grace period too (control/handoff.py).
+            pod_spec.setdefault("terminationGracePeriodSeconds", grace_seconds)
         labels = {
             **(tmeta.get("labels") or {}),
             LABEL_MANAGED: MANAGED_BY,
@@ -117,6 +126,14 @@ def plan_pods(
             },
             "spec": pod_spec,
         }
+        add_gang_fields(
+            manifest,
+            workload=name,
+            epoch=epoch,
+            replica=index,
+            replicas=len(nodes),
+            accelerators=per_replica,
+        )
         plans.append(PodPlan(namespace=ns, name=pname, manifest=manifest))
     return plans
 
@@ -194,8 +211,13 @@ def create_pods(api_client: Any, plans: list[PodPlan]) -> int:
     return created
 
 
-def delete_pods(api_client: Any, keys: list[str], grace_seconds: int = 0) -> int:
-    """Delete pods by namespace/name; already gone counts as deleted."""
+def delete_pods(api_client: Any, keys: list[str], grace_seconds: int | None = None) -> int:
+    """Delete pods by namespace/name; already gone counts as deleted.
+
+    Without `grace_seconds`, each pod gets its own terminationGracePeriodSeconds (which
+    `plan_pods` sets to its workload's preemption grace period): a later delete of a pod
+    already terminating must not cut its grace period short.
+    """
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 

@@ -86,6 +86,15 @@ class Preemption(ApiModel):
             " queue must be to reclaim.",
         ),
     ] = fairness.RECLAIM_MARGIN
+    grace_period_seconds: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=86_400,
+            description="Seconds a preempted or reclaimed workload's pods get to stop (their"
+            " deletion's grace period); unset inherits the parent's, 30 at the root.",
+        ),
+    ] = None
     within_queue: Annotated[
         Literal["LowerPriority", "Never"],
         Field(description="Whether higher-priority workloads may preempt lower ones in the queue."),

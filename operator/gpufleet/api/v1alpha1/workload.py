@@ -131,6 +131,15 @@ class WorkloadSpec(ApiModel):
             " the work since the last one, so the scheduler prefers such victims.",
         ),
     ] = None
+    preemption_grace_period_seconds: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=86_400,
+            description="Seconds this workload's pods get to stop when it is preempted or"
+            " reclaimed; unset takes its Queue's (spec.preemption.gracePeriodSeconds).",
+        ),
+    ] = None
     template: PodTemplate
 
     rules = (
