@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv compile pure tools crds crds-check lint test test-unit test-cluster test-core test-core-interpreted test-core-thorough demo \
+.PHONY: help venv compile pure tools crds crds-check lint test test-unit test-cluster test-core test-core-interpreted test-core-thorough test-kills demo \
         cluster-up cluster-down bandit bench bench-core bench-core-reference bench-fleet bench-sim chart-sync clean
 
 help: ## Show this help
@@ -117,6 +117,9 @@ test-core-interpreted: venv ## Core and scenario tests against the interpreted c
 	@cp -r operator/gpufleet $(STAMP)/interpreted/ && find $(STAMP)/interpreted -name '*.so' -delete
 	@echo "==> core and scenario tests, interpreted core"
 	@PYTHONPATH=$(STAMP)/interpreted GPUFLEET_EXPECT_CORE=interpreted $(BIN)/pytest -q -p no:cacheprovider tests/core tests/scenarios
+
+test-kills: venv tools ## The full kill storm: 100 kill -9s of either replica during 2,000 workloads (long)
+	@GPUFLEET_REQUIRE_CLUSTER=1 GPUFLEET_TEST_KILLS=100 GPUFLEET_TEST_KILL_WORKLOADS=2000 $(BIN)/pytest -s -p no:cacheprovider tests/e2e/test_many_kills.py
 
 test-core-thorough: venv ## Core property tests with 5,000 examples each (~7 min)
 	@HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -q tests/core

@@ -80,7 +80,7 @@ def test_kill_9_of_the_leader_mid_burst_the_standby_places_within_15_s(
             for q in queues
         ]
     )
-    burst = _burst(team, queues, 1000)
+    burst = _burst(team, queues, 1000, "kwok")
     custom = client.CustomObjectsApi(fleet.api)
     try:
 
