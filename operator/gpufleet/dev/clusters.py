@@ -364,11 +364,23 @@ def install_graceful_termination(cluster: Cluster, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = cluster.kubectl(
-            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe)
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=json.dumps(probe),
+            check=False,
         )
-        container = json.loads(result.stdout)["spec"]["containers"][0]
-        if container.get("lifecycle", {}).get("preStop", {}).get("sleep"):
-            return
+        if result.returncode == 0:
+            container = json.loads(result.stdout)["spec"]["containers"][0]
+            if container.get("lifecycle", {}).get("preStop", {}).get("sleep"):
+                return
+        elif "serviceaccount" not in result.stderr:
+            # A fresh control plane creates the namespace's default ServiceAccount a moment
+            # after it starts; until then the dry run is refused. Anything else is an error.
+            raise FleetError(f"{cluster.name}: policy probe failed: {result.stderr.strip()}")
         if time.monotonic() > deadline:
             raise FleetError(
                 f"{cluster.name}: the MutatingAdmissionPolicy {hollow.POLICY_NAME} was not in "
