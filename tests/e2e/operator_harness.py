@@ -253,11 +253,19 @@ class Fleet:
 def queue_obj(
     name: str, namespaces: list[str], resources: list[dict[str, Any]], **spec: Any
 ) -> dict[str, Any]:
+    # A test lasts minutes: work may be preempted at once and a starved queue reclaims at
+    # once (the production defaults, 600 s and 900 s, are the scenario tests' business).
+    preemption = {"minRuntimeSeconds": 0, "reclaimDelaySeconds": 0, **spec.pop("preemption", {})}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Queue",
         "metadata": {"name": name},
-        "spec": {"namespaces": namespaces, "resources": resources, **spec},
+        "spec": {
+            "namespaces": namespaces,
+            "resources": resources,
+            "preemption": preemption,
+            **spec,
+        },
     }
 
 

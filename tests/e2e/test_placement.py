@@ -204,6 +204,8 @@ def test_a_queue_admits_the_namespaces_its_selector_matches(fleet: Fleet, team: 
     other = f"{team}-x"
     fleet.hub.kubectl("label", "namespace", team, f"gpufleet-test/tenant={team}")
     fleet.hub.kubectl("create", "namespace", other)
+    # Hub-local sites dispatch into the Workload's namespace: it must enforce Pod Security.
+    fleet.hub.kubectl("label", "namespace", other, "pod-security.kubernetes.io/enforce=baseline")
     fleet.apply(
         {
             **queue_obj(name, [], [{"acceleratorClass": H100, "deserved": 8}]),
