@@ -119,6 +119,9 @@ def hub(dev_fleet: clusters.RunningFleet) -> clusters.Cluster:
 def namespace(hub: clusters.Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     hub.kubectl("create", "namespace", name)
+    # A tenant namespace as an admin sets it up: enforcing the queues' default Pod Security
+    # level, without which gpufleet dispatches nothing into it (docs/security.md).
+    hub.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=baseline")
     try:
         yield name
     finally:

@@ -87,10 +87,12 @@ def test_a_pod_that_ran_and_failed_still_fails_the_workload() -> None:
 
 
 def test_the_refusing_node_counts_its_refused_resource_as_used_up_for_a_while() -> None:
+    # The view is taken at the wall clock: measure from now, not from the module's import.
+    now = time.time()
     w = World().queue("q", ["ns"])
-    w.cache.note_refusal(HUB, "fra-1", "nvidia.com/gpu", NOW + 60)
-    w.cache.note_refusal(HUB, "fra-2", None, NOW + 60)  # a taint, an affinity: keep off
-    w.cache.note_refusal(HUB, "fra-3", "nvidia.com/gpu", NOW - 1)  # expired
+    w.cache.note_refusal(HUB, "fra-1", "nvidia.com/gpu", now + 600)
+    w.cache.note_refusal(HUB, "fra-2", None, now + 600)  # a taint, an affinity: keep off
+    w.cache.note_refusal(HUB, "fra-3", "nvidia.com/gpu", now - 1)  # expired
     nodes = {n.name: n for n in translate(w.cache.view(), {}).nodes}
     assert nodes[core_node_name(HUB, "fra-0")].accelerators == 8
     assert nodes[core_node_name(HUB, "fra-1")].accelerators == 0
@@ -192,7 +194,7 @@ def test_a_template_that_asks_for_accelerators_is_refused_naming_the_field() -> 
     verdict = inputs.blocked["ns/sneaky"]
     assert verdict.rule == "InvalidSpec"
     assert verdict.message.startswith(
-        "spec.template.spec.initContainers[0].resources.limits[nvidia.com/gpu]:"
+        "spec.template.spec.initContainers[0].resources.limits['nvidia.com/gpu']:"
     )
     assert "ns/sneaky" not in {x.key for x in inputs.workloads}
 

@@ -153,13 +153,13 @@ def template_accelerator_field(
             for part in ("limits", "requests"):
                 for name in wanted:
                     if name in (resources.get(part) or {}):
-                        return f"spec.template.spec.{kind}[{i}].resources.{part}[{name}]"
+                        return f"spec.template.spec.{kind}[{i}].resources.{part}[{name!r}]"
     for part in ("requests", "limits"):
         for name in wanted:
             if name in ((pod_spec.get("resources") or {}).get(part) or {}):
-                return f"spec.template.spec.resources.{part}[{name}]"
+                return f"spec.template.spec.resources.{part}[{name!r}]"
             if name in (pod_spec.get("overhead") or {}):
-                return f"spec.template.spec.overhead[{name}]"
+                return f"spec.template.spec.overhead[{name!r}]"
     return None
 
 
