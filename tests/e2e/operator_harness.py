@@ -239,6 +239,19 @@ class Fleet:
                 done += 1
         return done
 
+    def statuses(self, namespace: str) -> dict[str, str]:
+        """Each workload's phase and why (its Admitted condition): what a failing wait shows."""
+        out = {}
+        for w in self.workloads(namespace):
+            status = w.get("status") or {}
+            why = [
+                f"{c.get('reason')}: {c.get('message')}"
+                for c in status.get("conditions") or []
+                if c.get("type") == "Admitted"
+            ]
+            out[w["metadata"]["name"]] = f"{status.get('phase')} {'; '.join(why)}"
+        return out
+
     def delete_all_workloads(self, namespace: str) -> None:
         self.custom.delete_collection_namespaced_custom_object(
             GROUP, VERSION, namespace, "workloads"

@@ -21,12 +21,12 @@ from bisect import bisect_left
 from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairness import (
-    below_share,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
+    starving,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
@@ -98,15 +98,25 @@ class History:
 
 
 def starved_queues(
-    snap: Snapshot, alloc: list[list[int]], pending_classes: set[tuple[int, int]]
+    snap: Snapshot,
+    alloc: list[list[int]],
+    pending_classes: set[tuple[int, int]],
+    start: list[list[int]] | None = None,
 ) -> frozenset[str]:
-    """Leaf queues with pending work below their share, by their margin, in a class
-    that work prefers (shared with the reference: same rule, same floats)."""
+    """Leaf queues with pending work that starve (`fairness.starving`) in a class that work
+    prefers, after the cycle's admissions `alloc`; a queue that starved at the cycle's
+    `start` stays starved while it is below its share, so its reclaim clock keeps running
+    until it holds its share (shared with the reference: same rule, same floats)."""
     out = set()
     for q, cls in pending_classes:
         queue = snap.queues[q]
-        if below_share(
-            alloc[q][cls], snap.deserved[q][cls], snap.fair_share[q][cls], queue.reclaim_margin
+        deserved, fair = snap.deserved[q][cls], snap.fair_share[q][cls]
+        clock = queue.starved_since is not None
+        margin = queue.reclaim_margin
+        if starving(alloc[q][cls], deserved, fair, margin, clock) or (
+            start is not None
+            and starving(start[q][cls], deserved, fair, margin, clock)
+            and alloc[q][cls] < min(deserved, fair)
         ):
             out.add(queue.name)
     return frozenset(out)
@@ -118,6 +128,9 @@ class Cycle:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self.state = CycleState(snap)
+        # Whether a queue starves is judged on the allocation the cycle starts from: once
+        # starving, it reclaims up to its deserved share, not only to the margin's edge.
+        self._start_alloc = [list(row) for row in self.state.alloc]
         self.admissions: list[Admission] = []
         self.evictions: list[Eviction] = []
         self.evicted: set[int] = set()
@@ -245,15 +258,19 @@ class Cycle:
 
     def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
         """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
-        numbers floor(x / a) >= m exactly when x >= m * a; and the queue is still below
-        its share by its reclaim margin."""
+        numbers floor(x / a) >= m exactly when x >= m * a; and the queue starved when
+        the cycle started (`fairness.starving`)."""
         need = w.min_replicas * w.accelerators_per_replica
         snap = self.snap
         deserved = snap.deserved
         alloc = self.state.alloc
-        margin = snap.queues[q].reclaim_margin
-        if margin > 0 and not below_share(
-            alloc[q][cls], deserved[q][cls], snap.fair_share[q][cls], margin
+        queue = snap.queues[q]
+        if queue.reclaim_margin > 0 and not starving(
+            self._start_alloc[q][cls],
+            deserved[q][cls],
+            snap.fair_share[q][cls],
+            queue.reclaim_margin,
+            queue.starved_since is not None,
         ):
             return False
         return all(deserved[x][cls] - alloc[x][cls] >= need for x in snap.chains[q])
@@ -386,34 +403,42 @@ class Cycle:
         sim: dict[int, float] = {}
         out = []
         ratio = self.history.ratio
-        for r in self._static_victims(pool):
-            vq = snap.run_queue[r]
-            # Work left on a queue that gained children is never reclaimed: its queue shares
-            # its ancestors with the children, so no reclaim could be weighed fairly.
-            if (
-                vq == q
-                or r in self.evicted
-                or not snap.queues[vq].reclaimable
-                or not snap.is_leaf[vq]
-            ):
-                continue
-            # Over time too: take only from a queue that got more of its fair share than
-            # the reclaiming one (even when neither has history).
-            if ratio[vq][cls] < ratio[q][cls]:
-                continue
-            chain = [x for x in snap.chains[vq] if x not in mine]
-            alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]
-            size = snap.run_accelerators[r]
-            # Take only from a leaf above its fair share, and never push it (or an
-            # ancestor below the common one) under its deserved share: a victim
-            # queue left below deserved would reclaim right back (ping-pong).
-            if alloc[0] <= snap.fair_share[vq][cls]:
-                continue
-            if any(a - size < snap.deserved[x][cls] for x, a in zip(chain, alloc, strict=True)):
-                continue
-            for x, a in zip(chain, alloc, strict=True):
-                sim[x] = a - size
-            out.append(r)
+        taken: set[int] = set()
+        # First the queues above their fair share; then those above their deserved share only:
+        # fair shares are per class fleet-wide, so a victim confined by residency to the
+        # reclaimer's pool can hold less than its fair share and still have borrowed there.
+        for above_fair_share in (True, False):
+            for r in self._static_victims(pool):
+                if r in taken:
+                    continue
+                vq = snap.run_queue[r]
+                # Work left on a queue that gained children is never reclaimed: its queue
+                # shares its ancestors with the children, so no reclaim could be weighed fairly.
+                if (
+                    vq == q
+                    or r in self.evicted
+                    or not snap.queues[vq].reclaimable
+                    or not snap.is_leaf[vq]
+                ):
+                    continue
+                # Over time too: take only from a queue that got more of its fair share than
+                # the reclaiming one (even when neither has history).
+                if ratio[vq][cls] < ratio[q][cls]:
+                    continue
+                chain = [x for x in snap.chains[vq] if x not in mine]
+                alloc = [sim.get(x, st.alloc[x][cls]) for x in chain]
+                size = snap.run_accelerators[r]
+                if above_fair_share and alloc[0] <= snap.fair_share[vq][cls]:
+                    continue
+                # Never push the victim (or an ancestor below the common one) under its
+                # deserved share: a victim queue left below deserved would reclaim right
+                # back (ping-pong).
+                if any(a - size < snap.deserved[x][cls] for x, a in zip(chain, alloc, strict=True)):
+                    continue
+                for x, a in zip(chain, alloc, strict=True):
+                    sim[x] = a - size
+                out.append(r)
+                taken.add(r)
         if len(self._reclaim_cache) > 4096:
             self._reclaim_cache.clear()
         self._reclaim_cache[key] = out
@@ -552,7 +577,7 @@ class Cycle:
                 q.name: dict(zip(snap.classes, st.alloc[i], strict=True))
                 for i, q in enumerate(snap.queues)
             },
-            starved=starved_queues(snap, st.alloc, pending_classes),
+            starved=starved_queues(snap, st.alloc, pending_classes, self._start_alloc),
         )
 
 

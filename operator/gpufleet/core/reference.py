@@ -11,12 +11,12 @@ from __future__ import annotations
 import heapq
 
 from gpufleet.core.fairness import (
-    below_share,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
+    starving,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Node, Workload
@@ -45,6 +45,7 @@ class _Ref:
         for w in snap.running:
             self._use(w, w.placement.nodes if w.placement else (), -1)
             self._account(w, -1)
+        self.start_alloc = [dict(row) for row in self.alloc]
         self.evicted: set[str] = set()
 
     # bookkeeping -------------------------------------------------------------------
@@ -106,10 +107,14 @@ class _Ref:
         )
 
     def starved(self, q: int, cls: str) -> bool:
-        """Still below its share by the queue's reclaim margin (no margin: no rule)."""
-        margin = self.snap.queues[q].reclaim_margin
-        return margin <= 0 or below_share(
-            self.alloc[q][cls], self.deserved(q, cls), self.share(q, cls), margin
+        """Starving when the cycle started, within the hysteresis band (no margin: no rule)."""
+        queue = self.snap.queues[q]
+        return queue.reclaim_margin <= 0 or starving(
+            self.start_alloc[q][cls],
+            self.deserved(q, cls),
+            self.share(q, cls),
+            queue.reclaim_margin,
+            queue.starved_since is not None,
         )
 
     def cap(self, w: Workload, pool_i: int, reclaim: bool) -> float:
@@ -290,21 +295,27 @@ class _Ref:
         cls = pool.accelerator_class
         mine = set(self.chain(q))
         sim = {x: self.alloc[x][cls] for x in range(len(snap.queues))}
-        out = []
-        for v in cands:
-            vq = self.queue_of[v.queue]
-            chain = [x for x in self.chain(vq) if x not in mine]
-            assert v.placement is not None
-            size = len(v.placement.nodes) * v.accelerators_per_replica
-            if sim[chain[0]] <= self.share(vq, cls):
-                continue
-            if self.ratio(vq, cls) < self.ratio(q, cls):
-                continue
-            if any(sim[x] - size < self.deserved(x, cls) for x in chain):
-                continue
-            for x in chain:
-                sim[x] -= size
-            out.append(v)
+        out: list[Workload] = []
+        taken: set[str] = set()
+        # First the queues above their fair share, then those above their deserved share only.
+        for above_fair_share in (True, False):
+            for v in cands:
+                if v.key in taken:
+                    continue
+                vq = self.queue_of[v.queue]
+                chain = [x for x in self.chain(vq) if x not in mine]
+                assert v.placement is not None
+                size = len(v.placement.nodes) * v.accelerators_per_replica
+                if above_fair_share and sim[chain[0]] <= self.share(vq, cls):
+                    continue
+                if self.ratio(vq, cls) < self.ratio(q, cls):
+                    continue
+                if any(sim[x] - size < self.deserved(x, cls) for x in chain):
+                    continue
+                for x in chain:
+                    sim[x] -= size
+                out.append(v)
+                taken.add(v.key)
         return out
 
     def with_victims(self, w: Workload, reclaim: bool) -> bool:
