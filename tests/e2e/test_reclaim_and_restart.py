@@ -286,9 +286,7 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         # Two more full cycles after that (the first may have begun before): the operator
         # has seen the settled state and created or removed whatever pods it would.
         cycles = operator.cycles()
-        wait_for(
-            "two more scheduling cycles", lambda: operator.cycles() >= cycles + 2, timeout=120
-        )
+        wait_for("two more scheduling cycles", lambda: operator.cycles() >= cycles + 2, timeout=120)
         items = wait_for("the workloads to stay decided", settled, timeout=10)
         names = {w["metadata"]["name"] for w in items}
         assert names == {f"w{i:03d}" for i in range(n)}  # 0 lost
