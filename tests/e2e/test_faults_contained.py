@@ -316,11 +316,6 @@ def test_a_paused_member_api_server_is_detected_on_time_and_fences_nothing(
 # -- member API server killed, its pods left running -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #17 open: passes alone (133 s), fails after the paused-API-server test in the"
-    " same fleet; the order dependence is not found yet",
-)
 def test_a_killed_member_api_server_moves_nothing_until_declared_lost(
     op_fleet: RunningFleet, fleet: Fleet, faulty: OperatorProcess, team: str, queue: str
 ) -> None:
@@ -613,3 +608,4 @@ def test_the_operator_log_shows_no_lost_cycle(faulty: OperatorProcess) -> None:
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert "the fleet could not be scheduled" not in text
     assert "scheduling cycle failed" not in text
+

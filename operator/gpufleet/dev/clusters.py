@@ -537,11 +537,17 @@ def restart_cluster(tools: Toolset, cluster: Cluster, timeout: float = 180) -> N
     if still:
         # kwokctl reports success when a component exits right after its start; the usual
         # cause is that its port (fixed when the cluster was made) was taken meanwhile.
+        logs = kwok_workdir() / "clusters" / cluster.kwok_name / "logs"
+        tails = "\n".join(
+            f"{c} log (tail):\n{(logs / f'{c}.log').read_text(errors='replace')[-800:]}"
+            for c in still
+            if (logs / f"{c}.log").exists()
+        )
         raise FleetError(
             f"{cluster.name}: {', '.join(still)} exited again after the restart (a port of"
-            f" its taken by another process?). Logs:"
-            f" {kwok_workdir() / 'clusters' / cluster.kwok_name / 'logs'}; "
-            f"'gpufleet dev down --name {_fleet_of(cluster)}' and up again starts afresh."
+            f" its taken by another process?). Logs: {logs}; "
+            f"'gpufleet dev down --name {_fleet_of(cluster)}' and up again starts afresh.\n"
+            f"{tails}"
         )
 
 

@@ -348,6 +348,17 @@ componentsPatches:
     override: true
   - key: manage-nodes-with-annotation-selector
     value: {KWOK_NODE_ANNOTATION}
+# One of each per cluster: without leader election they ride out a paused or restarted API
+# server instead of exiting when their lease cannot be renewed (the fault tests pause it).
+# kwokctl appends these (with `override: true` it only replaces an argument it already sets).
+- name: kube-controller-manager
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
 """
 
 
