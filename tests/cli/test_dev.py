@@ -149,7 +149,12 @@ def test_up_prints_the_running_fleet_as_json_with_its_seconds(
     printed = json.loads(result.stdout)
     assert isinstance(printed.pop("seconds"), float)
     assert printed == RUNNING.to_json()
-    assert (seen["fleet"], seen["name"], seen["runtime"], seen["reuse"]) == ("dev", "t", "binary", True)
+    assert (seen["fleet"], seen["name"], seen["runtime"], seen["reuse"]) == (
+        "dev",
+        "t",
+        "binary",
+        True,
+    )
 
 
 def test_up_prints_the_inventory_and_how_to_reach_the_fleet(
