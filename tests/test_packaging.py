@@ -72,5 +72,6 @@ def test_wheel_ships_the_crds_and_the_dev_fleet(tmp_path: Path) -> None:
     crds = sorted(n for n in names if n.startswith("gpufleet/api/crds/"))
     assert [Path(n).name for n in crds] == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
     assert "gpufleet/dev/fleets/dev.yaml" in names
+    assert "gpufleet/dev/kwok/default-stages.yaml" in names
     assert "gpufleet/py.typed" in names
     assert "gpufleet/cli/__main__.py" in names

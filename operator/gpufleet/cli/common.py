@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -24,3 +26,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     # No markup (messages hold brackets such as deserved[h100]) and no wrapping (paths).
     console.print(message, markup=False, soft_wrap=True, highlight=False)
     return typer.Exit(code=code)
+
+
+@contextmanager
+def failing_on(*errors: type[Exception]) -> Iterator[None]:
+    """`fail` with the message of any of `errors` raised inside (their messages say what to do)."""
+    try:
+        yield
+    except errors as exc:
+        raise fail(str(exc)) from exc

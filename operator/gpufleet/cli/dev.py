@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpufleet.cli.common import console, fail, out
+from gpufleet.cli._output import measure_table, print_result, table
+from gpufleet.cli.common import console, fail, failing_on, out
 from gpufleet.dev import clusters
-from gpufleet.dev.inventory import fleet_inventory
+from gpufleet.dev.inventory import ClusterInventory, fleet_inventory
 from gpufleet.dev.nodes import DEFAULT_FLEET
 from gpufleet.dev.tools import ToolsMissingError
-from gpufleet.fleetfile import FleetFileError, load_fleet
+from gpufleet.fleetfile import Fleet, FleetFileError, load_fleet
 
 dev = typer.Typer(
     help="Local multi-site test fleets (real control planes, KWOK or hollow-kubelet GPU nodes).",
@@ -24,30 +26,41 @@ dev = typer.Typer(
 )
 
 
+# What the local tooling raises when it cannot go on; the message says what to do.
+TOOLING_ERRORS = (ToolsMissingError, clusters.FleetError)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(dev, name="dev")
 
 
-def inventory_table(fleet: clusters.RunningFleet) -> Table:
-    table = Table(
-        title=f"fleet {fleet.name}",
-        caption="kubeconfigs: " + ", ".join(str(c.kubeconfig) for c in fleet.clusters.values()),
-    )
-    inventory = fleet_inventory(fleet)
+def inventory_table(fleet: clusters.RunningFleet, inventory: list[ClusterInventory]) -> Table:
     hollow = any(inv.hollow for inv in inventory)
     columns = ["site", "cluster", "nodes (ready)", "accelerators", "API server"]
     if hollow:
         columns.insert(3, "hollow kubelets (running, ready)")
-    for col in columns:
-        table.add_column(col)
+    t = table(
+        f"fleet {fleet.name}",
+        *columns,
+        caption="kubeconfigs: " + ", ".join(str(c.kubeconfig) for c in fleet.clusters.values()),
+    )
     for inv in inventory:
         accel = "\n".join(f"{n} × {cls}" for cls, n in inv.accelerators.items()) or "-"
         name = inv.cluster + (" (hub)" if fleet.clusters[inv.cluster].hub else "")
         row = [inv.site, name, f"{inv.nodes} ({inv.nodes_ready})", accel, inv.server]
         if hollow:
             row.insert(3, f"{inv.hollow} ({inv.hollow_running}, {inv.hollow_ready})")
-        table.add_row(*row)
-    return table
+        t.add_row(*row)
+    return t
+
+
+def _load_fleet(fleet_file: Path) -> Fleet:
+    with failing_on(FleetFileError):
+        return load_fleet(fleet_file)
+
+
+def _print_dim(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]")
 
 
 @dev.command("up")
@@ -70,10 +83,7 @@ def up_command(
     ] = False,
 ) -> None:
     """Bring up one real cluster per fleet entry with its simulated GPU nodes."""
-    try:
-        fleet = load_fleet(fleet_file)
-    except FleetFileError as exc:
-        raise fail(str(exc)) from exc
+    fleet = _load_fleet(fleet_file)
     started = time.monotonic()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -88,7 +98,7 @@ def up_command(
             task = bar.add_task(f"{cluster}: nodes", total=total)
             return lambda n: bar.advance(task, n)
 
-        try:
+        with failing_on(*TOOLING_ERRORS):
             running = clusters.up(
                 fleet,
                 source=str(fleet_file),
@@ -100,18 +110,19 @@ def up_command(
                 ),
                 node_progress=node_progress,
             )
-        except (ToolsMissingError, clusters.FleetError) as exc:
-            raise fail(str(exc)) from exc
     elapsed = time.monotonic() - started
-    if as_json:
-        out.print_json(json.dumps({**running.to_json(), "seconds": round(elapsed, 2)}))
-        return
-    out.print(inventory_table(running))
-    console.print(
-        f"fleet [bold]{running.name}[/bold] up in {elapsed:.1f}s. Reach a cluster with "
-        f"[cyan]kubectl --kubeconfig {running.hub.kubeconfig} get nodes[/cyan]; "
-        f"stop it with [cyan]gpufleet dev down --name {running.name}[/cyan]."
+    print_result(
+        out,
+        {**running.to_json(), "seconds": round(elapsed, 2)},
+        as_json,
+        lambda: [inventory_table(running, fleet_inventory(running))],
     )
+    if not as_json:
+        console.print(
+            f"fleet [bold]{running.name}[/bold] up in {elapsed:.1f}s. Reach a cluster with "
+            f"[cyan]kubectl --kubeconfig {running.hub.kubeconfig} get nodes[/cyan]; "
+            f"stop it with [cyan]gpufleet dev down --name {running.name}[/cyan]."
+        )
 
 
 @dev.command("down")
@@ -122,7 +133,7 @@ def down_command(
     """Stop a fleet's clusters and remove their state; no process is left behind."""
     names = clusters.running_fleets() if all_fleets else [name]
     for fleet_name in names:
-        removed = clusters.down(fleet_name, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        removed = clusters.down(fleet_name, progress=_print_dim)
         console.print(f"fleet {fleet_name}: removed {len(removed)} cluster(s)")
 
 
@@ -137,10 +148,13 @@ def status_command(
         raise fail(
             f"no fleet '{name}' is up; start one with 'gpufleet dev up' (running: {clusters.running_fleets() or 'none'})"
         )
-    if as_json:
-        out.print_json(json.dumps([inv.as_dict() for inv in fleet_inventory(running)]))
-        return
-    out.print(inventory_table(running))
+    inventory = fleet_inventory(running)
+    print_result(
+        out,
+        [inv.as_dict() for inv in inventory],
+        as_json,
+        lambda: [inventory_table(running, inventory)],
+    )
 
 
 @dev.command("bench")
@@ -166,37 +180,48 @@ def bench_command(
     from gpufleet.dev.bench import bench_hollow, bench_nodes
 
     if hollow is not None:
-        with console.status(f"starting a control plane and {hollow} hollow kubelets"):
-            try:
-                measured = bench_hollow(hollow, settle=settle, keep=keep)
-            except (ToolsMissingError, clusters.FleetError) as exc:
-                raise fail(str(exc)) from exc
-        if as_json:
-            out.print_json(json.dumps(measured))
-            return
-        htable = Table(title=f"{hollow} hollow kubelets on {measured['cores']} cores")
-        htable.add_column("measure")
-        htable.add_column("value", justify="right")
-        for key, value in measured.items():
-            if isinstance(value, dict):
-                for sub, v in value.items():
-                    htable.add_row(f"{key} {sub}", str(v))
-            else:
-                htable.add_row(key, str(value))
-        out.print(htable)
+        with (
+            console.status(f"starting a control plane and {hollow} hollow kubelets"),
+            failing_on(*TOOLING_ERRORS),
+        ):
+            measured = bench_hollow(hollow, settle=settle, keep=keep)
+        print_result(
+            out,
+            measured,
+            as_json,
+            lambda: [
+                measure_table(
+                    f"{hollow} hollow kubelets on {measured['cores']} cores",
+                    _flattened(measured),
+                )
+            ],
+        )
         return
 
-    with console.status(f"starting a control plane and creating {nodes} nodes"):
-        try:
-            result = bench_nodes(nodes, keep=keep)
-        except (ToolsMissingError, clusters.FleetError) as exc:
-            raise fail(str(exc)) from exc
-    if as_json:
-        out.print_json(json.dumps(result))
-        return
-    table = Table(title=f"one cluster, {nodes} fake 8-GPU nodes")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    with (
+        console.status(f"starting a control plane and creating {nodes} nodes"),
+        failing_on(*TOOLING_ERRORS),
+    ):
+        result = bench_nodes(nodes, keep=keep)
+    print_result(
+        out,
+        result,
+        as_json,
+        lambda: [measure_table(f"one cluster, {nodes} fake 8-GPU nodes", _node_measures(result))],
+    )
+
+
+def _flattened(measured: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """A measure per value, `key sub` for the values of a nested dict."""
+    for key, value in measured.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                yield f"{key} {sub}", v
+        else:
+            yield key, value
+
+
+def _node_measures(result: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for key in (
         "control_plane_start_seconds",
         "create_nodes_seconds",
@@ -204,10 +229,9 @@ def bench_command(
         "nodes_per_second",
         "rss_total_mb",
     ):
-        table.add_row(key, str(result[key]))
+        yield key, result[key]
     for comp, mb in result["rss_mb"].items():
-        table.add_row(f"rss_mb {comp}", str(mb))
-    out.print(table)
+        yield f"rss_mb {comp}", mb
 
 
 @dev.command("register")
@@ -226,17 +250,12 @@ def register_command(
     """Install the CRDs on the hub, store member kubeconfigs as Secrets, create Sites and GpuPools."""
     from gpufleet.dev.register import register
 
-    try:
-        fleet = load_fleet(fleet_file)
-    except FleetFileError as exc:
-        raise fail(str(exc)) from exc
+    fleet = _load_fleet(fleet_file)
     running = clusters.load_running(name or fleet.name)
     if running is None:
         raise fail(f"fleet '{name or fleet.name}' is not up; run 'gpufleet dev up' first")
-    try:
+    with failing_on(clusters.FleetError):
         register(fleet, running, namespace, sites=sites)
-    except clusters.FleetError as exc:
-        raise fail(str(exc)) from exc
     console.print(
         f"registered fleet {running.name} on hub {running.hub.name} (namespace {namespace})"
     )
@@ -251,22 +270,28 @@ def throughput_command(
     """Workloads admitted and running per second, next to the API server's own pod ceiling."""
     from gpufleet.dev.throughput import measure
 
-    try:
-        result = measure(nodes, workloads, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-    except (ToolsMissingError, clusters.FleetError, TimeoutError) as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        out.print_json(json.dumps(result))
-        return
-    table = Table(title=f"{workloads} single-pod workloads on {nodes} nodes")
-    table.add_column("measure")
-    table.add_column("per second", justify="right")
+    with failing_on(*TOOLING_ERRORS, TimeoutError):
+        result = measure(nodes, workloads, progress=_print_dim)
+    print_result(
+        out,
+        result,
+        as_json,
+        lambda: [
+            measure_table(
+                f"{workloads} single-pod workloads on {nodes} nodes",
+                _throughput_measures(result),
+                value="per second",
+            )
+        ],
+    )
+
+
+def _throughput_measures(result: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for k, v in result["api_server_ceiling"].items():
-        table.add_row(f"API server ceiling: {k}", str(v))
+        yield f"API server ceiling: {k}", v
     for k, v in result["operator"].items():
-        table.add_row(f"gpufleet: {k}", str(v))
-    table.add_row("ratio (running/s vs ceiling)", str(result["ratio_running_vs_ceiling"]))
-    out.print(table)
+        yield f"gpufleet: {k}", v
+    yield "ratio (running/s vs ceiling)", result["ratio_running_vs_ceiling"]
 
 
 # -- `gpufleet dev scale` (issue #16): kept as one block at the end so it merges on its own.
@@ -288,23 +313,26 @@ def scale_command(
     """The operator over three real control planes at N GPUs: cycle time by step, RSS, writes."""
     from gpufleet.dev.scale import measure as measure_scale
 
-    try:
+    with failing_on(*TOOLING_ERRORS, TimeoutError):
         result = measure_scale(
             gpus,
             workloads,
             rate=rate,
             steady_seconds=steady_seconds,
             keep=keep,
-            progress=lambda m: console.print(f"[dim]{m}[/dim]"),
+            progress=_print_dim,
         )
-    except (ToolsMissingError, clusters.FleetError, TimeoutError) as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        out.print_json(json.dumps(result))
-        return
-    table = Table(title=f"{workloads} workloads on {gpus} GPUs over three clusters")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    out.print(table)
+    print_result(
+        out,
+        result,
+        as_json,
+        lambda: [
+            measure_table(
+                f"{workloads} workloads on {gpus} GPUs over three clusters",
+                (
+                    (key, json.dumps(value) if isinstance(value, dict) else value)
+                    for key, value in result.items()
+                ),
+            )
+        ],
+    )

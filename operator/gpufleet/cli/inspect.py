@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
+from gpufleet.cli._output import print_result, table
 from gpufleet.cli.common import KubeconfigOpt, console, out
 
 
@@ -50,25 +51,27 @@ def status_command(
     """Overview of sites, pools, queues and workloads, as the operator reports them."""
     custom = _custom(kubeconfig)
     data = {p: _list(custom, p) for p in ("sites", "gpupools", "queues", "workloads")}
-    if as_json:
-        out.print_json(json.dumps(data))
-        return
-    out.print(site_table(data["sites"]))
-    out.print(pool_table(data["gpupools"]))
-    out.print(queue_table(data["queues"]))
-    out.print(workload_table(data["workloads"]))
+    print_result(
+        out,
+        data,
+        as_json,
+        lambda: [
+            site_table(data["sites"]),
+            pool_table(data["gpupools"]),
+            queue_table(data["queues"]),
+            workload_table(data["workloads"]),
+        ],
+    )
 
 
-def _table(title: str, *columns: str) -> Table:
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    return t
+def _or_unknown(values: dict[str, Any], key: str) -> str:
+    """The value as text, or '?' where the status has none yet."""
+    return str(values.get(key, "?"))
 
 
 def site_table(sites: list[dict[str, Any]]) -> Table:
     """Sites as the API returns them: where each is, its connection and what it holds."""
-    t = _table(
+    t = table(
         "sites",
         "site",
         "type",
@@ -99,7 +102,7 @@ def site_table(sites: list[dict[str, Any]]) -> Table:
 
 def pool_table(pools: list[dict[str, Any]]) -> Table:
     """GpuPools as the API returns them: nodes ready and accelerators ('?': no status yet)."""
-    t = _table(
+    t = table(
         "pools",
         "pool",
         "site",
@@ -116,18 +119,18 @@ def pool_table(pools: list[dict[str, Any]]) -> Table:
             p["metadata"]["name"],
             sp["site"],
             sp["acceleratorClass"],
-            f"{st.get('nodesReady', '?')}/{st.get('nodesTotal', '?')}",
-            str(st.get("capacity", "?")),
-            str(st.get("allocated", "?")),
-            str(st.get("free", "?")),
-            str(st.get("fragmentation", "?")),
+            f"{_or_unknown(st, 'nodesReady')}/{_or_unknown(st, 'nodesTotal')}",
+            _or_unknown(st, "capacity"),
+            _or_unknown(st, "allocated"),
+            _or_unknown(st, "free"),
+            _or_unknown(st, "fragmentation"),
         )
     return t
 
 
 def queue_table(queues: list[dict[str, Any]]) -> Table:
     """Queues as the API returns them: their totals over all classes ('?': no status yet)."""
-    t = _table(
+    t = table(
         "queues",
         "queue",
         "parent",
@@ -144,12 +147,12 @@ def queue_table(queues: list[dict[str, Any]]) -> Table:
         t.add_row(
             q["metadata"]["name"],
             q["spec"].get("parent") or "",
-            str(tot.get("deserved", "?")),
-            str(tot.get("fairShare", "?")),
-            str(tot.get("allocated", "?")),
-            str(tot.get("pending", "?")),
-            str(st.get("admittedWorkloads", "?")),
-            str(st.get("pendingWorkloads", "?")),
+            _or_unknown(tot, "deserved"),
+            _or_unknown(tot, "fairShare"),
+            _or_unknown(tot, "allocated"),
+            _or_unknown(tot, "pending"),
+            _or_unknown(st, "admittedWorkloads"),
+            _or_unknown(st, "pendingWorkloads"),
         )
     return t
 
@@ -157,7 +160,7 @@ def queue_table(queues: list[dict[str, Any]]) -> Table:
 def workload_table(workloads: list[dict[str, Any]]) -> Table:
     """Workloads as the API returns them, by namespace and name: where each runs, or the
     rules of its first three verdicts."""
-    t = _table("workloads", "workload", "queue", "size", "phase", "site / pool", "why")
+    t = table("workloads", "workload", "queue", "size", "phase", "site / pool", "why")
     for w in sorted(workloads, key=lambda w: (w["metadata"]["namespace"], w["metadata"]["name"])):
         st, sp = w.get("status") or {}, w["spec"]
         placement = st.get("placement") or {}
@@ -239,7 +242,7 @@ def placement_line(placement: dict[str, Any]) -> str:
 
 
 def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
-    t = _table("per-site verdicts", "site", "rule", "why", "nearest change")
+    t = table("per-site verdicts", "site", "rule", "why", "nearest change")
     for v in verdicts:
         t.add_row(v.get("site") or "(fleet)", v["rule"], v["message"], v.get("nearestChange") or "")
     return t

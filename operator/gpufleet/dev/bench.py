@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpufleet.dev import clusters
-from gpufleet.fleetfile import parse_fleet
+from gpufleet.dev import clusters, hollow
+from gpufleet.dev.tools import Toolset
+from gpufleet.fleetfile import Fleet, parse_fleet
 
 
 def rss_mb(pids: list[int]) -> dict[str, float]:
@@ -107,32 +108,9 @@ def bench_hollow(
     the CPU the kubelets used over the window (in cores), and the 1-minute load average
     before the kubelets started and at the end (the machine's, other work included).
     """
-    from kubernetes import client
-
-    from gpufleet.dev import hollow
     from gpufleet.dev.tools import find_tools
 
-    fleet = parse_fleet(
-        {
-            "name": "bench",
-            "clusters": [
-                {
-                    "name": "scale",
-                    "hub": True,
-                    "site": {"name": "scale", "type": "AIFactory", "jurisdiction": "DE"},
-                    "nodeGroups": [
-                        {
-                            "name": "hollow-h100",
-                            "kubelet": "hollow",
-                            "count": count,
-                            "acceleratorClass": "nvidia-h100",
-                            "acceleratorsPerNode": 8,
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    fleet = _hollow_fleet(count)
     tools = find_tools()
     tools.require_kubemark()
     clusters.down(name)
@@ -140,41 +118,17 @@ def bench_hollow(
     empty = fleet.model_copy(
         update={"clusters": [fleet.clusters[0].model_copy(update={"node_groups": []})]}
     )
-    running = clusters.up(empty, source="bench", name=name)
-    cluster = running.hub
+    cluster = clusters.up(empty, source="bench", name=name).hub
     try:
         load_before = _loadavg()
-        started: dict[str, float] = {}
-        pids: dict[str, int] = {}
-        for _, node in hollow.hollow_nodes_of(name, fleet.clusters[0], cluster.kubeconfig):
-            started[node.name] = time.monotonic()
-            pids[node.name] = hollow.start(tools, clusters.state_dir(), node)
-        ready: dict[str, float] = {}
-        api_client = cluster.api_client()
-        core = client.CoreV1Api(api_client)
-        deadline = time.monotonic() + 300 + 10 * count
-        try:
-            while len(ready) < count and time.monotonic() < deadline:
-                for n in core.list_node(label_selector=hollow.HOLLOW_SELECTOR).items:
-                    name_ = n.metadata.name
-                    if name_ not in ready and any(
-                        c.type == "Ready" and c.status == "True"
-                        for c in (n.status.conditions or [])
-                    ):
-                        ready[name_] = time.monotonic() - started[name_]
-                time.sleep(0.5)
-        finally:
-            api_client.close()
+        started, pids = _start_kubelets(tools, name, fleet, cluster)
+        ready = _ready_after_start(cluster, started)
         if len(ready) < count:
             raise clusters.FleetError(
                 f"only {len(ready)}/{count} hollow kubelets became Ready; logs in "
                 f"{hollow.hollow_dir(clusters.state_dir(), name)}"
             )
-        cpu_before = {p: _cpu_seconds(p) for p in pids.values()}
-        t0 = time.monotonic()
-        time.sleep(settle)  # the measurement window itself, not a wait for anything
-        window = time.monotonic() - t0
-        cpu_cores = sum(_cpu_seconds(p) - c for p, c in cpu_before.items()) / window
+        cpu_cores, window = _cpu_cores_over(list(pids.values()), settle)
         rss = [rss_mb([p]).get("kubemark", 0.0) for p in pids.values()]
         control_plane = rss_mb(clusters.cluster_processes(cluster.kwok_name))
         times = sorted(ready.values())
@@ -199,3 +153,72 @@ def bench_hollow(
     finally:
         if not keep:
             clusters.down(name)
+
+
+def _hollow_fleet(count: int) -> Fleet:
+    return parse_fleet(
+        {
+            "name": "bench",
+            "clusters": [
+                {
+                    "name": "scale",
+                    "hub": True,
+                    "site": {"name": "scale", "type": "AIFactory", "jurisdiction": "DE"},
+                    "nodeGroups": [
+                        {
+                            "name": "hollow-h100",
+                            "kubelet": "hollow",
+                            "count": count,
+                            "acceleratorClass": "nvidia-h100",
+                            "acceleratorsPerNode": 8,
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def _start_kubelets(
+    tools: Toolset, name: str, fleet: Fleet, cluster: clusters.Cluster
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Each hollow kubelet of the fleet's cluster started: when (monotonic) and its pid, by node."""
+    started: dict[str, float] = {}
+    pids: dict[str, int] = {}
+    for _, node in hollow.hollow_nodes_of(name, fleet.clusters[0], cluster.kubeconfig):
+        started[node.name] = time.monotonic()
+        pids[node.name] = hollow.start(tools, clusters.state_dir(), node)
+    return started, pids
+
+
+def _ready_after_start(cluster: clusters.Cluster, started: dict[str, float]) -> dict[str, float]:
+    """Seconds from each kubelet's start to its Node first seen Ready, polled every 0.5 s
+    for at most 300 s + 10 s a kubelet; the ones not Ready by then are missing."""
+    from kubernetes import client
+
+    count = len(started)
+    ready: dict[str, float] = {}
+    api_client = cluster.api_client()
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + 300 + 10 * count
+    try:
+        while len(ready) < count and time.monotonic() < deadline:
+            for n in core.list_node(label_selector=hollow.HOLLOW_SELECTOR).items:
+                name_ = n.metadata.name
+                if name_ not in ready and any(
+                    c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])
+                ):
+                    ready[name_] = time.monotonic() - started[name_]
+            time.sleep(0.5)
+    finally:
+        api_client.close()
+    return ready
+
+
+def _cpu_cores_over(pids: list[int], seconds: float) -> tuple[float, float]:
+    """The CPU the processes used over a window of `seconds`, in cores, and the window's length."""
+    cpu_before = {p: _cpu_seconds(p) for p in pids}
+    t0 = time.monotonic()
+    time.sleep(seconds)  # the measurement window itself, not a wait for anything
+    window = time.monotonic() - t0
+    return sum(_cpu_seconds(p) - c for p, c in cpu_before.items()) / window, window

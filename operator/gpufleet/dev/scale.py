@@ -16,18 +16,20 @@ from __future__ import annotations
 import math
 import random
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
 from gpufleet.dev import clusters
 from gpufleet.dev.bench import rss_mb
+from gpufleet.dev.operator_process import free_port, ready, start_operator
 from gpufleet.dev.register import register
 from gpufleet.fleetfile import Fleet, parse_fleet
 
@@ -183,155 +185,214 @@ def measure(
     progress(f"bringing up three clusters with {gpus} GPUs ({math.ceil(gpus / 8)} nodes)")
     running = clusters.up(fleet, source="scale", name=name, progress=progress)
     up_seconds = time.monotonic() - t_up
-    proc: subprocess.Popen[bytes] | None = None
     try:
         register(fleet, running, "gpufleet-system")
-        hub = running.hub
-        api = hub.api_client()
+        api = running.hub.api_client()
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
-        core = client.CoreV1Api(api)
         custom = client.CustomObjectsApi(api)
-        capacity = {"nvidia-h100": 0, "nvidia-h200": 0}
-        for spec in fleet.clusters:
-            for g in spec.node_groups:
-                capacity[g.accelerator_class] += g.count * g.accelerators_per_node
-        for q in range(QUEUES):
-            # gpufleet dispatches only into namespaces at least as strict as the queue.
-            labels = {"pod-security.kubernetes.io/enforce": "baseline"}
-            core.create_namespace({"metadata": {"name": f"scale-{q}", "labels": labels}})
-            custom.create_cluster_custom_object(
-                GROUP,
-                VERSION,
-                "queues",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Queue",
-                    "metadata": {"name": f"scale-{q}"},
-                    "spec": {
-                        "namespaces": [f"scale-{q}"],
-                        "resources": [
-                            {"acceleratorClass": c, "deserved": n // QUEUES}
-                            for c, n in capacity.items()
-                        ],
-                    },
-                },
+        capacity = _capacity(fleet)
+        _create_queues(client.CoreV1Api(api), custom, capacity)
+        log = clusters.state_dir() / f"{name}-operator.log"
+        with _operator(running.hub.kubeconfig, log) as (proc, port):
+            bodies = _workloads(workloads)
+            demand = sum(
+                b["spec"]["replicas"] * b["spec"]["acceleratorsPerReplica"] for b in bodies
             )
-        port = _free_port()
-        log = open(clusters.state_dir() / f"{name}-operator.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gpufleet.cli",
-                "run",
-                "--kubeconfig",
-                str(hub.kubeconfig),
-                "--metrics-port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _until("the operator to be ready", lambda: _ready(port), 300)
-        # A reproducible workload mix, not a secret.
-        rng = random.Random(16)  # nosec B311
-        bodies = [_workload(i, rng) for i in range(workloads)]
-        demand = sum(b["spec"]["replicas"] * b["spec"]["acceleratorsPerReplica"] for b in bodies)
-        progress(f"submitting {workloads} workloads ({demand} GPUs) at {rate:.0f}/s")
-        before_all = _scrape(port)
-        t0 = time.monotonic()
-        submitter = threading.Thread(
-            target=_submit, args=(custom, bodies, rate), name="scale-submit", daemon=True
-        )
-        submitter.start()
-
-        admitted_at: list[float] = []
-        decided_at = None
-        last_admitted = -1
-        last_decided = -1
-        while time.monotonic() - t0 < max(900.0, workloads / 5):
-            items = custom.list_cluster_custom_object(
-                GROUP, VERSION, "workloads", _request_timeout=120
-            )["items"]
-            placed = sum(
-                1 for w in items if (w.get("status") or {}).get("phase") in ("Admitted", "Running")
-            )
-            decided = sum(
-                1
-                for w in items
-                if (w.get("status") or {}).get("phase") not in (None, "Pending")
-                or (w.get("status") or {}).get("verdicts")
-            )
-            if placed != last_admitted:
-                admitted_at.append(time.monotonic())
-            if (placed, decided) != (last_admitted, last_decided):
-                last_admitted, last_decided = placed, decided
-                progress(
-                    f"{time.monotonic() - t0:6.1f}s submitted {len(items)}, placed {placed}, decided {decided}"
-                )
-            if len(items) == workloads and decided == workloads:
-                decided_at = time.monotonic()
-                break
-            time.sleep(2)
-        submitter.join()
-        progress("all decided; waiting for the writes to settle")
-        _settle(port, progress)
-        progress(f"{steady_seconds:.0f}s of steady cycles")
-        steady_from = _scrape(port)
-        time.sleep(steady_seconds)
-        steady_to = _scrape(port)
-        writes = {
-            dict(labels)["kind"]: value - before_all.get((sample, labels), 0.0)
-            for (sample, labels), value in steady_to.items()
-            if sample == "gpufleet_api_writes_total"
-        }
-        cycle = _histogram(steady_from, steady_to, "gpufleet_scheduling_cycle_duration_seconds")
-        steps = {
-            step: _histogram(
-                steady_from, steady_to, "gpufleet_scheduling_step_duration_seconds", step=step
-            )
-            for step in STEPS
-        }
-        placed_total = last_admitted
-        first_to_last = (admitted_at[-1] - t0) if admitted_at else 0.0
-        result = {
-            "gpus": sum(capacity.values()),
-            "nodes": sum(g.count for c in fleet.clusters for g in c.node_groups),
-            "workloads": workloads,
-            "gpus_demanded": demand,
-            "clusters_up_seconds": round(up_seconds, 1),
-            "steady_cycles": cycle["count"],
-            "steady_cycle_seconds_median": cycle["median"],
-            "steady_cycle_seconds_max": cycle["max"],
-            "steady_cycle_seconds_mean": cycle["mean"],
-            "steady_step_seconds_median": {s: v["median"] for s, v in steps.items()},
-            "steady_step_seconds_max": {s: v["max"] for s, v in steps.items()},
-            "steady_step_seconds_mean": {s: v["mean"] for s, v in steps.items()},
-            "peak_rss_mb": _peak_rss_mb(proc.pid),
-            "control_plane_rss_mb": round(
-                sum(
-                    sum(rss_mb(clusters.cluster_processes(c.kwok_name)).values())
-                    for c in running.clusters.values()
-                ),
-                1,
-            ),
-            "api_writes": {k: int(v) for k, v in sorted(writes.items())},
-            "api_writes_per_workload": round(sum(writes.values()) / max(workloads, 1), 2),
-            "placed": placed_total,
-            "admitted_per_second": round(placed_total / first_to_last, 1) if first_to_last else 0.0,
-            "seconds_to_all_decided": round(decided_at - t0, 1) if decided_at else None,
-        }
-        api.close()
-        return result
+            progress(f"submitting {workloads} workloads ({demand} GPUs) at {rate:.0f}/s")
+            before_all = _scrape(port)
+            decisions = _submit_until_decided(custom, bodies, rate, progress)
+            progress("all decided; waiting for the writes to settle")
+            _settle(port, progress)
+            steady_from, steady_to = _steady_window(port, steady_seconds, progress)
+            writes = _writes_since(before_all, steady_to)
+            result = {
+                "gpus": sum(capacity.values()),
+                "nodes": sum(g.count for c in fleet.clusters for g in c.node_groups),
+                "workloads": workloads,
+                "gpus_demanded": demand,
+                "clusters_up_seconds": round(up_seconds, 1),
+                **_steady_cycles(steady_from, steady_to),
+                "peak_rss_mb": _peak_rss_mb(proc.pid),
+                "control_plane_rss_mb": _control_plane_rss_mb(running),
+                "api_writes": {k: int(v) for k, v in sorted(writes.items())},
+                "api_writes_per_workload": round(sum(writes.values()) / max(workloads, 1), 2),
+                **decisions.figures(),
+            }
+            api.close()
+            return result
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         if not keep:
             clusters.down(name)
+
+
+@contextmanager
+def _operator(kubeconfig: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`gpufleet run` on the hub, ready, and its metrics port; stopped on the way out."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = start_operator(kubeconfig, out, port)
+        try:
+            _until("the operator to be ready", lambda: ready(port), 300)
+            yield proc, port
+        finally:
+            _stop(proc)
+
+
+def _workloads(n: int) -> list[dict[str, Any]]:
+    # A reproducible workload mix, not a secret.
+    rng = random.Random(16)  # nosec B311
+    return [_workload(i, rng) for i in range(n)]
+
+
+def _steady_window(port: int, seconds: float, progress: Progress) -> tuple[Samples, Samples]:
+    """Scrapes at the start and end of `seconds` of steady state."""
+    progress(f"{seconds:.0f}s of steady cycles")
+    start = _scrape(port)
+    time.sleep(seconds)  # the measurement window itself, not a wait for anything
+    return start, _scrape(port)
+
+
+def _capacity(fleet: Fleet) -> dict[str, int]:
+    """Accelerators per class over the fleet's node groups."""
+    capacity = {"nvidia-h100": 0, "nvidia-h200": 0}
+    for spec in fleet.clusters:
+        for g in spec.node_groups:
+            capacity[g.accelerator_class] += g.count * g.accelerators_per_node
+    return capacity
+
+
+def _create_queues(core: Any, custom: Any, capacity: dict[str, int]) -> None:
+    """QUEUES queues, each deserving an equal part of every class, each with a namespace."""
+    for q in range(QUEUES):
+        # gpufleet dispatches only into namespaces at least as strict as the queue.
+        labels = {"pod-security.kubernetes.io/enforce": "baseline"}
+        core.create_namespace({"metadata": {"name": f"scale-{q}", "labels": labels}})
+        custom.create_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "queues",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Queue",
+                "metadata": {"name": f"scale-{q}"},
+                "spec": {
+                    "namespaces": [f"scale-{q}"],
+                    "resources": [
+                        {"acceleratorClass": c, "deserved": n // QUEUES}
+                        for c, n in capacity.items()
+                    ],
+                },
+            },
+        )
+
+
+@dataclass
+class _Decisions:
+    """Monotonic times of a submission: its start, each change in the number placed,
+    and when every workload was decided (None: not within the wait)."""
+
+    started: float
+    placed_changed_at: list[float] = field(default_factory=list)
+    decided_at: float | None = None
+    placed: int = -1
+
+    def figures(self) -> dict[str, Any]:
+        first_to_last = (
+            (self.placed_changed_at[-1] - self.started) if self.placed_changed_at else 0.0
+        )
+        return {
+            "placed": self.placed,
+            "admitted_per_second": round(self.placed / first_to_last, 1) if first_to_last else 0.0,
+            "seconds_to_all_decided": (
+                round(self.decided_at - self.started, 1) if self.decided_at else None
+            ),
+        }
+
+
+def _submit_until_decided(
+    custom: Any, bodies: list[dict[str, Any]], rate: float, progress: Progress
+) -> _Decisions:
+    """Submit at `rate` in the background and list the workloads every 2 s until each is
+    placed or has a verdict (at most 900 s, or longer for many)."""
+    workloads = len(bodies)
+    decisions = _Decisions(started=time.monotonic())
+    submitter = threading.Thread(
+        target=_submit, args=(custom, bodies, rate), name="scale-submit", daemon=True
+    )
+    submitter.start()
+    last_decided = -1
+    while time.monotonic() - decisions.started < max(900.0, workloads / 5):
+        items = custom.list_cluster_custom_object(
+            GROUP, VERSION, "workloads", _request_timeout=120
+        )["items"]
+        placed, decided = _placed_and_decided(items)
+        if placed != decisions.placed:
+            decisions.placed_changed_at.append(time.monotonic())
+        if (placed, decided) != (decisions.placed, last_decided):
+            decisions.placed, last_decided = placed, decided
+            progress(
+                f"{time.monotonic() - decisions.started:6.1f}s submitted {len(items)}, placed {placed}, decided {decided}"
+            )
+        if len(items) == workloads and decided == workloads:
+            decisions.decided_at = time.monotonic()
+            break
+        time.sleep(2)
+    submitter.join()
+    return decisions
+
+
+def _placed_and_decided(items: list[dict[str, Any]]) -> tuple[int, int]:
+    """Workloads placed (Admitted or Running), and decided (placed, or pending with a verdict)."""
+    statuses = [w.get("status") or {} for w in items]
+    placed = sum(1 for st in statuses if st.get("phase") in ("Admitted", "Running"))
+    decided = sum(
+        1 for st in statuses if st.get("phase") not in (None, "Pending") or st.get("verdicts")
+    )
+    return placed, decided
+
+
+def _writes_since(before: Samples, after: Samples) -> dict[str, float]:
+    return {
+        dict(labels)["kind"]: value - before.get((sample, labels), 0.0)
+        for (sample, labels), value in after.items()
+        if sample == "gpufleet_api_writes_total"
+    }
+
+
+def _steady_cycles(before: Samples, after: Samples) -> dict[str, Any]:
+    """The cycles between two scrapes: how many, their median, max and mean, and each step's."""
+    cycle = _histogram(before, after, "gpufleet_scheduling_cycle_duration_seconds")
+    steps = {
+        step: _histogram(before, after, "gpufleet_scheduling_step_duration_seconds", step=step)
+        for step in STEPS
+    }
+    return {
+        "steady_cycles": cycle["count"],
+        "steady_cycle_seconds_median": cycle["median"],
+        "steady_cycle_seconds_max": cycle["max"],
+        "steady_cycle_seconds_mean": cycle["mean"],
+        "steady_step_seconds_median": {s: v["median"] for s, v in steps.items()},
+        "steady_step_seconds_max": {s: v["max"] for s, v in steps.items()},
+        "steady_step_seconds_mean": {s: v["mean"] for s, v in steps.items()},
+    }
+
+
+def _control_plane_rss_mb(running: clusters.RunningFleet) -> float:
+    return round(
+        sum(
+            sum(rss_mb(clusters.cluster_processes(c.kwok_name)).values())
+            for c in running.clusters.values()
+        ),
+        1,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _writes(samples: Samples) -> float:
@@ -369,23 +430,6 @@ def _submit(custom: Any, bodies: list[dict[str, Any]], rate: float) -> None:
             )
             # Pacing, not synchronisation: the next wave is due a second after this one began.
             time.sleep(max(0.0, 1.0 - (time.monotonic() - wave_started)))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(port: int) -> bool:
-    try:
-        # Fixed http URL on loopback.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as rsp:  # nosec B310
-            return bool(rsp.status == 200)
-    except OSError:
-        return False
 
 
 def _until(what: str, probe: Callable[[], bool], timeout: float) -> None:

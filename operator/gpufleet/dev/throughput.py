@@ -7,18 +7,17 @@ way; gpufleet admits each (a status write), creates its pod and records it Runni
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gpufleet.api.v1alpha1 import GROUP, VERSION
 from gpufleet.dev import clusters
+from gpufleet.dev.operator_process import free_port, start_operator
 from gpufleet.dev.register import register
 from gpufleet.fleetfile import parse_fleet
 
@@ -189,9 +188,9 @@ def _operator(
     """A queue deserving the whole fleet; the operator in a process of its own (its log
     in the state directory), stopped once every workload runs or the wait fails."""
     _create_queue(apis.custom, nodes)
-    port = _free_port()
+    port = free_port()
     with open(clusters.state_dir() / "bench-op-operator.log", "wb") as log:
-        proc = _start_operator(kubeconfig, log, port)
+        proc = start_operator(kubeconfig, log, port)
         try:
             time.sleep(3)
             t = _submit_and_wait(apis.custom, workloads, progress)
@@ -224,23 +223,6 @@ def _create_queue(custom: Any, nodes: int) -> None:
                 "resources": [{"acceleratorClass": "nvidia-h100", "deserved": nodes * 8}],
             },
         },
-    )
-
-
-def _start_operator(kubeconfig: Path, log: IO[bytes], port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gpufleet.cli",
-            "run",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--metrics-port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
     )
 
 
@@ -303,14 +285,6 @@ def _phases(custom: Any) -> dict[str, int]:
         p = (w.get("status") or {}).get("phase", "Pending")
         out[p] = out.get(p, 0) + 1
     return out
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _writes_by_kind(port: int) -> dict[str, int]:
