@@ -118,8 +118,12 @@ def test_kwok_manages_only_its_annotated_nodes_with_its_stages_and_a_graceful_po
     docs = list(yaml.safe_load_all(kwokctl_config()))
     kwokctl, stages = docs[0], docs[1:]
     assert kwokctl["kind"] == "KwokctlConfiguration"
-    (patch,) = kwokctl["componentsPatches"]
-    assert patch["name"] == "kwok-controller"
+    patches = {p["name"]: p for p in kwokctl["componentsPatches"]}
+    patch = patches["kwok-controller"]
+    # One controller-manager and one scheduler per cluster: no leader election, so a paused
+    # API server does not make them exit (appended, as kwokctl does not set the flag).
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        assert patches[component]["extraArgs"] == [{"key": "leader-elect", "value": "false"}]
     args = {a["key"]: a for a in patch["extraArgs"]}
     # kwokctl passes --manage-all-nodes=true for the binary runtime: overridden, not added.
     assert args["manage-all-nodes"] == {

@@ -608,4 +608,3 @@ def test_the_operator_log_shows_no_lost_cycle(faulty: OperatorProcess) -> None:
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert "the fleet could not be scheduled" not in text
     assert "scheduling cycle failed" not in text
-
