@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -30,6 +32,47 @@ class Greedy:
 def test_a_decision_over_node_capacity_is_refused() -> None:
     with pytest.raises(PolicyError, match="node over capacity"):
         replay(trace(job(0, 0, 5, 2), job(1, 0, 5, 2)), one_site(2, 2), ONE_QUEUE, Greedy())
+
+
+def test_a_decision_over_node_cpu_is_refused() -> None:
+    fleet = SimFleet(
+        "cpu", (SimSite("s", "DE"),), (SimPool("p", 0, "c"),), (SimNode("n", 0, 8, 8000),)
+    )
+    jobs = trace(replace(job(0, 0, 5, 1), cpu_milli=6000), replace(job(1, 0, 5, 1), cpu_milli=6000))
+    with pytest.raises(PolicyError, match="node over capacity"):
+        replay(jobs, fleet, ONE_QUEUE, Greedy())
+
+
+def cpu_bound_fleet() -> SimFleet:
+    """Node a: 4 GPUs and 8 cores; node b: 4 GPUs and 64 cores."""
+    nodes = (SimNode("a", 0, 4, 8000, 65536), SimNode("b", 0, 4, 64000, 65536))
+    return SimFleet("cpu", (SimSite("s", "DE"),), (SimPool("p", 0, "nvidia-t4"),), nodes)
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_cpu_and_memory_per_replica_are_hard_limits_for_every_policy(policy: str) -> None:
+    # Three 1-GPU jobs of 6 cores and 1 GiB: node a holds one, node b the other two; a
+    # fourth job asking 64 GiB of memory waits although GPUs and cores are free.
+    cpu = [replace(job(i, 0, 10, 1), cpu_milli=6000, memory_mib=1024) for i in range(3)]
+    big = replace(job(3, 1, 10, 1), memory_mib=65536)
+    jobs = trace(*cpu, big)
+    result = replay(jobs, cpu_bound_fleet(), ONE_QUEUE, make([policy], jobs.jobs)[0])
+    first = {o.job.id: o.first_start for o in result.outcomes}
+    assert [first[i] for i in range(3)] == [0.0, 0.0, 0.0]
+    assert first[3] == 10.0
+
+
+def test_a_job_whose_cpu_no_node_has_is_unschedulable() -> None:
+    jobs = trace(replace(job(0, 0, 10, 1), cpu_milli=65000), job(1, 0, 10, 1))
+    result = replay(jobs, cpu_bound_fleet(), ONE_QUEUE, make(["best-fit"], jobs.jobs)[0])
+    assert [j.id for j in result.unschedulable] == [0]
+
+
+def test_a_node_that_does_not_say_its_cpu_is_not_limited_by_it() -> None:
+    jobs = trace(replace(job(0, 0, 10, 2), cpu_milli=10**9, memory_mib=10**9))
+    for policy in make(list(ALL), jobs.jobs):
+        result = replay(jobs, one_site(2), ONE_QUEUE, policy)
+        assert result.outcomes[0].first_start == 0.0, policy.name
 
 
 def test_a_job_in_an_unknown_queue_is_refused_before_the_replay() -> None:

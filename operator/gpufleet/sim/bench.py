@@ -26,7 +26,7 @@ from gpufleet.sim import plots, report
 from gpufleet.sim.compare import compare
 from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.frag import FragReport, fill_experiment
-from gpufleet.sim.jobs import Job, Trace
+from gpufleet.sim.jobs import Trace
 from gpufleet.sim.metrics import PolicyMetrics
 from gpufleet.sim.openb import read_pods
 from gpufleet.sim.policies.registry import POLICIES, make
@@ -106,11 +106,7 @@ def run_frag(data: Path, out: Path, console: Console) -> list[tuple[str, FragRep
     done = []
     for name, min_gpus in settings.runs:
         raw, _ = read_pods(data / name)
-        pods = [
-            Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
-            for i, p in enumerate(raw)
-            if p.gpus >= min_gpus
-        ]
+        pods = [p.job(i, arrival=0.0, runtime=1.0) for i, p in enumerate(raw) if p.gpus >= min_gpus]
         pods = list(assign_queues(Trace(tuple(pods), name), queues).jobs)
         started = time.perf_counter()
         rep = fill_experiment(
