@@ -7,7 +7,8 @@
    node list holds all pods at once, so it never queues), four queues with deserved
    shares 40/30/20/10 %, a 10 s scheduling cycle, all four policies.
 2. Fill to saturation (openb paper): the whole GPU node list, pods drawn from the
-   default and the multigpu20 lists (and its multi-GPU pods alone), 50 pods per cycle.
+   default and the multigpu20 lists (and its multi-GPU pods alone) with their CPU and
+   memory, 50 pods per cycle.
 """
 
 from __future__ import annotations
@@ -139,11 +140,14 @@ def summary(replays: list[ReplayOutcome], frag: list[tuple[str, FragReport, floa
         parts += _replay_section(replay)
     parts += [
         "## Fill to saturation\n",
-        "Pods drawn (seeded, with replacement) from a pod list arrive and never leave, on all"
+        "Pods drawn (seeded, with replacement) from a pod list arrive and never leave, with"
+        " their CPU and memory, on all"
         f" {frag[0][1].capacity_gpus if frag else 0} GPUs of the openb GPU node list;"
         f" {FragSettings().batch} pods arrive before each scheduling cycle. The table gives"
         " the GPUs left unallocated after the batch in which the pods asked reach each share"
-        " of capacity.\n",
+        " of capacity; the last row, each policy's evictions over the fill. A GPU is left"
+        " unallocated when no pod fits the node's remaining cores and memory: why the"
+        " policies differ is in [../simulator.md](../simulator.md).\n",
     ]
     for stem, rep, wall in frag:
         parts.append(f"### `{stem}` pod list ({rep.pods_drawn} pods drawn, {wall:.1f} s)\n")
