@@ -4,13 +4,19 @@ to Queue status, and translate reads it back, decayed to the time of the cycle."
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import pytest
 
 from gpufleet import core
 from gpufleet.control.summary import FleetSummary, summarise
-from gpufleet.core.fairness import USAGE_HALF_LIFE_SECONDS, accumulate, decay_factor
+from gpufleet.core.fairness import (
+    MAX_WAIT_SECONDS,
+    USAGE_HALF_LIFE_SECONDS,
+    accumulate,
+    decay_factor,
+)
 from gpufleet.observed.incremental import IncrementalTranslator
 from gpufleet.observed.translate import translate
 
@@ -157,3 +163,10 @@ def test_reused_inputs_bring_decayed_usage_to_the_new_cycle() -> None:
     assert q.fair_usage["nvidia-h100"] == pytest.approx(25.0)
     # The earlier Inputs are not changed (they are shared between cycles).
     assert next(q for q in first.queues if q.name == "q").usage["nvidia-h100"] == 100.0
+
+
+def test_a_queue_without_fairness_settings_ranks_without_age_and_bounds_the_wait() -> None:
+    # The API's defaults: age off (it fights reclaim), the wait bound on (1 h).
+    q = _queue(World(nodes=1).queue("q", ["ns"]), T0)
+    assert q.wait_credit_seconds == math.inf
+    assert q.max_wait_seconds == MAX_WAIT_SECONDS == 3_600.0

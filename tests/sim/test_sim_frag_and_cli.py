@@ -116,3 +116,23 @@ def test_frag_command_reports_unallocated_gpus(tmp_path: Path) -> None:
     payload = json.loads(result.stdout[result.stdout.index("{") :])
     assert payload["levels"][0]["unallocated"] == {"best-fit": 2}
     assert (tmp_path / "frag.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_frag_counts_pod_cpu_and_reports_evictions_in_json_and_table(tmp_path: Path) -> None:
+    # One node of 4 GPUs and 8 cores, pods of 1 GPU and 8 cores: the first pod takes all
+    # the cores, so 3 GPUs stay unallocated however much is asked.
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,8000,65536,4,T4\n")
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,8000,1024,1,1000\n")
+    args = ["frag", "--fleet", str(nodes), "--pods", str(pods), "--levels", "1.0,1.3"]
+    as_json = CliRunner().invoke(app(), [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    payload = json.loads(as_json.stdout[as_json.stdout.index("{") :])
+    policies = ["gpufleet", "fifo-first-fit", "best-fit", "kueue-like"]
+    assert [lv["unallocated"] for lv in payload["levels"]] == [dict.fromkeys(policies, 3)] * 2
+    assert payload["evictions"] == dict.fromkeys(policies, 0)
+    table = CliRunner().invoke(app(), args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.output.splitlines() if "evictions" in line)
+    assert [cell.strip() for cell in row.split("│")[3:7]] == ["0"] * 4

@@ -41,6 +41,27 @@ def test_openb_fraction_rounds_up_and_cpu_only_pods_are_skipped(tmp_path: Path) 
     assert trace.jobs[1].classes == frozenset({"nvidia-v100m16", "nvidia-t4"})
 
 
+def test_openb_pods_carry_their_cpu_and_memory_and_a_fraction_keeps_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pods.csv",
+        OPENB_HEADER
+        + "p0,6000,12288,1,460,,LS,Running,100,700,100\n"
+        + "p1,24000,65536,2,1000,,LS,Running,200,260,201\n",
+    )
+    jobs = openb.read_trace(path).jobs
+    assert [(j.gpus, j.cpu_milli, j.memory_mib) for j in jobs] == [
+        (1, 6000, 12288),
+        (2, 24000, 65536),
+    ]
+
+
+def test_openb_lists_without_cpu_columns_ask_no_cpu(tmp_path: Path) -> None:
+    path = write(tmp_path, "pods.csv", "name,num_gpu,gpu_milli\np0,1,1000\n")
+    pods, _ = openb.read_pods(path)
+    assert [(p.cpu_milli, p.memory_mib) for p in pods] == [(0, 0)]
+
+
 def test_openb_malformed_rows_are_reported_with_line_and_field(tmp_path: Path) -> None:
     path = write(
         tmp_path,

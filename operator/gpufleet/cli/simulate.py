@@ -267,11 +267,7 @@ def _pod_jobs(
     raw: list[OpenbPod], source: str, min_gpus: int, queue_specs: tuple[QueueSpec, ...]
 ) -> list[Job]:
     """The pods asking at least `min_gpus`, as jobs arriving at once, spread over the queues."""
-    jobs = [
-        Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
-        for i, p in enumerate(raw)
-        if p.gpus >= min_gpus
-    ]
+    jobs = [p.job(i, arrival=0.0, runtime=1.0) for i, p in enumerate(raw) if p.gpus >= min_gpus]
     return list(assign_queues(Trace(tuple(jobs), source), queue_specs).jobs)
 
 

@@ -25,8 +25,11 @@ USAGE_HALF_LIFE_SECONDS = 7 * DAY
 PRESENT_WEIGHT_SECONDS = 3_600.0
 """How many seconds of history the current allocation weighs when queues are ranked."""
 
-WAIT_CREDIT_SECONDS = 7_200.0
-"""Waiting this long counts as one fair share less when queues are ranked (age)."""
+WAIT_CREDIT_SECONDS = INF
+"""Waiting this long counts as one fair share less when queues are ranked (age); off by
+default. Age lets a queue over its share go ahead of one below it, which that queue then
+reclaims back once its delay has run: the two rules undo each other. `MAX_WAIT_SECONDS`
+bounds the wait instead (docs/scheduling.md, "Fairness over time")."""
 
 MAX_WAIT_SECONDS = 3_600.0
 """A queue whose next workload has waited this long goes ahead of the fairness order

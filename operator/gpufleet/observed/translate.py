@@ -367,7 +367,11 @@ def _queues(view: CacheView, out: Inputs, now: float | None) -> None:
                 usage=usage,
                 fair_usage=fair_usage,
                 present_weight_seconds=float(fair.present_weight_seconds),
-                wait_credit_seconds=float(fair.wait_credit_seconds),
+                wait_credit_seconds=(
+                    float(fair.wait_credit_seconds)
+                    if fair.wait_credit_seconds is not None
+                    else math.inf
+                ),
                 max_wait_seconds=(
                     float(fair.max_wait_seconds) if fair.max_wait_seconds is not None else math.inf
                 ),

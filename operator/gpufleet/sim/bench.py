@@ -7,7 +7,8 @@
    node list holds all pods at once, so it never queues), four queues with deserved
    shares 40/30/20/10 %, a 10 s scheduling cycle, all four policies.
 2. Fill to saturation (openb paper): the whole GPU node list, pods drawn from the
-   default and the multigpu20 lists (and its multi-GPU pods alone), 50 pods per cycle.
+   default and the multigpu20 lists (and its multi-GPU pods alone) with their CPU and
+   memory, 50 pods per cycle.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gpufleet.sim import plots, report
 from gpufleet.sim.compare import compare
 from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.frag import FragReport, fill_experiment
-from gpufleet.sim.jobs import Job, Trace
+from gpufleet.sim.jobs import Trace
 from gpufleet.sim.metrics import PolicyMetrics
 from gpufleet.sim.openb import read_pods
 from gpufleet.sim.policies.registry import POLICIES, make
@@ -106,11 +107,7 @@ def run_frag(data: Path, out: Path, console: Console) -> list[tuple[str, FragRep
     done = []
     for name, min_gpus in settings.runs:
         raw, _ = read_pods(data / name)
-        pods = [
-            Job(id=i, name=p.name, arrival=0.0, runtime=1.0, per_replica=p.gpus, classes=p.classes)
-            for i, p in enumerate(raw)
-            if p.gpus >= min_gpus
-        ]
+        pods = [p.job(i, arrival=0.0, runtime=1.0) for i, p in enumerate(raw) if p.gpus >= min_gpus]
         pods = list(assign_queues(Trace(tuple(pods), name), queues).jobs)
         started = time.perf_counter()
         rep = fill_experiment(
@@ -143,11 +140,14 @@ def summary(replays: list[ReplayOutcome], frag: list[tuple[str, FragReport, floa
         parts += _replay_section(replay)
     parts += [
         "## Fill to saturation\n",
-        "Pods drawn (seeded, with replacement) from a pod list arrive and never leave, on all"
+        "Pods drawn (seeded, with replacement) from a pod list arrive and never leave, with"
+        " their CPU and memory, on all"
         f" {frag[0][1].capacity_gpus if frag else 0} GPUs of the openb GPU node list;"
         f" {FragSettings().batch} pods arrive before each scheduling cycle. The table gives"
         " the GPUs left unallocated after the batch in which the pods asked reach each share"
-        " of capacity.\n",
+        " of capacity; the last row, each policy's evictions over the fill. A GPU is left"
+        " unallocated when no pod fits the node's remaining cores and memory: why the"
+        " policies differ is in [../simulator.md](../simulator.md).\n",
     ]
     for stem, rep, wall in frag:
         parts.append(f"### `{stem}` pod list ({rep.pods_drawn} pods drawn, {wall:.1f} s)\n")

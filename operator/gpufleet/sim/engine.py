@@ -22,7 +22,7 @@ import numpy.typing as npt
 from gpufleet.sim.fairshare import fair_split
 from gpufleet.sim.fleet import SimFleet
 from gpufleet.sim.jobs import Job, Trace
-from gpufleet.sim.placement import Allocation, fits_empty
+from gpufleet.sim.placement import Allocation, Free, fits_empty
 from gpufleet.sim.policies.base import ClusterState, Decision, PendingView, Policy, Running, Shape
 from gpufleet.sim.tenants import QueueSpec
 
@@ -97,7 +97,7 @@ class _Recorder:
     def record(
         self,
         now: float,
-        free: npt.NDArray[np.int64],
+        free: Free,
         used: list[int],
         demand: list[int],
         shapes: Counter[Shape],
@@ -106,21 +106,21 @@ class _Recorder:
         """Snapshot the state at `now`; the fleet counts as saturated only after a decision
         left jobs waiting, so GPUs freed between two cycles are not called fragmentation."""
         capacity = self.fleet.total_gpus
-        idle = float(free.sum())
+        idle = float(free.gpus.sum())
         if not shapes:
             frag = waiting_idle = np.nan
         elif not decided:
             frag, waiting_idle = self.saturated
         else:
-            usable = np.zeros(free.shape, dtype=np.bool_)
-            smallest: dict[tuple[frozenset[str], frozenset[str]], int] = {}
-            for (_, per, classes, residency), count in shapes.items():
-                if count > 0:
-                    key = (classes, residency)
-                    smallest[key] = min(per, smallest.get(key, per))
-            for (classes, residency), per in smallest.items():
-                usable |= self.fleet.eligible(classes, residency) & (free >= per)
-            frag, waiting_idle = float(free[~usable].sum()), idle
+            usable = np.zeros(free.gpus.shape, dtype=np.bool_)
+            for classes, residency, per, cpu, mem in _least_demanding(shapes):
+                usable |= (
+                    self.fleet.eligible(classes, residency)
+                    & (free.gpus >= per)
+                    & (free.cpu >= cpu)
+                    & (free.memory >= mem)
+                )
+            frag, waiting_idle = float(free.gpus[~usable].sum()), idle
         if decided:
             self.saturated = (frag, waiting_idle)
         row = (now, capacity - idle, frag, waiting_idle)
@@ -170,7 +170,7 @@ def replay(
         if not 0 <= node < len(fleet.nodes) or when < 0:
             raise ValueError(f"online_at: node {node} at {when}: no such node or negative time")
         if when > 0:
-            run.free[node] = 0
+            run.free.gpus[node] = 0
             heapq.heappush(run.heap, (when, _ONLINE, node, 0))
     return run.run(progress)
 
@@ -197,9 +197,11 @@ class _Replay:
         self.queues = queues
         self.policy = policy
         self.outcomes = {j.id: Outcome(j) for j in trace.jobs}
-        self.free = fleet.capacity.copy()
-        self.frozen_free = self.free.view()
-        self.frozen_free.flags.writeable = False
+        self.free = Free.of(fleet)
+        views = [a.view() for a in (self.free.gpus, self.free.cpu, self.free.memory)]
+        for view in views:
+            view.flags.writeable = False
+        self.frozen_free = Free(*views)
         self.running: dict[int, Running] = {}
         self.attempt: dict[int, int] = {}
         self.pending: dict[int, Job] = {}
@@ -231,7 +233,7 @@ class _Replay:
                     self.next_decide = None
                     continue
                 if kind == _ONLINE:
-                    self.free[job_id] = self.fleet.capacity[job_id]  # job_id holds the node
+                    self.free.gpus[job_id] = self.fleet.capacity[job_id]  # job_id holds the node
                     changed = True
                     continue
                 events += 1
@@ -291,12 +293,7 @@ class _Replay:
     def _arrive(self, job: Job, now: float) -> bool:
         ok = self.feasible.get(job.shape)
         if ok is None:
-            fleet = self.fleet
-            eligible = fleet.eligible(job.classes, job.residency)
-            ok = fits_empty(
-                fleet.capacity, eligible, fleet.node_site, job.replicas, job.per_replica
-            )
-            self.feasible[job.shape] = ok
+            ok = self.feasible[job.shape] = fits_empty(self.fleet, job)
         if not ok:
             # It could never run here; queueing it would only block strict-FIFO queues forever.
             self.result.unschedulable.append(job)
@@ -318,8 +315,7 @@ class _Replay:
         self.since[job.id] = now
 
     def _release(self, run: Running) -> None:
-        for node, count in run.alloc:
-            self.free[node] += count
+        self.free.take(run.job, run.alloc, sign=-1)
         self.used[self.qindex[run.job.queue]] -= run.job.gpus
 
     def _apply(self, decision: Decision, now: float) -> None:
@@ -340,8 +336,7 @@ class _Replay:
             if job.id not in self.pending:
                 raise PolicyError(f"{name}: admitted job {job.name!r} is not pending")
             _check(name, self.fleet, job, alloc, self.free)
-            for node, count in alloc:
-                self.free[node] -= count
+            self.free.take(job, alloc)
             del self.pending[job.id]
             del self.by_queue[job.queue][job.id]
             self.shapes[job.shape] -= 1
@@ -356,9 +351,27 @@ class _Replay:
             heapq.heappush(self.heap, (now + job.runtime, _COMPLETION, job.id, number))
 
 
-def _check(
-    policy: str, fleet: SimFleet, job: Job, alloc: Allocation, free: npt.NDArray[np.int64]
-) -> None:
+def _least_demanding(
+    shapes: Counter[Shape],
+) -> list[tuple[frozenset[str], frozenset[str], int, int, int]]:
+    """Per (classes, residency) of the pending jobs, the (accelerators, CPU, memory) per
+    replica that no other pending replica undercuts on all three: a free GPU some
+    pending job could use is on a node where one of these fits."""
+    by_key: dict[tuple[frozenset[str], frozenset[str]], set[tuple[int, int, int]]] = {}
+    for (_, per, classes, residency, cpu, mem), count in shapes.items():
+        if count > 0:
+            by_key.setdefault((classes, residency), set()).add((per, cpu, mem))
+    out = []
+    for (classes, residency), needs in by_key.items():
+        arr = np.array(sorted(needs), dtype=np.int64)
+        # below[o, n]: need o asks no more than need n of anything (o != n: sets are unique).
+        below = np.all(arr[:, None, :] <= arr[None, :, :], axis=2) & ~np.eye(len(arr), dtype=bool)
+        for per, cpu, mem in arr[~below.any(axis=0)].tolist():
+            out.append((classes, residency, per, cpu, mem))
+    return out
+
+
+def _check(policy: str, fleet: SimFleet, job: Job, alloc: Allocation, free: Free) -> None:
     if len(alloc) != job.replicas or any(count != job.per_replica for _, count in alloc):
         raise PolicyError(f"{policy}: job {job.name!r}: allocation {alloc} is not the whole gang")
     nodes = np.array([node for node, _ in alloc], dtype=np.int64)
@@ -366,6 +379,10 @@ def _check(
         raise PolicyError(f"{policy}: job {job.name!r}: gang spans more than one site")
     if not fleet.eligible(job.classes, job.residency)[nodes].all():
         raise PolicyError(f"{policy}: job {job.name!r}: placed on a node of a forbidden class/site")
-    need = np.bincount(nodes, weights=[c for _, c in alloc], minlength=free.size)
-    if (need > free).any():
+    replicas = np.bincount(nodes, minlength=free.gpus.size)
+    if (
+        (replicas * job.per_replica > free.gpus).any()
+        or (replicas * job.cpu_milli > free.cpu).any()
+        or (replicas * job.memory_mib > free.memory).any()
+    ):
         raise PolicyError(f"{policy}: job {job.name!r}: node over capacity")

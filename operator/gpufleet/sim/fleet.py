@@ -34,8 +34,14 @@ class SimPool:
     resource: str = "nvidia.com/gpu"
 
 
+UNLIMITED = 2**40
+"""What a node whose CPU or memory is not known (0) offers: no limit."""
+
+
 @dataclass(frozen=True, slots=True)
 class SimNode:
+    """`cpu_milli` and `memory_mib` 0: not known, so never a limit."""
+
     name: str
     pool: int
     gpus: int
@@ -71,6 +77,16 @@ class SimFleet:
     @cached_property
     def capacity(self) -> IntArray:
         return np.array([n.gpus for n in self.nodes], dtype=np.int64)
+
+    @cached_property
+    def cpu_capacity(self) -> IntArray:
+        """Millicores per node (`UNLIMITED` where the node does not say)."""
+        return np.array([n.cpu_milli or UNLIMITED for n in self.nodes], dtype=np.int64)
+
+    @cached_property
+    def memory_capacity(self) -> IntArray:
+        """MiB per node (`UNLIMITED` where the node does not say)."""
+        return np.array([n.memory_mib or UNLIMITED for n in self.nodes], dtype=np.int64)
 
     @cached_property
     def node_pool(self) -> IntArray:

@@ -54,7 +54,8 @@ class Job:
     """One workload of a trace, as the simulator replays it.
 
     `classes` and `residency` are empty when anything will do; `queue` is empty until a
-    tenant assignment fills it in (traces without tenants).
+    tenant assignment fills it in (traces without tenants). `cpu_milli` and `memory_mib`
+    are asked per replica, next to its accelerators (0: not asked).
     """
 
     id: int
@@ -66,15 +67,24 @@ class Job:
     classes: frozenset[str] = field(default_factory=frozenset)
     queue: str = ""
     residency: frozenset[str] = field(default_factory=frozenset)
+    cpu_milli: int = 0
+    memory_mib: int = 0
 
     @property
     def gpus(self) -> int:
         return self.replicas * self.per_replica
 
     @property
-    def shape(self) -> tuple[int, int, frozenset[str], frozenset[str]]:
+    def shape(self) -> tuple[int, int, frozenset[str], frozenset[str], int, int]:
         """Jobs of one shape fit or fail together on a given fleet state."""
-        return (self.replicas, self.per_replica, self.classes, self.residency)
+        return (
+            self.replicas,
+            self.per_replica,
+            self.classes,
+            self.residency,
+            self.cpu_milli,
+            self.memory_mib,
+        )
 
 
 @dataclass(frozen=True, slots=True)

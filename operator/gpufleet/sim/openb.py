@@ -1,9 +1,12 @@
 """Readers for the Alibaba "openb" GPU trace (USENIX ATC 2023).
 
 Pod lists give, per pod, `num_gpu` and `gpu_milli` (1000 = one whole GPU); a fraction
-rounds up to one whole GPU because gpufleet allocates whole accelerators. `gpu_spec`
-lists the acceptable GPU models ('|'-separated, empty = any); creation and deletion
-times give arrival and runtime. Pods that ask no GPU are skipped and counted.
+rounds up to one whole GPU because gpufleet allocates whole accelerators (the pod keeps
+its CPU and memory: it holds one GPU alone, as it would under a scheduler without GPU
+sharing). `cpu_milli` and `memory_mib`, when the list has them, are asked next to the
+GPUs (the whole pod's: openb pods are single pods, one replica). `gpu_spec` lists the
+acceptable GPU models ('|'-separated, empty = any); creation and deletion times give
+arrival and runtime. Pods that ask no GPU are skipped and counted.
 """
 
 from __future__ import annotations
@@ -45,6 +48,21 @@ class OpenbPod:
     classes: frozenset[str]
     creation: float | None
     deletion: float | None
+    cpu_milli: int = 0
+    memory_mib: int = 0
+
+    def job(self, job_id: int, arrival: float, runtime: float) -> Job:
+        """The pod as a one-replica job: its GPUs (a fraction counts as one), CPU, memory."""
+        return Job(
+            id=job_id,
+            name=self.name,
+            arrival=arrival,
+            runtime=runtime,
+            per_replica=self.gpus,
+            classes=self.classes,
+            cpu_milli=self.cpu_milli,
+            memory_mib=self.memory_mib,
+        )
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -86,6 +104,15 @@ def _int(row: dict[str, str], key: str, line: int, path: Path, problems: list[st
     return value
 
 
+def _optional_int(
+    row: dict[str, str], key: str, line: int, path: Path, problems: list[str]
+) -> int | None:
+    """A column a list may leave out (or leave empty in a row): None then."""
+    if not (row.get(key) or "").strip():
+        return None
+    return _int(row, key, line, path, problems)
+
+
 def read_pods(path: Path) -> tuple[list[OpenbPod], int]:
     """All GPU pods of a pod list, and how many CPU-only pods were skipped."""
     pods: list[OpenbPod] = []
@@ -110,6 +137,8 @@ def read_pods(path: Path) -> tuple[list[OpenbPod], int]:
         except ValueError as exc:
             problems.append(f"{path}:{line}: gpu_spec: {exc}")
             continue
+        cpu = _optional_int(row, "cpu_milli", line, path, problems)
+        mem = _optional_int(row, "memory_mib", line, path, problems)
         creation = deletion = None
         if row.get("creation_time", "").strip() or row.get("deletion_time", "").strip():
             c = _int(row, "creation_time", line, path, problems)
@@ -124,7 +153,9 @@ def read_pods(path: Path) -> tuple[list[OpenbPod], int]:
             creation, deletion = float(c), float(d)
         # A shared fraction of one GPU still takes one whole accelerator here.
         gpus = max(num_gpu, 1)
-        pods.append(OpenbPod(row["name"].strip(), gpus, classes, creation, deletion))
+        pods.append(
+            OpenbPod(row["name"].strip(), gpus, classes, creation, deletion, cpu or 0, mem or 0)
+        )
     problems += duplicates(path, "name", names)
     if problems:
         raise TraceError(problems)
@@ -138,13 +169,10 @@ def read_trace(path: Path, min_runtime: float = 1.0) -> Trace:
         raise TraceError([f"{path}: creation_time/deletion_time: needed for a timeline replay"])
     t0 = min((p.creation or 0.0) for p in pods) if pods else 0.0
     jobs = [
-        Job(
-            id=i,
-            name=p.name,
+        p.job(
+            i,
             arrival=(p.creation or 0.0) - t0,
             runtime=max(min_runtime, (p.deletion or 0.0) - (p.creation or 0.0)),
-            per_replica=p.gpus,
-            classes=p.classes,
         )
         for i, p in enumerate(pods)
     ]
@@ -172,8 +200,8 @@ def read_nodes(path: Path, site: str = "openb", jurisdiction: str = "CN") -> Sim
         if cls not in pools:
             pools[cls] = len(pool_list)
             pool_list.append(SimPool(f"{site}-{cls}", 0, cls))
-        cpu = _int(row, "cpu_milli", line, path, problems) if "cpu_milli" in row else 0
-        mem = _int(row, "memory_mib", line, path, problems) if "memory_mib" in row else 0
+        cpu = _optional_int(row, "cpu_milli", line, path, problems)
+        mem = _optional_int(row, "memory_mib", line, path, problems)
         nodes.append(SimNode(row["sn"].strip(), pools[cls], gpus, cpu or 0, mem or 0))
     problems += duplicates(path, "sn", names)
     if problems:

@@ -116,13 +116,14 @@ class Fairness(ApiModel):
         ),
     ] = int(fairness.PRESENT_WEIGHT_SECONDS)
     wait_credit_seconds: Annotated[
-        int,
+        int | None,
         Field(
             ge=1,
             le=31_536_000,
-            description="Waiting this long counts as one fair share less when queues are ranked.",
+            description="Waiting this long counts as one fair share less when queues are"
+            " ranked; null (the default): age is ignored, maxWaitSeconds bounds the wait.",
         ),
-    ] = int(fairness.WAIT_CREDIT_SECONDS)
+    ] = None
     max_wait_seconds: Annotated[
         int | None,
         Field(

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gpufleet.sim.fleet import IntArray, SimFleet
+from gpufleet.sim.fleet import SimFleet
 from gpufleet.sim.jobs import Job
-from gpufleet.sim.placement import Allocation
+from gpufleet.sim.placement import Allocation, Free
 from gpufleet.sim.tenants import QueueSpec
 
 
@@ -26,12 +26,13 @@ class ClusterState:
     now: float
     fleet: SimFleet
     queues: tuple[QueueSpec, ...]
-    free: IntArray
+    free: Free
     running: dict[int, Running]  # in start order (newest last)
     queue_used: Mapping[str, int]
 
 
-Shape = tuple[int, int, frozenset[str], frozenset[str]]
+Shape = tuple[int, int, frozenset[str], frozenset[str], int, int]
+"""replicas, accelerators, classes and residency, CPU and memory per replica (`Job.shape`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,16 +103,19 @@ class GpufleetPolicy:
             core.Pool(p.name, fleet.sites[p.site].name, self._cls(p.accelerator_class))
             for p in fleet.pools
         )
+        # A node that does not say its CPU or memory offers the fleet's UNLIMITED.
         nodes = tuple(
             core.Node(
                 n.name,
                 fleet.pools[n.pool].name,
                 n.gpus,
-                cpu_millis=max(n.cpu_milli, 1),
-                memory_bytes=max(n.memory_mib, 1) * 2**20,
+                cpu_millis=int(cpu),
+                memory_bytes=int(mem) * 2**20,
                 pods=n.pods,
             )
-            for n in fleet.nodes
+            for n, cpu, mem in zip(
+                fleet.nodes, fleet.cpu_capacity, fleet.memory_capacity, strict=True
+            )
         )
         by_class: dict[str, int] = {}
         for node in fleet.nodes:
@@ -169,6 +172,8 @@ class GpufleetPolicy:
             replicas=job.replicas,
             min_replicas=job.replicas,
             accelerators_per_replica=job.per_replica,
+            cpu_millis_per_replica=job.cpu_milli,
+            memory_bytes_per_replica=job.memory_mib * 2**20,
             accelerator_classes=classes,
             created_at=job.arrival,
             residency=core.Residency(jurisdictions=job.residency, regions=job.residency),

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gpufleet.sim.fleet import IntArray
 from gpufleet.sim.jobs import Job
-from gpufleet.sim.placement import Allocation, place
+from gpufleet.sim.placement import Allocation, Free, place
 from gpufleet.sim.policies.base import ClusterState, Decision, PendingView
 
 # Stop widening a reclaim after this many victims: it bounds the cost of a cycle, and
@@ -81,7 +80,7 @@ class KueueLikePolicy:
                 continue
             used[queue] += job.gpus
             eligible = fleet.eligible(job.classes, job.residency)
-            alloc = place(free, eligible, fleet.node_site, job.replicas, job.per_replica)
+            alloc = place(free, eligible, fleet.node_site, job)
             if alloc is None:
                 self._admitted[job.id] = job
             else:
@@ -92,17 +91,16 @@ class KueueLikePolicy:
             else:
                 heads[queue] = following
 
-    def _start(self, job: Job, alloc: Allocation, free: IntArray, decision: Decision) -> None:
-        for node, count in alloc:
-            free[node] -= count
+    def _start(self, job: Job, alloc: Allocation, free: Free, decision: Decision) -> None:
+        free.take(job, alloc)
         decision.admit.append((job, alloc))
 
-    def _bind(self, state: ClusterState, free: IntArray, decision: Decision) -> None:
+    def _bind(self, state: ClusterState, free: Free, decision: Decision) -> None:
         """Place admitted workloads whose gang fits now (the scheduler's part)."""
         fleet = state.fleet
         for job_id, job in list(self._admitted.items()):
             eligible = fleet.eligible(job.classes, job.residency)
-            alloc = place(free, eligible, fleet.node_site, job.replicas, job.per_replica)
+            alloc = place(free, eligible, fleet.node_site, job)
             if alloc is not None:
                 del self._admitted[job_id]
                 self._start(job, alloc, free, decision)
@@ -113,7 +111,7 @@ class KueueLikePolicy:
         job: Job,
         used: dict[str, int],
         nominal: dict[str, float],
-        free: IntArray,
+        free: Free,
         decision: Decision,
     ) -> bool:
         """Take back quota from borrowers' newest workloads until `job` fits; all or nothing."""
@@ -143,7 +141,7 @@ class KueueLikePolicy:
         for job_id in unadmit:
             del self._admitted[job_id]
         for job_id in evict:
-            for node, count in state.running[job_id].alloc:
-                free[node] += count
+            run = state.running[job_id]
+            free.take(run.job, run.alloc, sign=-1)
         decision.evict.extend(evict)
         return True

@@ -27,14 +27,11 @@ class PackingPolicy:
                     break
                 continue
             eligible = fleet.eligible(job.classes, job.residency)
-            alloc = place(
-                free, eligible, fleet.node_site, job.replicas, job.per_replica, self.best_fit
-            )
+            alloc = place(free, eligible, fleet.node_site, job, self.best_fit)
             if alloc is None:
                 failed.add(job.shape)
                 continue
-            for node, count in alloc:
-                free[node] -= count
+            free.take(job, alloc)
             decision.admit.append((job, alloc))
         return decision
 
