@@ -267,8 +267,14 @@ def queue_obj(
     name: str, namespaces: list[str], resources: list[dict[str, Any]], **spec: Any
 ) -> dict[str, Any]:
     # A test lasts minutes: work may be preempted at once and a starved queue reclaims at
-    # once (the production defaults, 600 s and 900 s, are the scenario tests' business).
-    preemption = {"minRuntimeSeconds": 0, "reclaimDelaySeconds": 0, **spec.pop("preemption", {})}
+    # once and all of its deserved share (the production defaults, 600 s, 900 s and a 0.2
+    # margin, are the scenario tests' business).
+    preemption = {
+        "minRuntimeSeconds": 0,
+        "reclaimDelaySeconds": 0,
+        "reclaimMargin": 0,
+        **spec.pop("preemption", {}),
+    }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Queue",

@@ -66,6 +66,11 @@ def test_many_kills_of_either_replica_lose_and_duplicate_nothing(
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             for i, wave in enumerate(waves):
+                # Random moments (the experiment's schedule, not waits for anything): a
+                # while after the last kill, then a wave, then the kill a fraction of a
+                # second into it, so that it lands while that wave is being placed or
+                # started (on an idle fleet a wave can be running within 0.2-3 s).
+                time.sleep(rng.uniform(0.2, 3.0))
                 list(
                     pool.map(
                         lambda o: custom.create_namespaced_custom_object(
@@ -74,8 +79,7 @@ def test_many_kills_of_either_replica_lose_and_duplicate_nothing(
                         wave,
                     )
                 )
-                # A random moment: the experiment's schedule, not a wait for anything.
-                time.sleep(rng.uniform(0.2, 3.0))
+                time.sleep(rng.uniform(0.0, 0.5))
                 victim = rng.choice(pair)
                 role = "leader" if victim.leads() else "standby"
                 phases = Counter(

@@ -21,12 +21,12 @@ from bisect import bisect_left
 from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairness import (
+    below_share,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
-    starving,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
@@ -98,25 +98,15 @@ class History:
 
 
 def starved_queues(
-    snap: Snapshot,
-    alloc: list[list[int]],
-    pending_classes: set[tuple[int, int]],
-    start: list[list[int]] | None = None,
+    snap: Snapshot, alloc: list[list[int]], pending_classes: set[tuple[int, int]]
 ) -> frozenset[str]:
-    """Leaf queues with pending work that starve (`fairness.starving`) in a class that work
-    prefers, after the cycle's admissions `alloc`; a queue that starved at the cycle's
-    `start` stays starved while it is below its share, so its reclaim clock keeps running
-    until it holds its share (shared with the reference: same rule, same floats)."""
+    """Leaf queues with pending work below their share, by their margin, in a class
+    that work prefers (shared with the reference: same rule, same floats)."""
     out = set()
     for q, cls in pending_classes:
         queue = snap.queues[q]
-        deserved, fair = snap.deserved[q][cls], snap.fair_share[q][cls]
-        clock = queue.starved_since is not None
-        margin = queue.reclaim_margin
-        if starving(alloc[q][cls], deserved, fair, margin, clock) or (
-            start is not None
-            and starving(start[q][cls], deserved, fair, margin, clock)
-            and alloc[q][cls] < min(deserved, fair)
+        if below_share(
+            alloc[q][cls], snap.deserved[q][cls], snap.fair_share[q][cls], queue.reclaim_margin
         ):
             out.add(queue.name)
     return frozenset(out)
@@ -128,9 +118,6 @@ class Cycle:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self.state = CycleState(snap)
-        # Whether a queue starves is judged on the allocation the cycle starts from: once
-        # starving, it reclaims up to its deserved share, not only to the margin's edge.
-        self._start_alloc = [list(row) for row in self.state.alloc]
         self.admissions: list[Admission] = []
         self.evictions: list[Eviction] = []
         self.evicted: set[int] = set()
@@ -258,19 +245,15 @@ class Cycle:
 
     def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
         """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
-        numbers floor(x / a) >= m exactly when x >= m * a; and the queue starved when
-        the cycle started (`fairness.starving`)."""
+        numbers floor(x / a) >= m exactly when x >= m * a; and the queue is still below
+        its share by its reclaim margin."""
         need = w.min_replicas * w.accelerators_per_replica
         snap = self.snap
         deserved = snap.deserved
         alloc = self.state.alloc
-        queue = snap.queues[q]
-        if queue.reclaim_margin > 0 and not starving(
-            self._start_alloc[q][cls],
-            deserved[q][cls],
-            snap.fair_share[q][cls],
-            queue.reclaim_margin,
-            queue.starved_since is not None,
+        margin = snap.queues[q].reclaim_margin
+        if margin > 0 and not below_share(
+            alloc[q][cls], deserved[q][cls], snap.fair_share[q][cls], margin
         ):
             return False
         return all(deserved[x][cls] - alloc[x][cls] >= need for x in snap.chains[q])
@@ -577,7 +560,7 @@ class Cycle:
                 q.name: dict(zip(snap.classes, st.alloc[i], strict=True))
                 for i, q in enumerate(snap.queues)
             },
-            starved=starved_queues(snap, st.alloc, pending_classes, self._start_alloc),
+            starved=starved_queues(snap, st.alloc, pending_classes),
         )
 
 

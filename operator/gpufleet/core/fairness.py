@@ -143,17 +143,6 @@ def below_share(alloc: float, deserved: float, fair: float, margin: float) -> bo
     return alloc + margin * deserved < min(deserved, fair)
 
 
-def starving(
-    alloc: float, deserved: float, fair: float, margin: float, clock_running: bool
-) -> bool:
-    """The hysteresis band: a queue starts starving below its share by the margin, and once
-    its reclaim clock runs it keeps starving until it holds its share. Without the band a
-    queue could reclaim only to (share - margin) and would never get its deserved share."""
-    if clock_running:
-        return alloc < min(deserved, fair)
-    return below_share(alloc, deserved, fair, margin)
-
-
 def reclaim_ready(starved_since: float | None, now: float, delay: float) -> bool:
     """Hysteresis: a queue reclaims only after it has been starved for `delay` seconds."""
     if delay <= 0:
@@ -181,5 +170,4 @@ __all__ = [
     "queue_rank",
     "recent_evictions",
     "reclaim_ready",
-    "starving",
 ]

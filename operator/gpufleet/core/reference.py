@@ -11,12 +11,12 @@ from __future__ import annotations
 import heapq
 
 from gpufleet.core.fairness import (
+    below_share,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
-    starving,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Node, Workload
@@ -45,7 +45,6 @@ class _Ref:
         for w in snap.running:
             self._use(w, w.placement.nodes if w.placement else (), -1)
             self._account(w, -1)
-        self.start_alloc = [dict(row) for row in self.alloc]
         self.evicted: set[str] = set()
 
     # bookkeeping -------------------------------------------------------------------
@@ -107,14 +106,10 @@ class _Ref:
         )
 
     def starved(self, q: int, cls: str) -> bool:
-        """Starving when the cycle started, within the hysteresis band (no margin: no rule)."""
-        queue = self.snap.queues[q]
-        return queue.reclaim_margin <= 0 or starving(
-            self.start_alloc[q][cls],
-            self.deserved(q, cls),
-            self.share(q, cls),
-            queue.reclaim_margin,
-            queue.starved_since is not None,
+        """Still below its share by the queue's reclaim margin (no margin: no rule)."""
+        margin = self.snap.queues[q].reclaim_margin
+        return margin <= 0 or below_share(
+            self.alloc[q][cls], self.deserved(q, cls), self.share(q, cls), margin
         )
 
     def cap(self, w: Workload, pool_i: int, reclaim: bool) -> float:
