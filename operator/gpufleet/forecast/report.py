@@ -135,7 +135,7 @@ def backtest_table(bt: Backtest, method: str) -> Table:
                 base = bt.baseline_mase[level][name]
                 t.add_row(
                     level, name, f"{s.mase:.2f}", f"{s.wape:.3f}", f"{s.p90_coverage:.2f}",
-                    f"{base['snaive']:.2f}", f"{base['drift']:.2f}",
+                    f"{base['snaive']:.2f}", f"{base.get('drift', float('nan')):.2f}",
                 )  # fmt: skip
     return t
 
