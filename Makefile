@@ -44,7 +44,7 @@ pure: ## Remove the compiled core: gpufleet.core then runs as plain Python (unti
 	@rm -f $(STAMP)/compiled operator/gpufleet/core/*.so operator/gpufleet_core__mypyc*.so
 	@echo "gpufleet.core now runs interpreted; any make target that needs the venv compiles it again"
 
-tools: ## Build and cache kube-apiserver, controller-manager, scheduler, kubemark, etcd, kwok, helm (outside the tree)
+tools: ## Build and cache kube-apiserver, controller-manager, scheduler, kubemark, etcd, kwok, helm, promtool, prometheus (outside the tree)
 	@bash hack/build-tools.sh
 
 crds: venv ## Regenerate crds/ from the pydantic models, and the chart's copy

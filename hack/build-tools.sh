@@ -68,6 +68,21 @@ else
 fi
 link promtool "$PROMTOOL_VERSION"
 
+# --- prometheus --------------------------------------------------------------
+# The server itself, at promtool's version: `gpufleet dev up` runs it against the
+# operator with the chart's rules. It shares most packages with promtool, so after
+# promtool the Go build cache makes it a few minutes. Built without the
+# `builtinassets` tag: the HTTP API is complete, the web UI is not embedded.
+if have prometheus "$PROMTOOL_VERSION"; then
+  step "prometheus $PROMTOOL_VERSION: cached"
+else
+  step "prometheus $PROMTOOL_VERSION: go install (after promtool: a few minutes)"
+  tmp="$WORK/prometheus-$PROMTOOL_VERSION"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/prometheus@$PROMTOOL_VERSION"
+  mv "$tmp/prometheus" "$BIN/prometheus-$PROMTOOL_VERSION"
+fi
+link prometheus "$PROMTOOL_VERSION"
+
 # --- etcd ------------------------------------------------------------------
 # server/v3 is a main package whose go.mod has relative replaces, so it needs
 # a helper module that pins its sibling modules at the same release.
@@ -177,4 +192,4 @@ else
 fi
 link kubemark "$K8S_VERSION"
 
-step "done: $("$BIN/kube-apiserver" --version) (and kubemark) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool $PROMTOOL_VERSION in $BIN"
+step "done: $("$BIN/kube-apiserver" --version) (and kubemark) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool and prometheus $PROMTOOL_VERSION in $BIN"
