@@ -57,31 +57,25 @@ else
 fi
 link helm "$HELM_VERSION"
 
-# --- promtool ----------------------------------------------------------------
-if have promtool "$PROMTOOL_VERSION"; then
-  step "promtool $PROMTOOL_VERSION: cached"
-else
-  step "promtool $PROMTOOL_VERSION: go install (about 10 minutes cold)"
-  tmp="$WORK/promtool-$PROMTOOL_VERSION"; mkdir -p "$tmp"
-  GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
-  mv "$tmp/promtool" "$BIN/promtool-$PROMTOOL_VERSION"
-fi
-link promtool "$PROMTOOL_VERSION"
-
-# --- prometheus --------------------------------------------------------------
-# The server itself, at promtool's version: `gpufleet dev up` runs it against the
-# operator with the chart's rules. It shares most packages with promtool, so after
-# promtool the Go build cache makes it a few minutes. Built without the
-# `builtinassets` tag: the HTTP API is complete, the web UI is not embedded.
-if have prometheus "$PROMTOOL_VERSION"; then
-  step "prometheus $PROMTOOL_VERSION: cached"
-else
-  step "prometheus $PROMTOOL_VERSION: go install (after promtool: a few minutes)"
-  tmp="$WORK/prometheus-$PROMTOOL_VERSION"; mkdir -p "$tmp"
-  GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/prometheus@$PROMTOOL_VERSION"
-  mv "$tmp/prometheus" "$BIN/prometheus-$PROMTOOL_VERSION"
-fi
-link prometheus "$PROMTOOL_VERSION"
+# --- promtool and prometheus ----------------------------------------------
+# promtool checks the chart's alerts; the server itself runs beside each dev fleet
+# (`gpufleet dev up`), scraping the operator with the chart's rules. Same module, same
+# version: after promtool, the Go build cache makes prometheus about 1.5 minutes. Built
+# without the `builtinassets` tag: the HTTP API is complete, the web UI is not embedded.
+prom_cmd() {
+  local name=$1 note=$2
+  if have "$name" "$PROMTOOL_VERSION"; then
+    step "$name $PROMTOOL_VERSION: cached"
+  else
+    step "$name $PROMTOOL_VERSION: go install ($note)"
+    tmp="$WORK/$name-$PROMTOOL_VERSION"; mkdir -p "$tmp"
+    GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/$name@$PROMTOOL_VERSION"
+    mv "$tmp/$name" "$BIN/$name-$PROMTOOL_VERSION"
+  fi
+  link "$name" "$PROMTOOL_VERSION"
+}
+prom_cmd promtool "about 10 minutes cold"
+prom_cmd prometheus "after promtool: about 1.5 minutes"
 
 # --- etcd ------------------------------------------------------------------
 # server/v3 is a main package whose go.mod has relative replaces, so it needs

@@ -26,6 +26,7 @@ from gpufleet.forecast.prometheus import read_prometheus
 from metrics.test_operator_metrics_cluster import (  # the same operator and objects
     RunningOperator,
     fleet_objects,
+    local_config,
     operator_namespace,
 )
 
@@ -86,8 +87,6 @@ def workload_running(
 ) -> Iterator[tuple[str, str]]:
     """The operator (metrics on a free port), a queue with placed and waiting H100
     workloads: (queue, host:port)."""
-    from gpufleet.control.operator import OperatorConfig
-
     suffix = namespace.removeprefix("t-")
     queue = f"prom-{suffix}"
     objects = fleet_objects(queue, namespace, "two-by-eight")
@@ -98,16 +97,8 @@ def workload_running(
     waiting["spec"].update(replicas=8, minReplicas=8)
     objects.append(waiting)
     hub.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    config = OperatorConfig(
-        namespace=operator_namespace,
-        origin=f"prom-{suffix}",
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-        resync_seconds=2.0,
-        kubeconfig=str(hub.kubeconfig),
-    )
     try:
-        with RunningOperator(config) as running:
+        with RunningOperator(local_config(operator_namespace, f"prom-{suffix}", hub)) as running:
             assert running.operator.server is not None
             yield queue, f"127.0.0.1:{running.operator.server.port}"
     finally:
@@ -127,16 +118,22 @@ def wait_for(url: str, expr: str, what: str, timeout: float = 180) -> list[Any]:
     pytest.fail(f"prometheus never had {what} within {timeout:.0f} s ({expr}); it has {seen}")
 
 
+def dev_up_prometheus(fleet_name: str, target: str) -> str:
+    """`gpufleet dev up --reuse` on the running fleet starts (or finds) its Prometheus,
+    scraping `target`; its URL."""
+    result = CliRunner().invoke(
+        app, ["dev", "up", "--reuse", "--name", fleet_name, "--scrape", target, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    url: str = json.loads(result.stdout[result.stdout.index("{") :])["prometheus"]
+    return url
+
+
 def test_dev_up_starts_prometheus_that_answers_every_dashboard_and_rule_expression(
     dev_fleet: RunningFleet, workload_running: tuple[str, str]
 ) -> None:
     queue, target = workload_running
-    # `gpufleet dev up --reuse` on the running fleet starts its Prometheus, scraping the operator.
-    result = CliRunner().invoke(
-        app, ["dev", "up", "--reuse", "--name", dev_fleet.name, "--scrape", target, "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    url = json.loads(result.stdout[result.stdout.index("{") :])["prometheus"]
+    url = dev_up_prometheus(dev_fleet.name, target)
     assert url.startswith("http://127.0.0.1:")
     where = devprom.directory(clusters.state_dir(), dev_fleet.name)
     assert devprom.find(where) is not None
@@ -184,11 +181,7 @@ def test_forecast_reads_its_history_from_the_dev_prometheus(
     dev_fleet: RunningFleet, workload_running: tuple[str, str]
 ) -> None:
     queue, target = workload_running
-    result = CliRunner().invoke(
-        app, ["dev", "up", "--reuse", "--name", dev_fleet.name, "--scrape", target, "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    url = json.loads(result.stdout[result.stdout.index("{") :])["prometheus"]
+    url = dev_up_prometheus(dev_fleet.name, target)
     wait_for(url, f'gpufleet_queue_allocated_accelerators{{queue="{queue}"}} > 0', "allocation")
     end = int(time.time()) + 3600  # the current hour's mean, however young
     history = read_prometheus(url, end - 2 * 3600, end)
