@@ -88,7 +88,7 @@ test: venv tools lint test-core-interpreted ## Everything: lint, pure tests, clu
 cluster-up: venv tools ## Bring up the three-site dev fleet
 	@$(BIN)/gpufleet dev up --reuse
 
-cluster-down: venv ## Stop the dev fleet and the demo operator (no process left behind)
+cluster-down: venv ## Stop the dev fleet, its Prometheus and the demo operator (no process left behind)
 	@if [ -f $(GPUFLEET_CACHE)/demo/operator.pid ]; then kill $$(cat $(GPUFLEET_CACHE)/demo/operator.pid) 2>/dev/null || true; rm -f $(GPUFLEET_CACHE)/demo/operator.pid; fi
 	@$(BIN)/gpufleet dev down
 
