@@ -164,6 +164,17 @@ def _from_scale(y: FloatArray, log: bool) -> FloatArray:
     return np.expm1(y) if log else y
 
 
+def _combine(
+    values: dict[str, FloatArray], members: Sequence[tuple[str, ...]], axis: int = 0
+) -> FloatArray:
+    """The equal-weight mean of each row's members; rows are along `axis`."""
+    out = np.empty_like(next(iter(values.values())))
+    for group, rows in _groups(members):
+        where = (slice(None),) * axis + (rows,)
+        out[where] = np.mean([values[m][where] for m in group], axis=0)
+    return out
+
+
 @dataclass(frozen=True)
 class Fit:
     """Forecasts [series, step] per model (NaN on rows a model was not fitted to), the
@@ -205,12 +216,7 @@ def forecast(
                         fitted[m][idx] = _from_scale(_matrix(fv, m, idx.size), log)
                     del fv
                 del sf, fc, df
-    combined = np.empty((n, h))
-    combined_fitted = np.empty((n, t))
-    for group, rows in _groups(members):
-        combined[rows] = np.mean([forecasts[m][rows] for m in group], axis=0)
-        combined_fitted[rows] = np.mean([fitted[m][rows] for m in group], axis=0)
-    return Fit(forecasts, combined, combined_fitted)
+    return Fit(forecasts, _combine(forecasts, members), _combine(fitted, members))
 
 
 @dataclass(frozen=True)
@@ -284,10 +290,8 @@ def rolling_origin(
                             fitted[m][o][idx] = _from_scale(block, log)
                     del fv
                 del sf, cv
-    combined = np.empty((origins, n, h))
-    combined_fitted = [np.empty((n, c + 1)) for c in cutoffs]
-    for group, rows in _groups(members):
-        combined[:, rows] = np.mean([forecasts[m][:, rows] for m in group], axis=0)
-        for o in range(origins):
-            combined_fitted[o][rows] = np.mean([fitted[m][o][rows] for m in group], axis=0)
+    combined = _combine(forecasts, members, axis=1)
+    combined_fitted = [
+        _combine({m: f[o] for m, f in fitted.items()}, members) for o in range(origins)
+    ]
     return RollingOrigin(cutoffs, actual, forecasts, combined, combined_fitted)
