@@ -44,7 +44,7 @@ pure: ## Remove the compiled core: gpufleet.core then runs as plain Python (unti
 	@rm -f $(STAMP)/compiled operator/gpufleet/core/*.so operator/gpufleet_core__mypyc*.so
 	@echo "gpufleet.core now runs interpreted; any make target that needs the venv compiles it again"
 
-tools: ## Build and cache kube-apiserver, controller-manager, scheduler, kubemark, etcd, kwok, helm (outside the tree)
+tools: ## Build and cache kube-apiserver, controller-manager, scheduler, kubemark, etcd, kwok, helm, promtool, prometheus (outside the tree)
 	@bash hack/build-tools.sh
 
 crds: venv ## Regenerate crds/ from the pydantic models, and the chart's copy
@@ -88,7 +88,7 @@ test: venv tools lint test-core-interpreted ## Everything: lint, pure tests, clu
 cluster-up: venv tools ## Bring up the three-site dev fleet
 	@$(BIN)/gpufleet dev up --reuse
 
-cluster-down: venv ## Stop the dev fleet and the demo operator (no process left behind)
+cluster-down: venv ## Stop the dev fleet, its Prometheus and the demo operator (no process left behind)
 	@if [ -f $(GPUFLEET_CACHE)/demo/operator.pid ]; then kill $$(cat $(GPUFLEET_CACHE)/demo/operator.pid) 2>/dev/null || true; rm -f $(GPUFLEET_CACHE)/demo/operator.pid; fi
 	@$(BIN)/gpufleet dev down
 

@@ -57,16 +57,25 @@ else
 fi
 link helm "$HELM_VERSION"
 
-# --- promtool ----------------------------------------------------------------
-if have promtool "$PROMTOOL_VERSION"; then
-  step "promtool $PROMTOOL_VERSION: cached"
-else
-  step "promtool $PROMTOOL_VERSION: go install (about 10 minutes cold)"
-  tmp="$WORK/promtool-$PROMTOOL_VERSION"; mkdir -p "$tmp"
-  GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
-  mv "$tmp/promtool" "$BIN/promtool-$PROMTOOL_VERSION"
-fi
-link promtool "$PROMTOOL_VERSION"
+# --- promtool and prometheus ----------------------------------------------
+# promtool checks the chart's alerts; the server itself runs beside each dev fleet
+# (`gpufleet dev up`), scraping the operator with the chart's rules. Same module, same
+# version: after promtool, the Go build cache makes prometheus about 1.5 minutes. Built
+# without the `builtinassets` tag: the HTTP API is complete, the web UI is not embedded.
+prom_cmd() {
+  local name=$1 note=$2
+  if have "$name" "$PROMTOOL_VERSION"; then
+    step "$name $PROMTOOL_VERSION: cached"
+  else
+    step "$name $PROMTOOL_VERSION: go install ($note)"
+    tmp="$WORK/$name-$PROMTOOL_VERSION"; mkdir -p "$tmp"
+    GOBIN="$tmp" go install -ldflags "-s -w" "github.com/prometheus/prometheus/cmd/$name@$PROMTOOL_VERSION"
+    mv "$tmp/$name" "$BIN/$name-$PROMTOOL_VERSION"
+  fi
+  link "$name" "$PROMTOOL_VERSION"
+}
+prom_cmd promtool "about 10 minutes cold"
+prom_cmd prometheus "after promtool: about 1.5 minutes"
 
 # --- etcd ------------------------------------------------------------------
 # server/v3 is a main package whose go.mod has relative replaces, so it needs
@@ -177,4 +186,4 @@ else
 fi
 link kubemark "$K8S_VERSION"
 
-step "done: $("$BIN/kube-apiserver" --version) (and kubemark) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool $PROMTOOL_VERSION in $BIN"
+step "done: $("$BIN/kube-apiserver" --version) (and kubemark) · etcd $ETCD_VERSION · kwok $KWOK_VERSION · helm $HELM_VERSION · promtool and prometheus $PROMTOOL_VERSION in $BIN"

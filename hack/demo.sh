@@ -9,7 +9,7 @@ STATE="$CACHE/demo"; mkdir -p "$STATE"
 HUB="$CACHE/fleets/dev/onprem-fra.kubeconfig"
 say() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 
-say "1/5 bringing up the dev fleet (3 real control planes, KWOK GPU nodes)"
+say "1/5 bringing up the dev fleet (3 real control planes, KWOK GPU nodes, a Prometheus scraping the operator)"
 $BIN/gpufleet dev up --reuse
 
 say "2/5 installing the CRDs, member kubeconfig Secrets, Sites and GpuPools on the hub"
@@ -46,11 +46,14 @@ say "why the waiting ones wait"
 for w in team-nlp/health-records-finetune team-vision/eu-h200-sweep; do
   $BIN/gpufleet explain "$w" --kubeconfig "$HUB"
 done
+PROM=$($BIN/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["url"])' "$CACHE/fleets/dev/prometheus/prometheus.json" 2>/dev/null || echo "(not running: make tools builds it)")
 cat <<MSG
 
-The fleet and the operator keep running. Try:
+The fleet, the operator and Prometheus ($PROM, with the chart's alert rules) keep running. Try:
   kubectl --kubeconfig $HUB get gpufleet
   .venv/bin/gpufleet explain team-vision/vit-pretrain --kubeconfig $HUB
   curl -s http://127.0.0.1:8080/metrics | grep ^gpufleet_
+  curl -s '$PROM/api/v1/query?query=gpufleet_queue_allocated_accelerators'
+  .venv/bin/gpufleet forecast --prometheus $PROM --days-back 30   # once whole days are recorded
 Stop everything with: make cluster-down
 MSG

@@ -139,6 +139,20 @@ def fleet_objects(queue: str, namespace: str, workload: str) -> list[dict[str, A
     ]
 
 
+def local_config(operator_namespace: str, origin: str, hub: Cluster) -> Any:
+    """An operator on the hub with metrics on a free port of 127.0.0.1, resyncing every 2 s."""
+    from gpufleet.control.operator import OperatorConfig
+
+    return OperatorConfig(
+        namespace=operator_namespace,
+        origin=origin,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        resync_seconds=2.0,
+        kubeconfig=str(hub.kubeconfig),
+    )
+
+
 @pytest.fixture
 def operator_namespace(dev_fleet: RunningFleet, hub: Cluster) -> Iterator[str]:
     from gpufleet.dev.register import register
@@ -154,22 +168,12 @@ def operator_namespace(dev_fleet: RunningFleet, hub: Cluster) -> Iterator[str]:
 def test_allocated_accelerators_per_pool_match_the_placed_pods(
     dev_fleet: RunningFleet, hub: Cluster, namespace: str, operator_namespace: str
 ) -> None:
-    from gpufleet.control.operator import OperatorConfig
-
     suffix = namespace.removeprefix("t-")
     queue, workload = f"metrics-{suffix}", "two-by-eight"
     objects = fleet_objects(queue, namespace, workload)
     hub.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    config = OperatorConfig(
-        namespace=operator_namespace,
-        origin=f"metrics-{suffix}",
-        metrics_host="127.0.0.1",
-        metrics_port=0,
-        resync_seconds=2.0,
-        kubeconfig=str(hub.kubeconfig),
-    )
     try:
-        with RunningOperator(config) as running:
+        with RunningOperator(local_config(operator_namespace, f"metrics-{suffix}", hub)) as running:
             deadline = time.monotonic() + 180
             exported: dict[PoolKey, float] = {}
             placed: dict[PoolKey, float] = {}

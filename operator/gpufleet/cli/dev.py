@@ -15,9 +15,10 @@ from rich.table import Table
 from gpufleet.cli._output import measure_table, print_result, table
 from gpufleet.cli.common import console, fail, failing_on, out
 from gpufleet.dev import clusters
+from gpufleet.dev import prometheus as devprom
 from gpufleet.dev.inventory import ClusterInventory, fleet_inventory
 from gpufleet.dev.nodes import DEFAULT_FLEET
-from gpufleet.dev.tools import ToolsMissingError
+from gpufleet.dev.tools import ToolsMissingError, find_tools
 from gpufleet.fleetfile import Fleet, FleetFileError, load_fleet
 
 dev = typer.Typer(
@@ -81,6 +82,19 @@ def up_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the running fleet as JSON.")
     ] = False,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus/--no-prometheus",
+            help="Start a Prometheus (127.0.0.1) scraping the operator with the chart's rules.",
+        ),
+    ] = True,
+    scrape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Operator metrics endpoint(s) to scrape, host:port (default: 127.0.0.1:8080)."
+        ),
+    ] = None,
 ) -> None:
     """Bring up one real cluster per fleet entry with its simulated GPU nodes."""
     fleet = _load_fleet(fleet_file)
@@ -110,19 +124,53 @@ def up_command(
                 ),
                 node_progress=node_progress,
             )
+    prom = (
+        _start_prometheus(running.name, scrape or list(devprom.DEFAULT_TARGETS))
+        if with_prometheus
+        else None
+    )
     elapsed = time.monotonic() - started
     print_result(
         out,
-        {**running.to_json(), "seconds": round(elapsed, 2)},
+        {
+            **running.to_json(),
+            "prometheus": prom.url if prom else None,
+            "seconds": round(elapsed, 2),
+        },
         as_json,
         lambda: [inventory_table(running, fleet_inventory(running))],
     )
+    if not as_json and prom is not None:
+        console.print(
+            f"prometheus on [cyan]{prom.url}[/cyan] scraping"
+            f" {', '.join(scrape or devprom.DEFAULT_TARGETS)}"
+        )
     if not as_json:
         console.print(
             f"fleet [bold]{running.name}[/bold] up in {elapsed:.1f}s. Reach a cluster with "
             f"[cyan]kubectl --kubeconfig {running.hub.kubeconfig} get nodes[/cyan]; "
             f"stop it with [cyan]gpufleet dev down --name {running.name}[/cyan]."
         )
+
+
+def _start_prometheus(fleet_name: str, targets: list[str]) -> devprom.RunningPrometheus | None:
+    """The fleet's Prometheus (started, or found running), or None with a note when the
+    binary is not built yet."""
+    tools = find_tools()
+    if tools.prometheus is None:
+        console.print(
+            "[yellow]no prometheus in the tool cache: run 'make tools' to get one[/yellow]"
+        )
+        return None
+    where = devprom.directory(clusters.state_dir(), fleet_name)
+    try:
+        running = devprom.start(
+            tools.prometheus, where, devprom.chart_rule_groups(tools.helm), targets
+        )
+    except devprom.PrometheusError as exc:
+        raise fail(str(exc)) from exc
+    devprom.set_targets(where, targets)
+    return running
 
 
 @dev.command("down")

@@ -212,6 +212,12 @@ def bench(
         "processes": result.n_jobs,
         "reconciliation": result.method,
         "seconds": round(result.seconds, 1),
+        "phases_seconds": result.phases,
+        "peak_memory_gb": round(result.peak_memory_bytes / 2**30, 2),
+        "machine": result.machine,
+        "load_average_before": [round(x, 2) for x in result.load_before],
+        "load_average_after": [round(x, 2) for x in result.load_after],
+        "median_mae_ratio_vs_snaive_13w": result.median_ratio_vs_snaive,
         "backtest": result.scores,
     }
     if as_json:
@@ -220,6 +226,16 @@ def bench(
         out.print(
             f"{result.series} series ({result.bottom} bottom), {result.days} days, "
             f"{result.origins} origins, {result.n_jobs} processes, {result.method}: "
-            f"fitted and backtested in {result.seconds:.1f} s"
+            f"fitted and backtested in {result.seconds:.1f} s "
+            f"({', '.join(f'{k} {v:.0f} s' for k, v in result.phases.items())}), "
+            f"peak memory {result.peak_memory_bytes / 2**30:.2f} GB (PSS of the process tree)"
+        )
+        out.print(
+            f"machine: {result.machine['cpu']}, {result.machine['cores']} cores; load average "
+            f"before {result.load_before[0]:.2f}, after {result.load_after[0]:.2f}"
+        )
+        out.print(
+            "median MAE / seasonal-naive MAE at 13 weeks: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in result.median_ratio_vs_snaive.items())
         )
         out.print_json(json.dumps(result.scores))

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.dev import hollow
+from gpufleet.dev import hollow, prometheus
 from gpufleet.dev.kwokconfig import kwokctl_config
 from gpufleet.dev.nodes import iter_node_manifests
 from gpufleet.dev.tools import K8S_VERSION, Toolset, cache_dir, find_tools
@@ -594,6 +594,8 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     stopped = hollow.stop_fleet(state_dir(), fleet_name)
     if stopped:
         progress(f"stopped {stopped} hollow kubelet(s)")
+    if prometheus.stop(prometheus.directory(state_dir(), fleet_name)):
+        progress("stopped prometheus")
     running = load_running(fleet_name)
     names = [c.kwok_name for c in running.clusters.values()] if running else []
     clusters_dir = kwok_workdir() / "clusters"

@@ -22,6 +22,8 @@ TOOLS = (
 # Needed only by fleets with hollow node groups; built by the same `make tools`
 # (hollow kubelets are the real kubelet of K8S_VERSION with a fake runtime).
 KUBEMARK = "kubemark"
+# Started beside a fleet by `gpufleet dev up` when present; built by the same `make tools`.
+PROMETHEUS = "prometheus"
 
 
 class ToolsMissingError(RuntimeError):
@@ -47,6 +49,7 @@ class Toolset:
     helm: Path
     kubectl: Path
     kubemark: Path | None = None
+    prometheus: Path | None = None
 
     def require_kubemark(self) -> Path:
         """kubemark, or a ToolsMissingError saying how to build it."""
@@ -89,4 +92,5 @@ def find_tools() -> Toolset:
         helm=base / "helm",
         kubectl=kubectl,
         kubemark=base / KUBEMARK if (base / KUBEMARK).exists() else None,
+        prometheus=base / PROMETHEUS if (base / PROMETHEUS).exists() else None,
     )

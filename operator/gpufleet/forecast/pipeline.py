@@ -3,6 +3,7 @@ rolling-origin scores, and the capacity plan of every site and class."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,11 @@ def season_of(y: FloatArray) -> int:
     return models.SEASON if models.seasonal(np.diff(y)) else 1
 
 
+def members(h: Hierarchy) -> list[tuple[str, ...]]:
+    """The models combined for each series: a few aggregates get the costlier set."""
+    return [models.BOTTOM if lv == "queue" else models.AGGREGATE for lv in h.levels]
+
+
 def run_backtest(
     y: FloatArray,
     h: Hierarchy,
@@ -62,13 +68,17 @@ def run_backtest(
     n_jobs: int | None = None,
     refit: bool = True,
 ) -> Backtest:
-    ro = models.rolling_origin(y, horizon, origins, STEP, season, n_jobs, refit)
-    combined = ro.combined()
+    # In-sample fits only feed MinT; bottom-up (large hierarchies) skips computing them.
+    mint = choose(method, len(h.names)) != "bottom_up"
+    ro = models.rolling_origin(
+        y, horizon, origins, STEP, season, members(h), n_jobs, refit, fitted_values=mint
+    )
+    combined = ro.combined
     point = np.empty_like(combined)
     scales = np.empty(combined.shape[:2])
     for o, cutoff in enumerate(ro.cutoffs):
         train = y[:, : cutoff + 1]
-        point[o] = reconcile(h.S, combined[o], train, ro.combined_fitted(o), method)
+        point[o] = reconcile(h.S, combined[o], train, ro.combined_fitted[o], method)
         scales[o] = calibrate.scale(train, season)
     level_of = [LEVELS.index(lv) for lv in h.levels]
     band = backtest.loo_bands(ro.actual, point, scales, level_of, len(LEVELS))
@@ -88,9 +98,11 @@ def run_backtest(
                 ro.forecasts["snaive"][:, idx],
                 steps,
             )
+            # Each model and baseline alone, on the levels it was fitted to.
             base[lv][name] = {
                 m: backtest.mase(ro.actual[:, idx, :steps], f[:, idx, :steps], scales[:, idx])
                 for m, f in [("unreconciled", combined), *ro.forecasts.items()]
+                if np.isfinite(f[:, idx]).all()
             }
     errors = (ro.actual - point) / scales[:, :, None]
     return Backtest(
@@ -105,17 +117,33 @@ def run(
     origins: int = ORIGINS,
     n_jobs: int | None = None,
     refit: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> Forecast:
+    """`timings`, when given, receives the seconds of each phase."""
+    clock = time.perf_counter()
+    spent = timings if timings is not None else {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        spent[phase] = spent.get(phase, 0.0) + now - clock
+        clock = now
+
     h = hierarchy(daily.keys)
     y = h.aggregate(daily.values)
     season = season_of(y[0])
+    lap("hierarchy")
     bt = run_backtest(y, h, horizon, season, method, origins, n_jobs, refit)
-    fit = models.forecast(y, horizon, season, n_jobs)
-    point = reconcile(h.S, fit.combined(), y, fit.combined_fitted(), method)
+    lap("backtest")
+    mint = choose(method, len(h.names)) != "bottom_up"
+    fit = models.forecast(y, horizon, season, members(h), n_jobs, fitted_values=mint)
+    lap("fit")
+    point = reconcile(h.S, fit.combined, y, fit.combined_fitted, method)
     level_of = [LEVELS.index(lv) for lv in h.levels]
     table = calibrate.quantile_table(bt.errors, level_of, len(LEVELS), horizon)
     bands = calibrate.bands(point, calibrate.scale(y, season), table, level_of)
     future = daily.days[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
+    lap("reconcile")
     return Forecast(
         h, daily.days, y, future, point, bands, season, choose(method, len(h.names)), bt
     )

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from gpufleet.forecast import models
 from gpufleet.forecast.backtest import HORIZONS
 from gpufleet.forecast.calibrate import QUANTILES
 from gpufleet.forecast.capacity import Plan
@@ -61,7 +62,8 @@ def as_dict(fc: Forecast, plans: list[Plan]) -> dict[str, Any]:
         "first_forecast_day": str(fc.future[0]),
         "season_days": fc.season,
         "reconciliation": fc.method,
-        "models": "mean of AutoETS and ARIMA(1,0,0)(0,1,1)7 with drift (statsforecast)",
+        # Equal-weight means (statsforecast); docs/forecast.md, "Models".
+        "models": {"aggregates": list(models.AGGREGATE), "queues": list(models.BOTTOM)},
         "coherence_max_abs_error": incoherence(h.S, fc.point),
         "backtest": backtest_dict(fc),
         "capacity": [_plan(p) for p in plans],
@@ -135,7 +137,7 @@ def backtest_table(bt: Backtest, method: str) -> Table:
                 base = bt.baseline_mase[level][name]
                 t.add_row(
                     level, name, f"{s.mase:.2f}", f"{s.wape:.3f}", f"{s.p90_coverage:.2f}",
-                    f"{base['snaive']:.2f}", f"{base['drift']:.2f}",
+                    f"{base['snaive']:.2f}", f"{base.get('drift', float('nan')):.2f}",
                 )  # fmt: skip
     return t
 

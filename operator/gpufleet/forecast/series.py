@@ -128,8 +128,7 @@ def hierarchy(keys: Sequence[Key]) -> Hierarchy:
         names.append(f"{site}/{cls}")
         levels.append("site_class")
         rows.append(np.array([float(k.site == site and k.accelerator_class == cls) for k in keys]))
-    for i, k in enumerate(keys):
-        names.append(f"{k.site}/{k.accelerator_class}/{k.queue}")
-        levels.append("queue")
-        rows.append(np.eye(len(keys))[i])
-    return Hierarchy(tuple(names), tuple(levels), tuple(keys), np.array(rows))
+    names.extend(f"{k.site}/{k.accelerator_class}/{k.queue}" for k in keys)
+    levels.extend("queue" for _ in keys)
+    summing = np.vstack([np.array(rows), np.eye(len(keys))])
+    return Hierarchy(tuple(names), tuple(levels), tuple(keys), summing)
