@@ -66,12 +66,18 @@ def inventory(hollow: bool) -> list[ClusterInventory]:
     ]
 
 
+class FakePrometheus:
+    url = "http://127.0.0.1:9"
+
+
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     # Wide enough that no cell wraps; plain text (the runner's stdout is not a terminal).
     monkeypatch.setattr(dev, "out", Console(width=400, color_system=None))
     monkeypatch.setattr(dev, "console", Console(width=400, color_system=None, stderr=True))
     monkeypatch.setattr(clusters, "running_fleets", lambda: ["t"])
+    # `dev up` starts a real Prometheus beside the fleet: not in these tests.
+    monkeypatch.setattr(dev, "_start_prometheus", lambda name, targets: FakePrometheus())
     app = typer.Typer()
     dev.register(app)
     return app
@@ -148,6 +154,7 @@ def test_up_prints_the_running_fleet_as_json_with_its_seconds(
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert isinstance(printed.pop("seconds"), float)
+    assert printed.pop("prometheus") == FakePrometheus.url
     assert printed == RUNNING.to_json()
     assert (seen["fleet"], seen["name"], seen["runtime"], seen["reuse"]) == (
         "dev",
