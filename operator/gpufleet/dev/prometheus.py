@@ -129,8 +129,11 @@ def find(where: Path) -> RunningPrometheus | None:
 
 
 def ready(url: str) -> bool:
+    # Only the loopback Prometheus this module starts (its URL is read back from a state file).
+    if not url.startswith("http://127.0.0.1:"):
+        return False
     try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:  # nosec B310
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
