@@ -600,11 +600,14 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     names = [c.kwok_name for c in running.clusters.values()] if running else []
     clusters_dir = kwok_workdir() / "clusters"
     if clusters_dir.exists():
+        # Clusters left over from a bring-up that never recorded its state go too; not those
+        # of another fleet whose name merely starts the same ("test" and "test-op").
         prefix = f"gpufleet-{fleet_name}-"
+        others = _recorded_clusters(exclude=fleet_name)
         names += [
             p.name
             for p in clusters_dir.iterdir()
-            if p.name.startswith(prefix) and p.name not in names
+            if p.name.startswith(prefix) and p.name not in names and p.name not in others
         ]
     tools: Toolset | None
     try:
@@ -624,6 +627,16 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     _state_file(fleet_name).unlink(missing_ok=True)
     shutil.rmtree(state_dir() / fleet_name, ignore_errors=True)
     return removed
+
+
+def _recorded_clusters(exclude: str) -> set[str]:
+    """The KWOK cluster names of every fleet with a state file, but `exclude`."""
+    out: set[str] = set()
+    for name in running_fleets():
+        other = load_running(name) if name != exclude else None
+        if other is not None:
+            out.update(c.kwok_name for c in other.clusters.values())
+    return out
 
 
 def running_fleets() -> list[str]:
