@@ -155,7 +155,8 @@ def _env(tools: Toolset) -> dict[str, str]:
 
 def cluster_processes(kwok_name: str) -> list[int]:
     """PIDs of processes started for a kwok cluster (their command lines name its workdir)."""
-    marker = str(kwok_workdir() / "clusters" / kwok_name)
+    # With its separator: gpufleet-x-fra must not match gpufleet-x-fra-2's processes.
+    marker = f"{kwok_workdir() / 'clusters' / kwok_name}{os.sep}"
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -603,11 +604,11 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
         # Clusters left over from a bring-up that never recorded its state go too; not those
         # of another fleet whose name merely starts the same ("test" and "test-op").
         prefix = f"gpufleet-{fleet_name}-"
-        others = _recorded_clusters(exclude=fleet_name)
+        others = tuple(f"gpufleet-{o}-" for o in _fleets_named_after(fleet_name))
         names += [
             p.name
             for p in clusters_dir.iterdir()
-            if p.name.startswith(prefix) and p.name not in names and p.name not in others
+            if p.name.startswith(prefix) and p.name not in names and not p.name.startswith(others)
         ]
     tools: Toolset | None
     try:
@@ -629,14 +630,14 @@ def down(fleet_name: str, *, progress: Progress = _quiet) -> list[str]:
     return removed
 
 
-def _recorded_clusters(exclude: str) -> set[str]:
-    """The KWOK cluster names of every fleet with a state file, but `exclude`."""
-    out: set[str] = set()
-    for name in running_fleets():
-        other = load_running(name) if name != exclude else None
-        if other is not None:
-            out.update(c.kwok_name for c in other.clusters.values())
-    return out
+def _fleets_named_after(fleet_name: str) -> list[str]:
+    """Other fleets whose clusters' names start like `fleet_name`'s ("test-op" for "test"):
+    every fleet with a state file, or a state directory (made before its first cluster is
+    created, so a fleet still coming up counts too)."""
+    known = set(running_fleets())
+    if state_dir().exists():
+        known.update(p.name for p in state_dir().iterdir() if p.is_dir())
+    return sorted(o for o in known if o.startswith(f"{fleet_name}-"))
 
 
 def running_fleets() -> list[str]:
