@@ -153,6 +153,8 @@ def test_dev_up_starts_prometheus_that_answers_every_dashboard_and_rule_expressi
         if stamps and all(_epoch(s) > evaluated_after for s in stamps):
             break
         time.sleep(1)
+    else:
+        pytest.fail(f"prometheus did not evaluate every rule within 60 s: {groups}")
     rules = [r for g in groups for r in g["rules"]]
     assert len(rules) == len(alert_queries()), "prometheus did not load every chart rule"
     assert [r["name"] for r in rules if r["health"] != "ok"] == [], rules
