@@ -144,3 +144,80 @@ def test_waiting_workloads_are_explained_only_once_their_sites_are_listed(
     world.connect("ams")
     loop.cycle()
     assert writer.written == [("big", "Pending")]
+
+
+def test_a_new_leader_catches_up_with_the_old_leaders_admissions_before_it_admits(
+    loops: list[SchedulingLoop],
+) -> None:
+    """The standby's watch has not yet delivered `a`, created and admitted by the old leader:
+    counted from that cache, `q` has room for `b`, and admitting it would take `q` past its
+    limit (each admission's compare-and-swap guards only its own workload)."""
+    limited = [{"acceleratorClass": "nvidia-h100", "deserved": 8, "limit": 8}]
+    world = World(nodes=2).queue("q", ["ns"], resources=limited)
+    world.workload("ns", "b", "q", acceleratorClasses=["nvidia-h100"])
+    truth = World(nodes=2)  # what the API server holds: `a` admitted by the old leader
+    truth._rv = 100
+    admitted = truth.placed("ns", "a", "q", "fra", "h100", ["fra-0"], phase="Admitted")
+    admitted["spec"]["acceleratorClasses"] = ["nvidia-h100"]
+    listed = {"ns/a": admitted, "ns/b": world.cache.workloads["ns/b"]}
+    caught_up: list[int] = []
+
+    def catch_up() -> None:
+        caught_up.append(world.cache.catch_up("Workload", listed, listed_at=200))
+
+    writer = Writer()
+    loop = gated(world, writer, Gate(10**6), loops)
+    loop.gate = Gate(0)
+    loop.catch_up = catch_up
+    loop.turn()  # a standby: a warm cycle, no catch-up
+    assert caught_up == []
+    loop.gate = Gate(10**6)  # takes the lead
+    loop.turn()
+    loop.turn()
+    assert ("b", "Admitted") not in writer.written, "q would hold 16 of its limit of 8"
+    assert ("a", "Admitted") not in writer.written
+    assert caught_up == [1], "one catch-up per takeover, before the first cycle"
+    assert world.cache.workloads["ns/a"]["status"]["phase"] == "Admitted"
+    loop.gate = Gate(0)
+    loop.turn()
+    loop.gate = Gate(10**6)
+    loop.turn()
+    assert len(caught_up) == 2, "leading again catches up again"
+
+
+def test_a_failed_catch_up_writes_nothing_and_is_tried_again(
+    world: World, loops: list[SchedulingLoop]
+) -> None:
+    attempts: list[float] = []
+
+    def catch_up() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise ConnectionError("the API server did not answer")
+
+    writer = Writer()
+    loop = gated(world, writer, Gate(10**6), loops)
+    loop.catch_up = catch_up
+    with pytest.raises(ConnectionError):
+        loop.turn()
+    assert writer.written == []
+    loop.turn()
+    assert len(attempts) == 2
+    assert ("high", "Admitted") in writer.written or ("low", "Preempted") in writer.written
+
+
+def test_the_cache_catches_up_with_a_list_newer_objects_in_deleted_ones_out() -> None:
+    world = World(nodes=1).queue("q", ["ns"])
+    world.workload("ns", "kept", "q")  # rv 3 ... (the World's counter)
+    gone = world.workload("ns", "gone", "q")
+    newer_than_list = world.workload("ns", "new", "q")  # created after the LIST's snapshot
+    stale = dict(world.cache.workloads["ns/kept"])
+    fresh = {**stale, "metadata": {**stale["metadata"], "resourceVersion": "50"}}
+    listed_at = int(newer_than_list["metadata"]["resourceVersion"]) - 1
+    changed = world.cache.catch_up("Workload", {"ns/kept": fresh}, listed_at)
+    assert changed == 2
+    assert world.cache.workloads["ns/kept"] is fresh
+    assert "ns/gone" not in world.cache.workloads, gone["metadata"]
+    assert "ns/new" in world.cache.workloads, "seen by the watch after the list: not deleted"
+    world.cache.put_object("Workload", "ns/kept", stale)  # a late watch event: older
+    assert world.cache.workloads["ns/kept"] is fresh

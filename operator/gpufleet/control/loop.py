@@ -40,6 +40,7 @@ from gpufleet.control.handoff import (
     WAITING_FOR_NODES,
     grace_seconds,
 )
+from gpufleet.control.holds import held_by_unrecorded
 from gpufleet.control.lifecycle import (
     LifecyclePlan,
     PodCreate,
@@ -159,9 +160,14 @@ class SchedulingLoop:
         explain_interval_seconds: float = 10.0,
         gate: WriteGate | None = None,
         events: EventCorrelator | None = None,
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         # None: a single replica without leader election, which always writes.
         self.gate = gate
+        # Run once each time this replica takes the lead, before its first write: brings
+        # the cache up to a quorum read (the warm cache may lag the old leader's writes).
+        self.catch_up = catch_up
+        self._caught_up = False
         self.site_loss_after = site_loss_after
         self.verdict_budget = verdict_budget
         # A waiting workload's explanation is refreshed at most this often once it has one:
@@ -215,9 +221,8 @@ class SchedulingLoop:
                 await asyncio.wait_for(wake.wait(), timeout=self.resync_seconds)
             await asyncio.sleep(self.debounce_seconds)  # let a burst of events land first
             wake.clear()
-            leading = self.gate is None or self.gate.may_write()
             try:
-                await asyncio.to_thread(self.cycle if leading else self.warm)
+                await asyncio.to_thread(self.turn)
             except NotLeaderError as exc:
                 # The renew deadline passed mid-cycle: what was not written is the new
                 # leader's to decide, from the API servers' state.
@@ -226,6 +231,24 @@ class SchedulingLoop:
                 # One bad cycle must not stop scheduling; the next one starts from fresh state.
                 log.exception("scheduling cycle failed; retrying on the next change")
                 await asyncio.sleep(1)
+
+    def turn(self) -> None:
+        """A cycle if this replica leads, a warm cycle if not.
+
+        The first cycle after taking the lead catches the cache up with the API server
+        first: a standby's watches may lag the old leader's last admissions, and a queue's
+        usage counted without them would admit past the queue's limit. A catch-up that
+        fails leaves the next turn to try again, and nothing is written until one succeeds.
+        """
+        leading = self.gate is None or self.gate.may_write()
+        if not leading:
+            self._caught_up = False
+            self.warm()
+            return
+        if not self._caught_up and self.catch_up is not None:
+            self.catch_up()
+        self._caught_up = True
+        self.cycle()
 
     # -- one cycle --------------------------------------------------------------
     def cycle(self) -> None:
@@ -255,8 +278,10 @@ class SchedulingLoop:
                 evictions = [e for e in result.evictions if e.preemptor not in refused]
                 evicted = self._apply_evictions(view.workloads, inputs, evictions, now)  # 6
                 # An admission that counted on room from an eviction that was not recorded
-                # would overcommit the nodes: it waits for the next cycle instead.
+                # would overcommit a node, a queue's limit or a site's power: it waits for
+                # the next cycle instead (control/holds.py).
                 held = evicted.room_not_made | refused
+                held |= held_by_unrecorded(result.admissions, evicted.not_written, inputs)
                 admissions = [a for a in result.admissions if a.workload not in held]
                 self._apply_admissions(  # 7
                     view.workloads, inputs, admissions, now, result.evictions
@@ -293,7 +318,9 @@ class SchedulingLoop:
     def warm(self) -> None:
         """A standby's cycle: steps 1-3 only, so that taking over costs no relist and no
         re-parse. It writes nothing, and exports no fleet state (the leader does)."""
-        inputs = self.translator.translate(self.cache.view())
+        # As a leader translates, template screening included: a takeover that reuses these
+        # inputs must find every queue's template policy, or it would dispatch nothing.
+        inputs = self._translate(self.cache.view(), time.time())
         self.connections.reconcile(inputs.site_models)
         self.view.summary = FleetSummary()
         self.warm_cycles += 1
@@ -372,8 +399,14 @@ class SchedulingLoop:
             if c.workload in bodies
         )
         deleted = self._submit(partial(self._delete_stray, d) for d in plan.deletes)
+        outcomes = self._outcomes(changed)
+        for c, written in zip(plan.changes, outcomes, strict=True):
+            if written is not None:
+                # Later steps of this cycle write on top of this version, not the viewed one
+                # (an eviction of a workload just recorded Running would fail as a conflict).
+                bodies[c.workload] = written
         return replace(
-            _recorded([c.workload for c in plan.changes], self._outcomes(changed)),
+            _recorded([c.workload for c in plan.changes], outcomes),
             pods_created=sum(n or 0 for n in self._outcomes(created)),
             pods_deleted=sum(n or 0 for n in self._outcomes(deleted)),
         )

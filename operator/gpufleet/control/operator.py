@@ -24,6 +24,9 @@ from gpufleet.sites.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
 
+# Objects per page of a LIST: bounded responses for the API server and for us.
+LIST_PAGE = 500
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -137,6 +140,7 @@ class Operator:
             resync_seconds=self.config.resync_seconds,
             site_loss_after=self.config.fence_seconds + self.config.site_loss_grace_seconds + 5.0,
             gate=self.elector,
+            catch_up=partial(self._catch_up, api) if self.elector is not None else None,
             events=EventCorrelator(qps=self.config.event_qps, burst=self.config.event_burst),
         )
         if self.config.metrics_port >= 0:
@@ -152,17 +156,52 @@ class Operator:
             self.loop.run(self.wake, self.stop), name="gpufleet-scheduling-loop"
         )
 
-    def _list_all(self, api: Any) -> None:
+    def _list_all(self, api: Any) -> int:
+        """Quorum-read every gpufleet object and bring the cache up to it; how many changed.
+
+        Run at start (the first cycle must see every object: a workload it does not know
+        about would make its pods look stray) and by a replica that has just taken the lead:
+        its watches may lag the old leader's last writes, and a queue's usage counted from
+        a lagging cache would admit past the queue's limit. Kopf's watch keeps the cache
+        current between the two.
+        """
         from kubernetes import client
 
         custom = client.CustomObjectsApi(api)
+        changed = 0
         for kind in KIND_INFO.values():
-            listing = custom.list_cluster_custom_object(
-                GROUP, VERSION, kind.plural, _request_timeout=60
-            )
-            for item in listing.get("items", []):
-                item.setdefault("kind", kind.name)
-                self.cache.put_object(kind.name, kind.key(item["metadata"]), item)
+            items: dict[str, dict[str, Any]] = {}
+            listed_at = 0
+            token: str | None = None
+            while True:
+                # Pages of one LIST share its snapshot (the continue token pins the version).
+                page = custom.list_cluster_custom_object(
+                    GROUP,
+                    VERSION,
+                    kind.plural,
+                    limit=LIST_PAGE,
+                    _request_timeout=60,
+                    **({"_continue": token} if token else {}),
+                )
+                for item in page.get("items", []):
+                    item.setdefault("kind", kind.name)
+                    items[kind.key(item["metadata"])] = item
+                meta = page.get("metadata", {})
+                listed_at = listed_at or int(meta.get("resourceVersion") or 0)
+                token = meta.get("continue")
+                if not token:
+                    break
+            changed += self.cache.catch_up(kind.name, items, listed_at)
+        return changed
+
+    def _catch_up(self, api: Any) -> None:
+        started = time.monotonic()
+        changed = self._list_all(api)
+        log.info(
+            "caught up with the API server before leading: %d objects changed, %.2fs",
+            changed,
+            time.monotonic() - started,
+        )
 
     def _leadership_changed(
         self, loop: asyncio.AbstractEventLoop, metrics: OperatorMetrics, leading: bool

@@ -133,6 +133,31 @@ class FleetCache:
             self.versions["objects"] += 1
         self._changed()
 
+    def catch_up(self, kind: str, items: dict[str, dict[str, Any]], listed_at: int) -> int:
+        """Bring one kind up to a quorum LIST taken at resourceVersion `listed_at`.
+
+        Objects newer in the list replace the cached ones; cached objects the list does not
+        hold and that are older than it were deleted. A watch event that arrives later with
+        an older version is ignored by `put_object`. Returns how many objects changed.
+        """
+        table = self._tables[kind]
+        changed = 0
+        with self._lock:
+            for key, body in items.items():
+                old = table.get(key)
+                if old is None or _rv(old) < _rv(body):
+                    table[key] = body
+                    changed += 1
+            for key in [k for k, old in table.items() if k not in items]:
+                if _rv(table[key]) <= listed_at:
+                    del table[key]
+                    changed += 1
+            if changed:
+                self.versions["objects"] += 1
+        if changed:
+            self._changed()
+        return changed
+
     def assume_workload(self, key: str, body: dict[str, Any]) -> None:
         """Record the result of our own successful write before the watch echoes it."""
         with self._lock:

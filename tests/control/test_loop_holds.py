@@ -1,0 +1,122 @@
+"""An eviction that was not recorded holds the admissions that may have counted on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gpufleet import core
+from gpufleet.control.holds import held_by_unrecorded, queue_root
+from gpufleet.control.loop import SchedulingLoop
+from gpufleet.observed.cache import HUB
+from gpufleet.observed.translate import core_node_name
+
+from .builders import World
+from .test_loop_appliers import Writer, pods, scheduling_loop
+from .test_loop_leadership import Gate
+
+__all__ = ["pods"]  # a fixture, used by name
+
+
+@pytest.fixture
+def made() -> Iterator[list[SchedulingLoop]]:
+    loops: list[SchedulingLoop] = []
+    yield loops
+    for loop in loops:
+        loop.pool.shutdown()
+        loop.events.shutdown()
+
+
+def _world() -> World:
+    """`low` runs on fra-0 (queue q); `high` and `x` (q) and `y` (queue r) wait."""
+    world = World(nodes=3).queue("q", ["ns"]).queue("r", ["ns"])
+    world.placed("ns", "low", "q", "fra", "h100", ["fra-0"], priority=0)
+    world.pod(HUB, "ns", "low", 0, "fra-0")
+    world.workload("ns", "high", "q", priority=100)
+    world.workload("ns", "x", "q")
+    world.workload("ns", "y", "r")
+    return world
+
+
+def _decided(inputs: Any) -> core.CycleResult:
+    """What a core would decide: evict `low` for `high`; admit `high`, `x` (q, at fra, on
+    room `low`'s eviction frees) and `y` (queue r, at ams)."""
+    return core.CycleResult(
+        admissions=[
+            core.Admission("ns/high", "fra", "h100", (core_node_name(HUB, "fra-0"),)),
+            core.Admission("ns/x", "fra", "h100", (core_node_name(HUB, "fra-1"),)),
+            core.Admission("ns/y", "ams", "h200", (core_node_name("ams", "ams-0"),)),
+        ],
+        evictions=[core.Eviction("ns/low", "Preempted", "ns/high")],
+        verdicts={},
+        fair_shares={},
+        queue_order=[],
+        positions={},
+    )
+
+
+def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_cycle(
+    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+) -> None:
+    world = _world()
+    writer = Writer(refuse=frozenset({"low"}))  # the victim's write conflicts
+    loop = scheduling_loop(world, writer)
+    made.append(loop)
+    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop.cycle()
+    assert ("high", "Admitted") not in writer.written  # its preemptor: held as before
+    assert ("x", "Admitted") not in writer.written, "x counted on q's quota and fra's room"
+    assert ("y", "Admitted") in writer.written, "another queue at another site goes ahead"
+
+
+def test_with_the_eviction_recorded_every_admission_goes_ahead(
+    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+) -> None:
+    world = _world()
+    writer = Writer()
+    loop = scheduling_loop(world, writer)
+    made.append(loop)
+    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop.cycle()
+    assert {w for w, phase in writer.written if phase == "Admitted"} == {"high", "x", "y"}
+
+
+def test_held_admissions_follow_the_victims_site_and_queue_tree(
+    made: list[SchedulingLoop],
+) -> None:
+    world = _world().queue("child", ["ns"], parent="r").queue("leaf", ["ns"], parent="child")
+    world.placed("ns", "v", "leaf", "ams", "h200", ["ams-1"])
+    world.workload("ns", "sibling", "r")
+    loop = scheduling_loop(world, Writer())
+    made.append(loop)
+    inputs = loop._translate(world.cache.view(), 0.0)
+    assert queue_root("leaf", inputs) == "r"
+    assert queue_root("q", inputs) == "q"
+    admissions = [
+        core.Admission("ns/sibling", "fra", "h100", ()),  # same tree (r), other site
+        core.Admission("ns/x", "ams", "h200", ()),  # other tree, same site
+        core.Admission("ns/high", "fra", "h100", ()),  # neither
+    ]
+    assert held_by_unrecorded(admissions, ["ns/v"], inputs) == {"ns/sibling", "ns/x"}
+    assert held_by_unrecorded(admissions, [], inputs) == set()
+    everything = {a.workload for a in admissions}
+    assert held_by_unrecorded(admissions, ["ns/unknown"], inputs) == everything
+
+
+def test_a_standby_that_takes_over_dispatches_in_its_first_cycle(
+    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+) -> None:
+    """Its warm cycles screened the templates: the first leading cycle reuses them."""
+    world = World(nodes=1).queue("q", ["ns"])
+    world.workload("ns", "w", "q")
+    world.cache.cluster(HUB).namespaces["ns"] = {"pod-security.kubernetes.io/enforce": "baseline"}
+    loop = scheduling_loop(world, Writer())
+    made.append(loop)
+    loop.gate = Gate(0)
+    loop.turn()
+    loop.gate = Gate(10**6)
+    loop.turn()
+    assert loop.translator.reused == "all", "the takeover reused the standby's inputs"
+    assert pods["created"] == [(HUB, "ns/w-e1-0")], "the new leader dispatched nothing"
