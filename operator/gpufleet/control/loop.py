@@ -556,29 +556,41 @@ class SchedulingLoop:
         now: float,
         evictions: Sequence[core.Eviction] = (),
     ) -> Applied:
-        """Record every placement, then create the recorded ones' pods."""
-        records = self._run_all(partial(self._record_admission, bodies, a, now) for a in admissions)
+        """Record each placement and, once it is recorded, create its pods: one task per
+        admission, so that pods of the first admissions are created while later ones are
+        still being recorded (no barrier between the two)."""
         # A preemptor's victims are only now being deleted, which this cycle's view does not
         # show yet: its pods wait for the lifecycle (control/handoff.py), which creates them
         # once the victims' pods are gone from its nodes.
         preemptors = {e.preemptor for e in evictions}
-        created = self._run_all(
-            partial(
-                self._start_admitted,
-                bodies[a.workload],
-                a,
-                r,
-                inputs,
-                now,
-                a.workload in preemptors,
-            )
-            for a, r in zip(admissions, records, strict=True)
-            if r is not None
+        outcomes = self._run_all(
+            partial(self._admit, bodies, a, inputs, now, a.workload in preemptors)
+            for a in admissions
         )
         return replace(
-            _recorded([a.workload for a in admissions], records),
-            pods_created=sum(n or 0 for n in created),
+            _recorded(
+                [a.workload for a in admissions],
+                [None if o is None else o[0] for o in outcomes],
+            ),
+            pods_created=sum(o[1] for o in outcomes if o is not None),
         )
+
+    def _admit(
+        self, bodies: Bodies, a: core.Admission, inputs: Inputs, now: float, hand_off: bool
+    ) -> tuple[_AdmissionRecord, int] | None:
+        """The placement recorded and how many pods were created; None if not recorded."""
+        record = self._record_admission(bodies, a, now)
+        if record is None:
+            return None
+        try:
+            created = self._start_admitted(bodies[a.workload], a, record, inputs, now, hand_off)
+        except NotLeaderError:
+            raise
+        except Exception:
+            # Recorded all the same: the lifecycle creates the missing pods on a later cycle.
+            log.exception("pods of %s not created; retried on a later cycle", a.workload)
+            created = 0
+        return record, created
 
     def _record_admission(
         self, bodies: Bodies, a: core.Admission, now: float
