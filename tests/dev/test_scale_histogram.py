@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpufleet.dev import scale
 from gpufleet.dev.scale import Samples, _histogram, scale_fleet
 
 
@@ -45,3 +46,16 @@ def test_the_gpus_are_split_over_three_clusters_of_8_gpu_nodes() -> None:
     assert sum(counts) * 8 == 10_000
     assert max(counts) - min(counts) <= 1
     assert [c.hub for c in fleet.clusters] == [True, False, False]
+
+
+def test_settling_counts_workload_writes_not_the_fleets_own_statuses() -> None:
+    """Queue statuses carry decayed usage, rewritten every few seconds on an idle fleet:
+    waiting for them to stop would wait out the timeout every run."""
+    samples = {
+        ("gpufleet_api_writes_total", (("kind", "WorkloadStatus"),)): 10.0,
+        ("gpufleet_api_writes_total", (("kind", "FleetStatus"),)): 7.0,
+        ("gpufleet_api_writes_total", (("kind", "PodCreate"),)): 3.0,
+        ("gpufleet_cycles_total", ()): 99.0,
+    }
+    assert scale._writes(samples) == 20.0
+    assert scale._writes(samples, fleet_status=False) == 13.0

@@ -395,17 +395,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def _writes(samples: Samples) -> float:
-    return sum(v for (name, _), v in samples.items() if name == "gpufleet_api_writes_total")
+def _writes(samples: Samples, *, fleet_status: bool = True) -> float:
+    """Write requests so far; without the fleet's own statuses when `fleet_status` is false
+    (a Queue's decayed usage changes with time, so its status is rewritten every few
+    seconds even on a fleet where nothing else happens)."""
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "gpufleet_api_writes_total"
+        and (fleet_status or ("kind", "FleetStatus") not in labels)
+    )
 
 
 def _settle(port: int, progress: Progress, quiet: float = 10.0, timeout: float = 300.0) -> None:
-    """Until no write for `quiet` seconds: the last Running records and explanations."""
+    """Until no workload write for `quiet` seconds: the last Running records and
+    explanations."""
     deadline = time.monotonic() + timeout
-    last, since = _writes(_scrape(port)), time.monotonic()
+    last, since = _writes(_scrape(port), fleet_status=False), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(1)
-        now = _writes(_scrape(port))
+        now = _writes(_scrape(port), fleet_status=False)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
