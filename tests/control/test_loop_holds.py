@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from gpufleet import core
 from gpufleet.control.holds import held_by_unrecorded, queue_root
@@ -15,18 +12,9 @@ from gpufleet.observed.translate import core_node_name
 
 from .builders import World
 from .test_loop_appliers import Writer, pods, scheduling_loop
-from .test_loop_leadership import Gate
+from .test_loop_leadership import Gate, loops
 
-__all__ = ["pods"]  # a fixture, used by name
-
-
-@pytest.fixture
-def made() -> Iterator[list[SchedulingLoop]]:
-    loops: list[SchedulingLoop] = []
-    yield loops
-    for loop in loops:
-        loop.pool.shutdown()
-        loop.events.shutdown()
+__all__ = ["loops", "pods"]  # fixtures, used by name
 
 
 def _world() -> World:
@@ -58,12 +46,12 @@ def _decided(inputs: Any) -> core.CycleResult:
 
 
 def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_cycle(
-    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     world = _world()
     writer = Writer(refuse=frozenset({"low"}))  # the victim's write conflicts
     loop = scheduling_loop(world, writer)
-    made.append(loop)
+    loops.append(loop)
     loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
     loop.cycle()
     assert ("high", "Admitted") not in writer.written  # its preemptor: held as before
@@ -72,25 +60,25 @@ def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_c
 
 
 def test_with_the_eviction_recorded_every_admission_goes_ahead(
-    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     world = _world()
     writer = Writer()
     loop = scheduling_loop(world, writer)
-    made.append(loop)
+    loops.append(loop)
     loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
     loop.cycle()
     assert {w for w, phase in writer.written if phase == "Admitted"} == {"high", "x", "y"}
 
 
 def test_held_admissions_follow_the_victims_site_and_queue_tree(
-    made: list[SchedulingLoop],
+    loops: list[SchedulingLoop],
 ) -> None:
     world = _world().queue("child", ["ns"], parent="r").queue("leaf", ["ns"], parent="child")
     world.placed("ns", "v", "leaf", "ams", "h200", ["ams-1"])
     world.workload("ns", "sibling", "r")
     loop = scheduling_loop(world, Writer())
-    made.append(loop)
+    loops.append(loop)
     inputs = loop._translate(world.cache.view(), 0.0)
     assert queue_root("leaf", inputs) == "r"
     assert queue_root("q", inputs) == "q"
@@ -106,14 +94,14 @@ def test_held_admissions_follow_the_victims_site_and_queue_tree(
 
 
 def test_a_standby_that_takes_over_dispatches_in_its_first_cycle(
-    pods: dict[str, list[Any]], made: list[SchedulingLoop]
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     """Its warm cycles screened the templates: the first leading cycle reuses them."""
     world = World(nodes=1).queue("q", ["ns"])
     world.workload("ns", "w", "q")
     world.cache.cluster(HUB).namespaces["ns"] = {"pod-security.kubernetes.io/enforce": "baseline"}
     loop = scheduling_loop(world, Writer())
-    made.append(loop)
+    loops.append(loop)
     loop.gate = Gate(0)
     loop.turn()
     loop.gate = Gate(10**6)
