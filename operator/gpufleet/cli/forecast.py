@@ -66,7 +66,8 @@ def _daily(history: Path | None, prometheus: str | None, days_back: int, target:
         if history is not None:
             hist = read_csv(history)
         else:
-            end = int(time.time())
+            # Whole hours only: the last one read is the last that has ended.
+            end = int(time.time()) - 3600
             hist = read_prometheus(cast(str, prometheus), end - days_back * 86400, end)
         return daily(hist, cast(Target, target))
     except (HistoryError, ValueError, OSError) as exc:
