@@ -41,7 +41,7 @@ import pandas as pd
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-AGGREGATE = ("arima", "arima_log", "mstl_log")
+AGGREGATE = ("arima_log", "mstl_log")
 BOTTOM = ("arima", "theta")
 BASELINES = ("snaive", "drift")
 # Fitted on log(1 + y) and transformed back: growth compounds, the weekly swing scales.
@@ -94,8 +94,8 @@ def _model(name: str, season: int) -> object:
         return MSTL(season_length=season, trend_forecaster=trend, alias=name)
     if name == "theta":
         return AutoTheta(season_length=season, alias=name)
-    if name == "snaive":
-        return SeasonalNaive(season_length=season, alias=name)
+    if name == "snaive":  # the benchmark: the same day last week, season or not
+        return SeasonalNaive(season_length=SEASON, alias=name)
     if name == "drift":
         return RandomWalkWithDrift(alias=name)
     raise ValueError(f"unknown model {name!r}")
