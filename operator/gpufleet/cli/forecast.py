@@ -90,7 +90,7 @@ def forecast(
         Path | None, typer.Option("--skus", help="SKU table (YAML); default: the packaged one.")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="Reconciliation: auto, mint_shrink, wls_var, bottom_up.")
+        str, typer.Option(help="Reconciliation: auto, pooled, mint_shrink, wls_var, bottom_up.")
     ] = "auto",
     target: TargetOpt = "demand",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
