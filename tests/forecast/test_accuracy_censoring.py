@@ -1,7 +1,7 @@
 """Forecasts of simulated fleets (item 2): accuracy, calibration, coherence, censoring.
 
-Small fleets and two scenarios keep this to a minute or two; the full-size figures come
-from the commands in docs/forecast.md.
+Small fleets keep this to about a minute; the full-size figures come from the commands
+in docs/forecast.md.
 """
 
 from __future__ import annotations
@@ -17,15 +17,29 @@ from .simulated import fleet, simulate
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("seed", "growth", "weekly"), [(1, 0.1, 0.3), (2, 0.05, 0.5)])
-def test_beats_seasonal_naive_with_calibrated_coherent_bands(
-    seed: int, growth: float, weekly: float
+# Growth per 30 days 0 and 0.1, weekly amplitude 0 and 0.5, 200 and 270 days, every one
+# below capacity (weekly peaks under it; docs/forecast.md, "Results", for histories that
+# end in overload). 200 days give the first of the six origins 74 days of history,
+# 270 days 144. Hyndman & Koehler's MASE: scaled by the in-sample same-day-last-week error.
+@pytest.mark.parametrize(
+    ("days", "seed", "growth", "weekly"),
+    [
+        (270, 21, 0.0, 0.0),
+        (270, 22, 0.1, 0.0),
+        (200, 41, 0.1, 0.5),
+        (200, 8, 0.0, 0.5),
+    ],
+)
+def test_mase_below_one_at_13_weeks_with_calibrated_coherent_bands(
+    days: int, seed: int, growth: float, weekly: float
 ) -> None:
-    series = daily(simulate(200, growth, weekly, 0.3, seed))
+    series = daily(simulate(days, growth, weekly, 0.3, seed))
     h = hierarchy(series.keys)
     y = h.aggregate(series.values)
     bt = pipeline.run_backtest(y, h, 91, pipeline.season_of(y[0]), "auto", n_jobs=1)
     site_class = bt.scores["site_class"]["13w"]
+    assert site_class.mase < 1
+    assert bt.scores["site_class"]["4w"].mase < 1
     # Head to head with seasonal-naive at the same origins and days.
     assert site_class.mae_vs_snaive < 0.9
     assert site_class.mase < bt.baseline_mase["site_class"]["13w"]["snaive"]

@@ -21,9 +21,14 @@ HOURS = 72
 
 
 def _matrix(series: list[tuple[dict[str, str], float]], start: int, end: int) -> dict[str, Any]:
+    """As Prometheus answers: the value at T is the mean over (T - 1h, T], the hour that
+    starts at T - 1h; here `value` plus 0.01 for every hour that hour starts after START."""
     stamps = range(start, end + 1, 3600)
     result = [
-        {"metric": labels, "values": [[t, str(value + (t - START) / 3600 * 0.01)] for t in stamps]}
+        {
+            "metric": labels,
+            "values": [[t, str(value + (t - 3600 - START) / 3600 * 0.01)] for t in stamps],
+        }
         for labels, value in series
     ]
     return {"status": "success", "data": {"resultType": "matrix", "result": result}}
@@ -137,9 +142,22 @@ def test_long_ranges_are_fetched_in_chunks(server: Server, monkeypatch: pytest.M
     per_query = len(server.requests) // len(prometheus.QUERIES)
     assert per_query == 3  # 72 hours in chunks of 25 points
     starts = sorted({int(r["start"]) for r in server.requests})
-    assert starts == [START, START + 25 * 3600, START + 50 * 3600]
+    # Each hour is evaluated at its end: the first query starts an hour after START.
+    assert starts == [START + 3600, START + 26 * 3600, START + 51 * 3600]
     assert not np.isnan(hist.allocated).any()
     np.testing.assert_allclose(hist.allocated[1], 10 + np.arange(HOURS) * 0.01)
+
+
+def test_an_hour_is_read_from_the_evaluation_at_its_end(server: Server) -> None:
+    # avg_over_time(x[1h]) at T covers (T - 1h, T]: the hour starting at START is the
+    # evaluation at START + 1h, and the history's first hour is START's, not the hour before.
+    hist = prometheus.read_prometheus(server.url, START, START + 2 * 3600)
+    evaluated = sorted({int(r["start"]) for r in server.requests})
+    assert evaluated == [START + 3600]
+    assert {int(r["end"]) for r in server.requests} == {START + 3 * 3600}
+    assert hist.start == np.datetime64("2025-01-06T00:00:00")
+    np.testing.assert_allclose(hist.allocated[1], [10.0, 10.01, 10.02])
+    np.testing.assert_allclose(hist.admission_wait[1], [120.0, 120.01, 120.02])
 
 
 def test_errors_say_what_prometheus_answered(server: Server) -> None:

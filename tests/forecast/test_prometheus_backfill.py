@@ -26,8 +26,11 @@ DAYS = 100  # six rolling origins a week apart before a 4-week horizon need 84
 
 
 def openmetrics(history: History, start: int) -> str:
-    """The operator's gauges for `history`, one sample per hour, as OpenMetrics text."""
-    stamps = start + HOUR * np.arange(history.hours)
+    """The operator's gauges for `history`, one sample per hour, as OpenMetrics text.
+
+    Each hour's sample is stamped at its middle, as a scrape within the hour would be:
+    `avg_over_time(x[1h])` at the hour's end (the window (T - 1h, T]) then reads it."""
+    stamps = start + HOUR * np.arange(history.hours) + HOUR // 2
     labels = {"job": prometheus.JOB, "namespace": prometheus.NAMESPACE}
 
     def family(name: str, series: Series) -> list[str]:
@@ -86,7 +89,8 @@ def test_forecast_reads_weeks_of_history_backfilled_into_prometheus(tmp_path: Pa
     try:
         back = read_prometheus(running.url, start, start + (history.hours - 1) * HOUR)
         assert back.keys == history.keys
-        # avg_over_time(x[1h]) at hour T is the sample at T: the hours line up one to one.
+        # avg_over_time(x[1h]) at the end of hour T is the sample within T: the hours
+        # line up one to one.
         assert np.allclose(back.allocated, history.allocated, atol=1e-5, equal_nan=True)
         assert np.allclose(back.pending, history.pending, atol=1e-5, equal_nan=True)
         result = CliRunner().invoke(

@@ -185,7 +185,8 @@ def test_forecast_reads_its_history_from_the_dev_prometheus(
     queue, target = workload_running
     url = dev_up_prometheus(dev_fleet.name, target)
     wait_for(url, f'gpufleet_queue_allocated_accelerators{{queue="{queue}"}} > 0', "allocation")
-    end = int(time.time()) + 3600  # the current hour's mean, however young
+    # Up to the current hour, however young: it is evaluated at its end, in the future.
+    end = int(time.time())
     history = read_prometheus(url, end - 2 * 3600, end)
     ours = [k for k, key in enumerate(history.keys) if key.queue == queue]
     h100 = [k for k in ours if history.keys[k].accelerator_class == "nvidia-h100"]

@@ -29,6 +29,37 @@ def test_reconciled_forecasts_are_coherent_and_stay_close(method: str) -> None:
         assert np.abs(out - truth[:, -30:]).mean() < np.abs(base - truth[:, -30:]).mean()
 
 
+def test_pooled_takes_noisy_parts_top_down_and_keeps_smooth_ones_on_their_own() -> None:
+    rng = np.random.default_rng(4)
+    h = hierarchy(KEYS)
+    days = 120
+    growth = 1.01 ** np.arange(days + 30)
+    # Site a's classes and b/x: noisy parts of a growing fleet; b/y: a pool kept full
+    # at 24 (three queues of 8: smooth, not growing).
+    bottom = np.empty((len(KEYS), days + 30))
+    for k, key in enumerate(KEYS):
+        if (key.site, key.accelerator_class) == ("b", "y"):
+            bottom[k] = 8.0 + rng.normal(0, 0.05, days + 30)
+        else:
+            bottom[k] = 10 * growth * (1 + rng.normal(0, 0.3, days + 30))
+    truth = h.aggregate(bottom)
+    history, future = truth[:, :days], truth[:, days:]
+    # Base forecasts: the fleet's is right; every other series is 20 % off.
+    base = future * 1.2
+    base[0] = future[0]
+    by = {n: i for i, n in enumerate(h.names)}
+    out = reconcile(h.S, base, history, None, "pooled", h.levels)
+    assert incoherence(h.S, out) < 1e-6
+    # The flat pool keeps its own (20 % off) forecast, rescaled over its queues.
+    np.testing.assert_allclose(out[by["b/y"]], base[by["b/y"]])
+    # A noisy part follows the fleet at its recent share: no 20 % error left.
+    share = (history[by["a/x"], -56:] / history[0, -56:]).mean()
+    np.testing.assert_allclose(out[by["a/x"]], share * future[0])
+    error = np.abs(out[by["a/x"]] - future[by["a/x"]]).mean()
+    assert error < np.abs(base[by["a/x"]] - future[by["a/x"]]).mean()
+    assert reconcile(h.S, base, history, None, "auto", h.levels).shape == base.shape
+
+
 def test_mint_improves_on_bottom_up_when_the_top_is_better_known() -> None:
     rng = np.random.default_rng(2)
     h = hierarchy(KEYS)
@@ -67,4 +98,5 @@ def test_mase_and_wape_by_hand() -> None:
     assert backtest.wape(actual, point) == pytest.approx(5 / 30)
     y = np.array([[1.0, 2, 3, 4, 5, 6, 7, 3, 4, 5, 6, 7, 8, 9]])
     assert calibrate.scale(y, 7)[0] == pytest.approx(2.0)
+    assert calibrate.scale(y)[0] == pytest.approx(2.0)  # m = 7 unless told otherwise
     assert calibrate.scale(y, 1)[0] == pytest.approx(np.abs(np.diff(y[0])).mean())

@@ -66,7 +66,8 @@ def _daily(history: Path | None, prometheus: str | None, days_back: int, target:
         if history is not None:
             hist = read_csv(history)
         else:
-            end = int(time.time())
+            # Whole hours only: the last one read is the last that has ended.
+            end = int(time.time()) - 3600
             hist = read_prometheus(cast(str, prometheus), end - days_back * 86400, end)
         return daily(hist, cast(Target, target))
     except (HistoryError, ValueError, OSError) as exc:
@@ -89,7 +90,7 @@ def forecast(
         Path | None, typer.Option("--skus", help="SKU table (YAML); default: the packaged one.")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="Reconciliation: auto, mint_shrink, wls_var, bottom_up.")
+        str, typer.Option(help="Reconciliation: auto, pooled, mint_shrink, wls_var, bottom_up.")
     ] = "auto",
     target: TargetOpt = "demand",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -1,9 +1,13 @@
 """Rolling-origin accuracy by level and horizon: MASE, WAPE, 90 % interval coverage.
 
-MASE (Hyndman & Koehler 2006) divides the forecast's mean absolute error by the
-in-sample MAE of the seasonal-naive forecast at that origin (naive when the history
-shows no season): below 1 beats it. It is averaged over the series of a level and the
-origins. WAPE is sum |error| / sum actual over the level. Coverage is the share of
+MASE (Hyndman & Koehler 2006, "Another look at measures of forecast accuracy", IJF
+22(4)) divides the forecast's mean absolute error over the horizon by the in-sample MAE
+of the one-season-ahead seasonal-naive forecast (the same day last week, m = 7, on every
+history) over all the days up to that origin; per series and origin, then the
+arithmetic mean over the series of a level and the origins (as the M4 competition
+averages it). Below 1: the forecast's errors are smaller than seasonal-naive's
+in-sample one-week-ahead errors, a harder bar at 13 weeks than beating seasonal-naive's
+13-week forecast, which `mae_vs_snaive` measures. WAPE is sum |error| / sum actual over the level. Coverage is the share of
 actual days inside the 90 % band, each origin's band calibrated on the other origins'
 errors only (leave-one-origin-out), so it is not scored on the errors that built it.
 """

@@ -23,8 +23,14 @@ QUANTILES = (0.05, 0.25, 0.75, 0.95)
 WEEK = 7
 
 
-def scale(y: FloatArray, season: int) -> FloatArray:
-    """In-sample MAE of the seasonal-naive forecast per row (naive when season is 1)."""
+def scale(y: FloatArray, season: int = WEEK) -> FloatArray:
+    """In-sample MAE of the one-season-ahead seasonal-naive forecast per row: the MASE
+    denominator of Hyndman & Koehler (2006) with m = `season`.
+
+    Daily demand is scaled with m = 7 (the week) whether or not a history shows a weekly
+    cycle, as R's forecast::accuracy() takes m from the series' frequency, so that MASE
+    below 1 means the same thing on every history: beating the in-sample error of the
+    same day last week."""
     lag = max(season, 1)
     mae = np.nanmean(np.abs(y[:, lag:] - y[:, :-lag]), axis=1)
     # A constant series has no scale; its errors are measured in its own units instead.

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpufleet.forecast import backtest, calibrate, capacity, models
-from gpufleet.forecast.reconcile import Method, choose, reconcile
+from gpufleet.forecast.reconcile import Method, choose, needs_fitted, reconcile
 from gpufleet.forecast.series import LEVELS, Daily, Hierarchy, hierarchy
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,8 +68,8 @@ def run_backtest(
     n_jobs: int | None = None,
     refit: bool = True,
 ) -> Backtest:
-    # In-sample fits only feed MinT; bottom-up (large hierarchies) skips computing them.
-    mint = choose(method, len(h.names)) != "bottom_up"
+    # In-sample fits only feed MinT; the other methods skip computing them.
+    mint = needs_fitted(method, len(h.names))
     ro = models.rolling_origin(
         y, horizon, origins, STEP, season, members(h), n_jobs, refit, fitted_values=mint
     )
@@ -78,8 +78,8 @@ def run_backtest(
     scales = np.empty(combined.shape[:2])
     for o, cutoff in enumerate(ro.cutoffs):
         train = y[:, : cutoff + 1]
-        point[o] = reconcile(h.S, combined[o], train, ro.combined_fitted[o], method)
-        scales[o] = calibrate.scale(train, season)
+        point[o] = reconcile(h.S, combined[o], train, ro.combined_fitted[o], method, h.levels)
+        scales[o] = calibrate.scale(train)  # MASE's scale: m = 7 on every history
     level_of = [LEVELS.index(lv) for lv in h.levels]
     band = backtest.loo_bands(ro.actual, point, scales, level_of, len(LEVELS))
     scores: dict[str, dict[str, backtest.Scores]] = {}
@@ -135,13 +135,13 @@ def run(
     lap("hierarchy")
     bt = run_backtest(y, h, horizon, season, method, origins, n_jobs, refit)
     lap("backtest")
-    mint = choose(method, len(h.names)) != "bottom_up"
+    mint = needs_fitted(method, len(h.names))
     fit = models.forecast(y, horizon, season, members(h), n_jobs, fitted_values=mint)
     lap("fit")
-    point = reconcile(h.S, fit.combined, y, fit.combined_fitted, method)
+    point = reconcile(h.S, fit.combined, y, fit.combined_fitted, method, h.levels)
     level_of = [LEVELS.index(lv) for lv in h.levels]
     table = calibrate.quantile_table(bt.errors, level_of, len(LEVELS), horizon)
-    bands = calibrate.bands(point, calibrate.scale(y, season), table, level_of)
+    bands = calibrate.bands(point, calibrate.scale(y), table, level_of)
     future = daily.days[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
     lap("reconcile")
     return Forecast(

@@ -13,6 +13,10 @@ a queue's accelerators of a class are attributed to the sites that have the clas
 allocation in proportion to the pools' allocation there, its pending demand in
 proportion to their capacity. Where a class lives at one site this is exact.
 
+A range selector `[1h]` evaluated at time T covers (T - 1h, T]: the value Prometheus
+returns at T is the mean of the hour that *ends* at T. The history files an hour under
+its start, so the hour starting at H is read from the evaluation at H + 1h.
+
 Prometheus answers at most 11,000 points per series and query, so long ranges are
 fetched in chunks. Only the standard HTTP API is used (`/api/v1/query_range`).
 """
@@ -106,18 +110,22 @@ def query_range(
 
 
 def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None) -> History:
-    """Hourly history for [start, end] (Unix seconds, rounded to whole hours)."""
+    """Hourly history of the hours starting from `start` to `end` (Unix seconds, rounded
+    down to whole hours), both included.
+
+    Each hour's means are evaluated at the hour's end (a `[1h]` window at T covers
+    (T - 1h, T]), so the hour starting at H holds what happened from H to H + 1h."""
     get = fetch or http_fetch()
     start, end = start - start % STEP, end - end % STEP
     if end <= start:
         raise HistoryError("Prometheus: the range is empty")
-    raw = {name: query_range(base, q, start, end, get) for name, q in QUERIES.items()}
+    raw = {name: query_range(base, q, start + STEP, end + STEP, get) for name, q in QUERIES.items()}
     hours = (end - start) // STEP + 1
 
     def grid(series: dict[int, float]) -> np.ndarray[Any, np.dtype[np.float64]]:
         row = np.full(hours, np.nan)
         for stamp, value in series.items():
-            i = (stamp - start) // STEP
+            i = (stamp - STEP - start) // STEP  # evaluated at its hour's end
             if 0 <= i < hours:
                 row[i] = value
         return row
