@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gpufleet.core.fairness import waiting_since
 from gpufleet.core.fairshare import INF, fair_shares
 from gpufleet.core.model import (
     ModelError,
@@ -269,10 +270,16 @@ def _split_work(workloads: Iterable[Workload], tree: _QueueTree, places: _Places
     for w in running:
         _check_placement(w, places)
     queue_index = tree.index
+    # In its queue, an evicted workload waits again from its eviction (`waiting_since`).
     pending = tuple(
         sorted(
             (w for w in work if w.placement is None),
-            key=lambda w: (queue_index[w.queue], -w.priority, w.created_at, w.key),
+            key=lambda w: (
+                queue_index[w.queue],
+                -w.priority,
+                waiting_since(w.created_at, w.eviction_times),
+                w.key,
+            ),
         )
     )
     return _Work(running, pending, {w.accelerator_classes for w in work})
