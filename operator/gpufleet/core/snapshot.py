@@ -50,7 +50,7 @@ class Snapshot:
     nodes: tuple[Node, ...]  # sorted: pool, topology, name
     queues: tuple[Queue, ...]
     running: tuple[Workload, ...]
-    pending: tuple[Workload, ...]  # sorted: queue, -priority, created_at, key
+    pending: tuple[Workload, ...]  # sorted: queue, -priority, waiting_since, key
     classes: tuple[str, ...]
     site_index: dict[str, int]
     pool_index: dict[str, int]
@@ -247,7 +247,7 @@ def _queue_tree(queues: Iterable[Queue]) -> _QueueTree:
 @dataclass(frozen=True, slots=True)
 class _Work:
     running: tuple[Workload, ...]  # sorted by key
-    pending: tuple[Workload, ...]  # sorted: queue, -priority, created_at, key
+    pending: tuple[Workload, ...]  # sorted: queue, -priority, waiting_since, key
     accepted: set[tuple[str, ...]]  # the workloads' accelerator_classes
 
 
