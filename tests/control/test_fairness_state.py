@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 
 from gpufleet import core
+from gpufleet.control import statuses
+from gpufleet.control.statuses import eviction_status
 from gpufleet.control.summary import FleetSummary, summarise
 from gpufleet.core.fairness import (
     MAX_WAIT_SECONDS,
     USAGE_HALF_LIFE_SECONDS,
     accumulate,
     decay_factor,
+    waiting_since,
 )
 from gpufleet.observed.incremental import IncrementalTranslator
-from gpufleet.observed.translate import translate
+from gpufleet.observed.translate import timestamp, translate
 
 from .builders import World
 
@@ -170,3 +173,20 @@ def test_a_queue_without_fairness_settings_ranks_without_age_and_bounds_the_wait
     q = _queue(World(nodes=1).queue("q", ["ns"]), T0)
     assert q.wait_credit_seconds == math.inf
     assert q.max_wait_seconds == MAX_WAIT_SECONDS == 3_600.0
+
+
+def test_an_evicted_workload_waits_again_from_its_eviction_read_back_from_status() -> None:
+    # The operator's eviction status (evictionTimes, and the Admitted condition turned
+    # False) is what the core reads back: the core's wait and the one the operator
+    # reports both begin at the eviction, not at the creation (10:00) an hour earlier.
+    w = World(nodes=2).queue("q", ["ns"])
+    body = w.placed("ns", "a", "q", "fra", "h100", ["fra-0"])
+    evicted_at = timestamp("2026-11-28T11:00:00Z")
+    patch = eviction_status(body, core.Eviction("ns/a", "Reclaimed", "ns/b"), evicted_at)
+    body = w.workload("ns", "a", "q", status={**body["status"], **patch})
+    inputs = translate(w.cache.view(), {}, None, now=evicted_at + 60)
+    a = next(x for x in inputs.workloads if x.key == "ns/a")
+    assert a.placement is None
+    assert a.created_at == timestamp("2026-11-28T10:00:00Z")
+    assert waiting_since(a.created_at, a.eviction_times) == evicted_at
+    assert statuses.waiting_since(body) == evicted_at

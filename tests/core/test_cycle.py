@@ -14,6 +14,7 @@ from gpufleet.bench.synthetic import build_fleet
 from gpufleet.cli.bench import register
 from gpufleet.core import Snapshot, schedule
 from gpufleet.core.cyclestate import CycleState
+from gpufleet.core.fairness import waiting_since
 from gpufleet.core.model import Workload
 from gpufleet.core.reference import schedule_reference
 from gpufleet.corebuild import core_build
@@ -75,7 +76,8 @@ def test_queue_positions_count_within_each_queue_in_queue_order() -> None:
     result = schedule(Snapshot.build(f.sites, f.pools, f.nodes, f.queues, f.workloads, f.now))
     admitted = {a.workload for a in result.admissions}
     # Worked out from the input, not from the snapshot's sorted tuple: in its own
-    # queue, by priority (highest first), then submission time, then key.
+    # queue, by priority (highest first), then when its wait began (arrival or last
+    # eviction), then key.
     by_queue: dict[str, list[Workload]] = defaultdict(list)
     for w in f.workloads:
         if w.placement is None and w.key not in admitted:
@@ -83,7 +85,13 @@ def test_queue_positions_count_within_each_queue_in_queue_order() -> None:
     expected = {
         w.key: i
         for ws in by_queue.values()
-        for i, w in enumerate(sorted(ws, key=lambda w: (-w.priority, w.created_at, w.key)), 1)
+        for i, w in enumerate(
+            sorted(
+                ws,
+                key=lambda w: (-w.priority, waiting_since(w.created_at, w.eviction_times), w.key),
+            ),
+            1,
+        )
     }
     # Not vacuous: several queues keep more than one workload waiting.
     assert sum(len(ws) > 1 for ws in by_queue.values()) >= 5

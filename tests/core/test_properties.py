@@ -127,3 +127,34 @@ def test_decisions_do_not_depend_on_input_order(fleet, data: st.DataObject) -> N
     assert a.admissions == b.admissions
     assert a.evictions == b.evictions
     assert a.queue_order == b.queue_order
+
+
+@given(fleet=contended_fleets(), data=st.data())
+def test_the_wait_bound_counts_from_the_last_eviction(fleet, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
+    """Work that arrived long ago but was evicted less than the bound ago is not at its
+    bound: the cycle decides as if no queue had one. Counted from the arrival, the bound
+    would hand straight back what reclaim had just taken (docs/scheduling.md)."""
+    bound, then, now = 600.0, 5_000.0, 10_000.0
+    queues = [replace(q, max_wait_seconds=bound) for q in fleet.queues]
+    first = data.draw(contended_workloads(fleet, "c0", then), label="first wave")
+    placed = schedule(Snapshot.build(fleet.sites, fleet.pools, fleet.nodes, queues, first, then))
+    by_key = {w.key: w for w in first}
+    running = [start(by_key[a.workload], a.site, a.pool, a.nodes, then) for a in placed.admissions]
+    waiting = []
+    for w in data.draw(contended_workloads(fleet, "c1", then + 1.0), label="evicted"):
+        ago = data.draw(st.floats(0.0, bound - 1.0), label="evicted ago")
+        waiting.append(replace(w, eviction_times=(then + 2.0, now - ago)))
+
+    def decide(qs: list[Queue]) -> tuple[object, ...]:
+        snap = Snapshot.build(fleet.sites, fleet.pools, fleet.nodes, qs, running + waiting, now)
+        r = schedule(snap)
+        ref = schedule_reference(snap)
+        assert (ref.admissions, ref.evictions, ref.queue_order) == (
+            r.admissions,
+            r.evictions,
+            r.queue_order,
+        )
+        return (r.admissions, r.evictions, r.queue_order)
+
+    unbounded = [replace(q, max_wait_seconds=float("inf")) for q in queues]
+    assert decide(queues) == decide(unbounded)

@@ -102,6 +102,43 @@ def test_simulate_refuses_an_unknown_policy(tmp_path: Path) -> None:
     assert "policy: unknown magic" in result.output
 
 
+def test_simulate_max_wait_lets_a_queue_over_its_share_go_first(tmp_path: Path) -> None:
+    # One GPU. Queue b holds it alone for 1000 s (b0), so at t=1000 it is far over its
+    # share: fairness alone starts a0 (queue a, waited 500 s) before b1 (waited 998 s).
+    # With --max-wait 100 both are past the bound and the older, b1, goes first.
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,1,T4\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "name,arrival,runtime,replicas,accelerators,classes,queue,residency\n"
+        "b0,0,1000,1,1,,b,\nb1,2,10,1,1,,b,\na0,500,10,1,1,,a,\n"
+    )
+    base = ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--shares", "a=1,b=1"]
+    base += ["--policy", "gpufleet", "--json"]
+    waits = {}
+    for extra in ([], ["--max-wait", "100"]):
+        result = CliRunner().invoke(app(), [*base, *extra])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout[result.stdout.index("{") :])
+        waits[payload["max_wait_seconds"]] = payload["policies"][0]["queue_wait_mean"]
+    assert waits[3600.0] == {"a": 500.0, "b": (0.0 + 1008.0) / 2}
+    assert waits[100.0] == {"a": 510.0, "b": (0.0 + 998.0) / 2}
+
+
+def test_simulate_refuses_a_max_wait_of_zero_and_in_history_mode(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,runtime,accelerators\n0,10,1\n")
+    args = ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--max-wait"]
+    result = CliRunner().invoke(app(), [*args, "0"])
+    assert result.exit_code == 1
+    assert "max-wait: must be > 0" in result.output
+    result = CliRunner().invoke(app(), [*args, "60", "--days", "1"])
+    assert result.exit_code == 1
+    assert "--max-wait: not in history mode" in result.output
+
+
 def test_frag_command_reports_unallocated_gpus(tmp_path: Path) -> None:
     nodes = tmp_path / "nodes.csv"
     nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,4,T4\n")

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gpufleet.cli.common import console, fail
 from gpufleet.cli.common import out as stdout
-from gpufleet.core.fairness import MIN_RUNTIME_SECONDS
+from gpufleet.core.fairness import MAX_WAIT_SECONDS, MIN_RUNTIME_SECONDS
 from gpufleet.sim import report
 from gpufleet.sim.compare import Comparison, compare
 from gpufleet.sim.fleet import SimFleet
@@ -96,6 +96,13 @@ def simulate(
             " (default: the API's, 600)."
         ),
     ] = None,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            help="gpufleet queues: seconds a queue's next workload waits before it goes ahead"
+            " of the fairness order (maxWaitSeconds; default: the API's, 3600)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write PNG charts into this directory.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown.")] = None,
@@ -131,6 +138,9 @@ def simulate(
     if days is not None:
         from gpufleet.cli.simhistory import HistoryRun, run_history
 
+        if max_wait is not None:
+            raise fail("--max-wait: not in history mode (--days)")
+
         run = HistoryRun(
             fleet, trace, fmt, (policy or ["gpufleet"])[0], days, growth, weekly,
             load if load is not None else 0.5, seed, fleet_fraction, queues, shares,
@@ -150,13 +160,13 @@ def simulate(
             fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
         )
         names = policy_list(policy)
-        make(names, jobs.jobs, min_runtime)  # fail on a bad name before any work
+        make(names, jobs.jobs, min_runtime, max_wait)  # fail on a bad name before any work
     except (TraceError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     if jobs.skipped:
         err.print(f"skipped {jobs.skipped} rows of the trace: {jobs.skipped_reason}")
-    result = _compare(jobs, sim_fleet, queue_specs, names, cycle, min_runtime)
-    _print_comparison(result, cycle, min_runtime, as_json)
+    result = _compare(jobs, sim_fleet, queue_specs, names, cycle, min_runtime, max_wait)
+    _print_comparison(result, cycle, min_runtime, max_wait, as_json)
     if markdown is not None:
         _write_markdown(markdown, report.metrics_markdown(result.metrics))
     if plot is not None:
@@ -177,6 +187,7 @@ def _compare(
     names: list[str],
     cycle: float,
     min_runtime: float | None,
+    max_wait: float | None,
 ) -> Comparison:
     """The replays, one progress bar per policy (each counts arrivals and completions)."""
     total = 2 * len(jobs.jobs)
@@ -187,11 +198,15 @@ def _compare(
             if done % _PROGRESS_EVERY == 0 or done >= total:
                 bar.update(tasks[name], completed=done)
 
-        return compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime)
+        return compare(jobs, sim_fleet, queue_specs, names, cycle, step, min_runtime, max_wait)
 
 
 def _print_comparison(
-    result: Comparison, cycle: float, min_runtime: float | None, as_json: bool
+    result: Comparison,
+    cycle: float,
+    min_runtime: float | None,
+    max_wait: float | None,
+    as_json: bool,
 ) -> None:
     """The metrics of each policy: a table, or JSON with what was replayed."""
     if as_json:
@@ -202,6 +217,7 @@ def _print_comparison(
             "queues": {q.name: q.share for q in result.queues},
             "cycle_seconds": cycle,
             "min_runtime_seconds": MIN_RUNTIME_SECONDS if min_runtime is None else min_runtime,
+            "max_wait_seconds": MAX_WAIT_SECONDS if max_wait is None else max_wait,
             "policies": [m.model_dump() for m in result.metrics],
         }
         out.print_json(json.dumps(payload))

@@ -27,6 +27,7 @@ from gpufleet.core.fairness import (
     lost_work,
     queue_rank,
     reclaim_ready,
+    waiting_since,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Residency, Workload
@@ -82,16 +83,18 @@ class History:
             [history_ratio(u, f) for u, f in zip(us, fs, strict=True)]
             for us, fs in zip(self.usage, self.fair, strict=True)
         ]
+        # When each pending workload's present wait began (arrival or last eviction).
+        self.since = [waiting_since(w.created_at, w.eviction_times) for w in snap.pending]
 
-    def rank(self, q: int, cls: int, alloc: int, created_at: float) -> float:
-        """`created_at`: of the queue's next workload, for its age."""
+    def rank(self, q: int, cls: int, alloc: int, i: int) -> float:
+        """`i`: the queue's next workload (index into the pending list), for its wait."""
         return queue_rank(
             alloc,
             self.snap.fair_share[q][cls],
             self.usage[q][cls],
             self.fair[q][cls],
             self.weight[q],
-            self.snap.now - created_at,
+            self.snap.now - self.since[i],
             self.credit[q],
             self.max_wait[q],
         )
@@ -180,7 +183,7 @@ class Cycle:
                     break
                 i = mine[pos]
                 cls = first_cls[i]
-                key = (rank(q, cls, alloc[q][cls], pending[i].created_at), prio, q)
+                key = (rank(q, cls, alloc[q][cls], i), prio, q)
                 # Stay on this queue while it still ranks first: no heap round trip.
                 if heap and heap[0] < key:
                     heapq.heappush(heap, key)
@@ -190,7 +193,7 @@ class Cycle:
 
     def _rank(self, q: int, i: int) -> float:
         cls = self._first_cls[i]
-        return self.history.rank(q, cls, self.state.alloc[q][cls], self.snap.pending[i].created_at)
+        return self.history.rank(q, cls, self.state.alloc[q][cls], i)
 
     # -- 3./4. filter and place ---------------------------------------------------
 

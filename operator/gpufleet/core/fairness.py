@@ -93,7 +93,7 @@ def queue_rank(
     A queue with no fair share in the class goes last.
 
     Age, as in Slurm's multifactor priority: the queue's next workload has `waited`
-    seconds, and every `wait_credit` seconds of waiting count as one fair share less, so
+    seconds (since it arrived or was last evicted, `waiting_since`), and every `wait_credit` seconds of waiting count as one fair share less, so
     that a queue over its share is slowed down, not starved.
 
     Wait bound: once the next workload has waited `max_wait` seconds, the queue goes
@@ -110,6 +110,16 @@ def queue_rank(
     if wait_credit != INF:
         rank -= waited / wait_credit
     return rank
+
+
+def waiting_since(created_at: float, eviction_times: tuple[float, ...]) -> float:
+    """When a pending workload's present wait began: its arrival, or its last eviction.
+
+    Its place in its queue, and what the wait bound and age count: an evicted workload
+    rejoins its queue at its eviction (as Kueue's requeuing timestamp `Eviction`). Counted from the arrival, a workload the bound
+    admitted and reclaim then evicted would be at its bound again at once, and the bound
+    and reclaim would pass it back and forth until the eviction cap stops them."""
+    return max(created_at, max(eviction_times)) if eviction_times else created_at
 
 
 def history_ratio(usage: float, fair_usage: float) -> float:
@@ -170,4 +180,5 @@ __all__ = [
     "queue_rank",
     "recent_evictions",
     "reclaim_ready",
+    "waiting_since",
 ]

@@ -17,6 +17,7 @@ from gpufleet.core.fairness import (
     lost_work,
     queue_rank,
     reclaim_ready,
+    waiting_since,
 )
 from gpufleet.core.fairshare import INF
 from gpufleet.core.model import Admission, CycleResult, Eviction, Node, Workload
@@ -402,7 +403,9 @@ class _Ref:
         for w in snap.pending:
             by_queue.setdefault(self.queue_of[w.queue], []).append(w)
         for ws in by_queue.values():
-            ws.sort(key=lambda w: (-w.priority, w.created_at, w.key))
+            ws.sort(
+                key=lambda w: (-w.priority, waiting_since(w.created_at, w.eviction_times), w.key)
+            )
 
         def rank(q: int) -> float:
             cls = by_queue[q][0].accelerator_classes[0]
@@ -413,7 +416,7 @@ class _Ref:
                 float(queue.usage.get(cls, 0.0)),
                 float(queue.fair_usage.get(cls, 0.0)),
                 queue.present_weight_seconds,
-                snap.now - by_queue[q][0].created_at,
+                snap.now - waiting_since(by_queue[q][0].created_at, by_queue[q][0].eviction_times),
                 queue.wait_credit_seconds,
                 queue.max_wait_seconds,
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gpufleet.core.fairness import waiting_since
 from gpufleet.core.fairshare import INF, fair_shares
 from gpufleet.core.model import (
     ModelError,
@@ -49,7 +50,7 @@ class Snapshot:
     nodes: tuple[Node, ...]  # sorted: pool, topology, name
     queues: tuple[Queue, ...]
     running: tuple[Workload, ...]
-    pending: tuple[Workload, ...]  # sorted: queue, -priority, created_at, key
+    pending: tuple[Workload, ...]  # sorted: queue, -priority, waiting_since, key
     classes: tuple[str, ...]
     site_index: dict[str, int]
     pool_index: dict[str, int]
@@ -246,7 +247,7 @@ def _queue_tree(queues: Iterable[Queue]) -> _QueueTree:
 @dataclass(frozen=True, slots=True)
 class _Work:
     running: tuple[Workload, ...]  # sorted by key
-    pending: tuple[Workload, ...]  # sorted: queue, -priority, created_at, key
+    pending: tuple[Workload, ...]  # sorted: queue, -priority, waiting_since, key
     accepted: set[tuple[str, ...]]  # the workloads' accelerator_classes
 
 
@@ -269,10 +270,16 @@ def _split_work(workloads: Iterable[Workload], tree: _QueueTree, places: _Places
     for w in running:
         _check_placement(w, places)
     queue_index = tree.index
+    # In its queue, an evicted workload waits again from its eviction (`waiting_since`).
     pending = tuple(
         sorted(
             (w for w in work if w.placement is None),
-            key=lambda w: (queue_index[w.queue], -w.priority, w.created_at, w.key),
+            key=lambda w: (
+                queue_index[w.queue],
+                -w.priority,
+                waiting_since(w.created_at, w.eviction_times),
+                w.key,
+            ),
         )
     )
     return _Work(running, pending, {w.accelerator_classes for w in work})

@@ -34,10 +34,11 @@ def compare(
     cycle_seconds: float = 0.0,
     progress: Callable[[str, int], None] | None = None,
     min_runtime: float | None = None,
+    max_wait: float | None = None,
 ) -> Comparison:
     """`progress(policy, events done)` is called as the replays advance."""
     results = []
-    for policy in make(policies, trace.jobs, min_runtime):
+    for policy in make(policies, trace.jobs, min_runtime, max_wait):
 
         def step(done: int, name: str = policy.name) -> None:
             if progress is not None:

@@ -129,8 +129,9 @@ class Fairness(ApiModel):
         Field(
             ge=1,
             le=31_536_000,
-            description="After waiting this long, the queue's next workload goes ahead of"
-            " the fairness order (oldest first); null: no bound.",
+            description="After waiting this long (since its creation or its last"
+            " eviction), the queue's next workload goes ahead of the fairness order"
+            " (oldest first); null: no bound.",
         ),
     ] = int(fairness.MAX_WAIT_SECONDS)
 
