@@ -23,16 +23,8 @@ def check(fleet: Fleet, namespace: str, names: set[str], limits: dict[str, int])
     accelerators. Returns counts by phase."""
     items = fleet.workloads(namespace)
     assert {w["metadata"]["name"] for w in items} == names, "workloads lost or unexpected"
-    placed = [w for w in items if (w.get("status") or {}).get("phase") in ("Admitted", "Running")]
-    pods_by_workload: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for cluster in fleet.clients:
-        for pod in fleet.pods(cluster, namespace):
-            # Finished pods hold nothing (and stay for their logs); pods being deleted go.
-            if pod.metadata.deletion_timestamp is None and pod.status.phase not in (
-                "Succeeded",
-                "Failed",
-            ):
-                pods_by_workload[pod.metadata.labels["gpufleet.io/workload"]].append((cluster, pod))
+    placed = [w for w in items if _placed(w)]
+    pods_by_workload = _live_pods(fleet, namespace)
     duplicates = 0
     for w in placed:
         placement = w["status"]["placement"]
@@ -57,6 +49,36 @@ def check(fleet: Fleet, namespace: str, names: set[str], limits: dict[str, int])
         assert n <= limits[cls], f"queue {q} holds {n} {cls} above its limit {limits[cls]}"
     _no_node_above_its_accelerators(fleet)
     return dict(Counter((w.get("status") or {}).get("phase", "Pending") for w in items))
+
+
+def _placed(w: dict[str, Any]) -> bool:
+    return (w.get("status") or {}).get("phase") in ("Admitted", "Running")
+
+
+def _live_pods(fleet: Fleet, namespace: str) -> dict[str, list[tuple[str, Any]]]:
+    """Workload name -> its (cluster, pod)s that hold their node."""
+    pods_by_workload: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for cluster in fleet.clients:
+        for pod in fleet.pods(cluster, namespace):
+            # Finished pods hold nothing (and stay for their logs); pods being deleted go.
+            if pod.metadata.deletion_timestamp is None and pod.status.phase not in (
+                "Succeeded",
+                "Failed",
+            ):
+                pods_by_workload[pod.metadata.labels["gpufleet.io/workload"]].append((cluster, pod))
+    return pods_by_workload
+
+
+def unplaced_with_pods(fleet: Fleet, namespace: str) -> list[str]:
+    """Workloads not placed whose pods still hold nodes. The operator removes them on its
+    next cycles (a kill can land between a workload's status write and its pods' deletion),
+    so this is waited out; pods that stay are reported by `check`."""
+    pods = _live_pods(fleet, namespace)
+    return sorted(
+        w["metadata"]["name"]
+        for w in fleet.workloads(namespace)
+        if not _placed(w) and w["metadata"]["name"] in pods
+    )
 
 
 def _no_node_above_its_accelerators(fleet: Fleet) -> None:

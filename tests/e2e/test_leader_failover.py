@@ -121,6 +121,12 @@ def test_kill_9_of_the_leader_mid_burst_the_standby_places_within_15_s(
             )
 
         wait_for("all 1000 workloads to be decided", settled, timeout=300, interval=3)
+        wait_for(
+            "the pods of workloads no longer placed to be removed",
+            lambda: not invariants.unplaced_with_pods(fleet, team),
+            timeout=60,
+            interval=2,
+        )
         try:
             phases = invariants.check(fleet, team, {o["metadata"]["name"] for o in burst}, LIMITS)
         except AssertionError:

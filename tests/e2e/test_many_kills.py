@@ -124,6 +124,12 @@ def test_many_kills_of_either_replica_lose_and_duplicate_nothing(
             )
 
         wait_for("every workload decided after the last kill", settled, timeout=600, interval=3)
+        wait_for(
+            "the pods of workloads no longer placed to be removed",
+            lambda: not invariants.unplaced_with_pods(fleet, team),
+            timeout=60,
+            interval=2,
+        )
         phases = invariants.check(fleet, team, {o["metadata"]["name"] for o in burst}, LIMITS)
         print(f"phases at the end: {phases}")
     finally:
