@@ -277,6 +277,12 @@ ADMISSION_WAIT = MetricSpec(
     ("queue",),
     "Time from a workload's submission (or requeue) to its admission.",
 )
+QUEUE_ADMITTED = MetricSpec(
+    "gpufleet_queue_admitted_accelerators_total",
+    "counter",
+    ("queue", "site", "accelerator_class"),
+    "Accelerators of the queue's workloads admitted, by the site and class placed on.",
+)
 PREEMPTIONS = MetricSpec(
     "gpufleet_preemptions_total", "counter", ("reason",), "Workloads preempted."
 )
@@ -312,6 +318,7 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     CYCLES,
     LAST_CYCLE,
     ADMISSION_WAIT,
+    QUEUE_ADMITTED,
     PREEMPTIONS,
     EVICTIONS,
     BUILD_INFO,
@@ -445,6 +452,9 @@ class OperatorMetrics:
             registry=registry,
             buckets=ADMISSION_WAIT_BUCKETS,
         )
+        self.admitted = Counter(
+            QUEUE_ADMITTED.name, QUEUE_ADMITTED.help, QUEUE_ADMITTED.labels, registry=registry
+        )
         self.preemptions = Counter(
             PREEMPTIONS.name, PREEMPTIONS.help, PREEMPTIONS.labels, registry=registry
         )
@@ -460,6 +470,8 @@ class OperatorMetrics:
         build.labels(version=version, python_version=platform.python_version()).set(1)
         # The queues that have an admission-wait series, so `retain_queues` knows what to drop.
         self._queues: set[str] = set()
+        # Per queue, the (site, class) pairs of its admitted-accelerators series.
+        self._admitted_labels: dict[str, set[tuple[str, str]]] = {}
         self._queues_lock = threading.Lock()
 
     def observe_cycle(self, duration_seconds: float, *, finished_at: float | None = None) -> None:
@@ -487,14 +499,31 @@ class OperatorMetrics:
         yield
         self.observe_cycle(time.perf_counter() - started)
 
-    def observe_admission(self, queue: str, wait_seconds: float) -> None:
+    def observe_admission(
+        self,
+        queue: str,
+        wait_seconds: float,
+        *,
+        accelerators: int = 0,
+        site: str = "",
+        accelerator_class: str = "",
+    ) -> None:
+        """An admission: its wait and, given where it went, its accelerators (the counter
+        forecasting reads the offered load from, docs/forecast.md "The target")."""
         if not queue:
             raise ValueError("queue must be a non-empty queue name")
         if wait_seconds < 0:
             raise ValueError(f"wait_seconds must be >= 0, got {wait_seconds}")
+        if accelerators < 0:
+            raise ValueError(f"accelerators must be >= 0, got {accelerators}")
         with self._queues_lock:
             self._queues.add(queue)
             self.admission_wait.labels(queue=queue).observe(wait_seconds)
+            if accelerators and site and accelerator_class:
+                self._admitted_labels.setdefault(queue, set()).add((site, accelerator_class))
+                self.admitted.labels(
+                    queue=queue, site=site, accelerator_class=accelerator_class
+                ).inc(accelerators)
 
     def count_preemption(self, reason: PreemptionReason, count: int = 1) -> None:
         # Converting rejects free-text reasons, which would make the label set unbounded.
@@ -509,6 +538,9 @@ class OperatorMetrics:
             self._queues.discard(queue)
             with suppress(KeyError):
                 self.admission_wait.remove(queue)
+            for site, cls in self._admitted_labels.pop(queue, set()):
+                with suppress(KeyError):
+                    self.admitted.remove(queue, site, cls)
 
     def retain_queues(self, present: Collection[str]) -> None:
         """Forgets every queue with a series that is not in `present` (the Queues that exist)."""

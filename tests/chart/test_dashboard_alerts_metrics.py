@@ -23,7 +23,7 @@ def exported_sample_names() -> set[str]:
     """Sample names of one scrape of the operator's registry, every event touched once."""
     registry, events = create_registry(small_fleet())
     events.observe_cycle(0.01)
-    events.observe_admission("q", 1)
+    events.observe_admission("q", 1, accelerators=8, site="fra", accelerator_class="nvidia-h100")
     events.observe_step("schedule", 0.01)
     events.set_leader("gpufleet-0_1", True)
     return {sample.name for family in registry.collect() for sample in family.samples}

@@ -164,3 +164,22 @@ def test_a_deleted_queue_loses_its_admission_wait_series_and_the_others_keep_the
     loop.cycle()
     assert registry.get_sample_value(WAIT_COUNT, {"queue": "gone"}) is None
     assert registry.get_sample_value(WAIT_COUNT, {"queue": "q"}) == 1
+
+
+def test_an_admission_counts_its_accelerators_by_queue_site_and_class(
+    world: World, loop: SchedulingLoop, registry: CollectorRegistry
+) -> None:
+    world.workload("ns", "a", "q", gpus=8)
+    loop.cycle()
+    samples = [
+        s
+        for family in registry.collect()
+        if family.name == "gpufleet_queue_admitted_accelerators"
+        for s in family.samples
+        if s.name.endswith("_total")
+    ]
+    assert [s.value for s in samples] == [8.0]
+    labels = samples[0].labels
+    assert labels["queue"] == "q"
+    assert labels["site"]
+    assert labels["accelerator_class"]

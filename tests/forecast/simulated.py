@@ -58,4 +58,5 @@ def simulate(
         s.capacity,
         s.admission_wait,
         s.demand_true,
+        s.admitted,
     )

@@ -55,6 +55,11 @@ CANNED = {
         ({"site": "fra", "accelerator_class": "nvidia-h100"}, 16.0),
     ],
     "gpufleet_admission_wait_duration_seconds": [({"queue": "research"}, 120.0)],
+    # Site-labelled: an admission knows where it went. None at ams in the range.
+    "gpufleet_queue_admitted_accelerators_total": [
+        ({"queue": "research", "site": "osl", "accelerator_class": "nvidia-h200"}, 5.0),
+        ({"queue": "research", "site": "fra", "accelerator_class": "nvidia-h100"}, 2.0),
+    ],
 }
 
 
@@ -130,10 +135,28 @@ def test_reads_hourly_means_of_gpufleet_metrics_and_attributes_sites(server: Ser
     np.testing.assert_allclose(hist.allocated[1], 10 + drift)  # one site: exact
     np.testing.assert_allclose(hist.capacity[2], 48 + drift)
     np.testing.assert_allclose(hist.admission_wait[1], 120 + drift)
-    # The fleet's demand survives the attribution: sites add up to the queue's series.
-    total = hist.demand[0] + hist.demand[2]
+    # The fleet's backlog survives the attribution: sites add up to the queue's series.
+    total = hist.backlog[0] + hist.backlog[2]
     np.testing.assert_allclose(total, q_alloc + q_pend)
-    assert daily(hist).values.shape == (3, 3)
+    assert any("increase(gpufleet_queue_admitted_accelerators_total[1h])" in q for q in queries)
+    assert hist.admitted is not None
+    np.testing.assert_allclose(hist.admitted[2], 5 + drift)
+    np.testing.assert_allclose(hist.admitted[0], 0.0)  # no series: nothing admitted there
+    series = daily(hist)
+    assert series.values.shape == (3, 3)
+    assert series.target == "demand"
+
+
+def test_without_the_admission_counter_demand_is_allocated_plus_pending(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator from before the counter: the query answers no series.
+    monkeypatch.setitem(CANNED, "gpufleet_queue_admitted_accelerators_total", [])
+    hist = prometheus.read_prometheus(server.url, START, START + (HOURS - 1) * 3600)
+    assert hist.admitted is None
+    series = daily(hist)
+    assert series.target == "backlog"
+    np.testing.assert_allclose(series.values, daily(hist, "backlog").values)
 
 
 def test_long_ranges_are_fetched_in_chunks(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,9 @@ def busy_events(events: OperatorMetrics) -> OperatorMetrics:
     events.observe_step("schedule", 0.01)
     events.count_write(WriteKind.POD_CREATE)
     events.set_leader("gpufleet-0_ab12cd34", True)
-    events.observe_admission("nlp", 30)
+    events.observe_admission(
+        "nlp", 30, accelerators=8, site="onprem-fra", accelerator_class="nvidia-h100"
+    )
     events.count_preemption(PreemptionReason.RECLAIM)
     events.count_eviction(EvictionReason.PREEMPTED)
     return events

@@ -105,6 +105,21 @@ def test_admission_wait_is_per_queue_and_forgotten_with_the_queue(
     assert registry.get_sample_value(count, {"queue": "vision"}) == 1
 
 
+def test_admitted_accelerators_count_by_site_and_class_and_go_with_the_queue(
+    registry: CollectorRegistry, events: OperatorMetrics
+) -> None:
+    name = "gpufleet_queue_admitted_accelerators_total"
+    where = {"queue": "nlp", "site": "fra", "accelerator_class": "nvidia-h100"}
+    events.observe_admission("nlp", 5, accelerators=8, site="fra", accelerator_class="nvidia-h100")
+    events.observe_admission("nlp", 1, accelerators=2, site="fra", accelerator_class="nvidia-h100")
+    events.observe_admission("nlp", 1)  # no placement given: only the wait is observed
+    assert registry.get_sample_value(name, where) == 10
+    with pytest.raises(ValueError, match="accelerators must be >= 0"):
+        events.observe_admission("nlp", 1, accelerators=-1, site="fra", accelerator_class="x")
+    events.forget_queue("nlp")
+    assert registry.get_sample_value(name, where) is None
+
+
 def test_build_info_names_the_version(registry: CollectorRegistry, events: OperatorMetrics) -> None:
     samples = [
         s

@@ -27,7 +27,12 @@ DaysBackOpt = Annotated[
     int, typer.Option("--days-back", help="With --prometheus: days of history to read.")
 ]
 TargetOpt = Annotated[
-    str, typer.Option("--target", help="demand (allocated + pending), allocated, or true.")
+    str,
+    typer.Option(
+        "--target",
+        help="demand (offered load; allocated + pending without admission counts), "
+        "backlog (allocated + pending), allocated, or true.",
+    ),
 ]
 JobsOpt = Annotated[int, typer.Option("--jobs", help="Processes fitting models (0: all cores).")]
 
@@ -56,12 +61,12 @@ def parse_duration(text: str) -> int:
 def _daily(history: Path | None, prometheus: str | None, days_back: int, target: str) -> Any:
     from gpufleet.forecast.history import HistoryError, read_csv
     from gpufleet.forecast.prometheus import read_prometheus
-    from gpufleet.forecast.series import Target, daily
+    from gpufleet.forecast.series import TARGETS, Target, daily
 
     if (history is None) == (prometheus is None):
         raise fail("give exactly one of --history FILE and --prometheus URL")
-    if target not in ("demand", "allocated", "true"):
-        raise fail(f"--target: demand, allocated or true (got {target!r})")
+    if target not in TARGETS:
+        raise fail(f"--target: demand, backlog, allocated or true (got {target!r})")
     try:
         if history is not None:
             hist = read_csv(history)

@@ -96,6 +96,7 @@ def simulate_history(run: HistoryRun) -> tuple[History, dict[str, float]]:
         series.capacity,
         series.admission_wait,
         series.demand_true,
+        series.admitted,
     )
     last = slice(-7 * 24, None)
     summary = {

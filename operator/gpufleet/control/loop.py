@@ -626,7 +626,14 @@ class SchedulingLoop:
         model = inputs.workload_models.get(a.workload)
         if self.metrics is not None and model is not None:
             since = waiting_since(body)
-            self.metrics.observe_admission(model.spec.queue, max(now - since, 0.0))
+            pool = next((p for p in inputs.pools if p.name == a.pool), None)
+            self.metrics.observe_admission(
+                model.spec.queue,
+                max(now - since, 0.0),
+                accelerators=model.spec.total_accelerators,
+                site=a.site,
+                accelerator_class=pool.accelerator_class if pool is not None else "",
+            )
         self._event(
             body,
             "Normal",

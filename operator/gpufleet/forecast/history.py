@@ -10,10 +10,12 @@ The CSV export has one row per hour and (site, accelerator class, queue):
 | `pending` | mean accelerators asked by the queue's pending workloads over the hour |
 | `capacity` | installed accelerators of the site and class (the same on every queue's row) |
 | `admission_wait_seconds` | mean wait of the hour's admissions; empty when none |
+| `admitted` | optional: accelerators of the workloads admitted in the hour |
 | `demand_true` | optional, simulations only: demand if capacity were unlimited |
 
-Empty cells are missing values. The forecast target is demand = allocated + pending:
-allocation alone is capped by capacity, so a model of it learns the capacity.
+Empty cells are missing values. The forecast target is demand, estimated from these
+(`gpufleet.forecast.series.offered_load`): allocation alone is capped by capacity, so a
+model of it learns the capacity.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ COLUMNS = (
     "admission_wait_seconds",
 )
 TRUTH = "demand_true"
+ADMITTED = "admitted"
+OPTIONAL = (ADMITTED, TRUTH)
 HOUR = np.timedelta64(3600, "s")
 
 
@@ -63,35 +67,46 @@ class History:
     capacity: FloatArray
     admission_wait: FloatArray
     demand_true: FloatArray | None = None
+    # Accelerators admitted per hour (a counter's hourly increase); None when not exported.
+    admitted: FloatArray | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.keys), self.hours)
         for name in ("allocated", "pending", "capacity", "admission_wait"):
             if getattr(self, name).shape != shape:
                 raise ValueError(f"history: {name} has shape {getattr(self, name).shape}")
-        if self.demand_true is not None and self.demand_true.shape != shape:
-            raise ValueError("history: demand_true has the wrong shape")
+        for name in OPTIONAL:
+            if (
+                getattr(self, _FIELD[name]) is not None
+                and getattr(self, _FIELD[name]).shape != shape
+            ):
+                raise ValueError(f"history: {name} has the wrong shape")
 
     @property
     def hours(self) -> int:
         return int(self.allocated.shape[1])
 
     @property
-    def demand(self) -> FloatArray:
-        """Unconstrained demand as observed: admitted plus pending accelerators."""
+    def backlog(self) -> FloatArray:
+        """Allocated plus pending accelerators: demand only while no backlog builds up."""
         return self.allocated + self.pending
 
     def timestamps(self) -> npt.NDArray[np.datetime64]:
         return self.start + np.arange(self.hours) * HOUR
 
 
+_FIELD = {ADMITTED: "admitted", TRUTH: "demand_true"}
+
+
 def write_csv(history: History, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     times = [_iso(t) for t in history.timestamps()]
-    truth = history.demand_true
+    extra = [
+        (name, arr) for name in OPTIONAL if (arr := getattr(history, _FIELD[name])) is not None
+    ]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS + ((TRUTH,) if truth is not None else ()))
+        writer.writerow(COLUMNS + tuple(name for name, _ in extra))
         for hour, stamp in enumerate(times):
             for k, key in enumerate(history.keys):
                 row = [
@@ -102,8 +117,7 @@ def write_csv(history: History, path: Path) -> None:
                     _num(history.capacity[k, hour]),
                     _num(history.admission_wait[k, hour]),
                 ]
-                if truth is not None:
-                    row.append(_num(truth[k, hour]))
+                row.extend(_num(arr[k, hour]) for _, arr in extra)
                 writer.writerow(row)
 
 
@@ -136,10 +150,10 @@ def read_csv(path: Path) -> History:
         missing = [c for c in COLUMNS if c not in fields]
         if missing:
             raise HistoryError(f"{path}:1: header: missing column(s) {', '.join(missing)}")
-        has_truth = TRUTH in fields
+        present = tuple(name for name in OPTIONAL if name in fields)
         rows: list[tuple[np.datetime64, Key, list[float]]] = []
         problems: list[str] = []
-        values = [*COLUMNS[4:], *((TRUTH,) if has_truth else ())]
+        values = [*COLUMNS[4:], *present]
         for row in reader:
             line = reader.line_num
             try:
@@ -167,20 +181,24 @@ def read_csv(path: Path) -> History:
         raise HistoryError("\n".join(problems))
     if not rows:
         raise HistoryError(f"{path}: no rows")
-    return from_rows(rows, has_truth)
+    return from_rows(rows, present)
 
 
 def from_rows(
-    rows: Sequence[tuple[np.datetime64, Key, Sequence[float]]], has_truth: bool
+    rows: Sequence[tuple[np.datetime64, Key, Sequence[float]]],
+    optional: Sequence[str] = (),
 ) -> History:
-    """Rows of (hour, key, [allocated, pending, capacity, wait(, truth)]) as a History."""
+    """Rows of (hour, key, [allocated, pending, capacity, wait, *optional]) as a History;
+    `optional` names the extra columns in their order (names from `OPTIONAL`)."""
+    extra = tuple(optional)
     start = min(r[0] for r in rows)
     end = max(r[0] for r in rows)
     hours = int((end - start) // HOUR) + 1
     keys = tuple(sorted({r[1] for r in rows}))
     index = {k: i for i, k in enumerate(keys)}
-    width = 5 if has_truth else 4
+    width = 4 + len(extra)
     data = np.full((width, len(keys), hours), np.nan)
     for stamp, key, numbers in rows:
         data[:, index[key], int((stamp - start) // HOUR)] = numbers[:width]
-    return History(start, keys, data[0], data[1], data[2], data[3], data[4] if has_truth else None)
+    named = {_FIELD[name]: data[4 + i] for i, name in enumerate(extra)}
+    return History(start, keys, data[0], data[1], data[2], data[3], **named)

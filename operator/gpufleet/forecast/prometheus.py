@@ -6,7 +6,11 @@ Hourly means (`avg_over_time(...[1h])` at a one-hour step) of:
   by queue and accelerator class;
 - `gpufleet_pool_allocated_accelerators` and `gpufleet_pool_capacity_accelerators` by
   site and accelerator class;
-- the mean admission wait per queue from `gpufleet_admission_wait_duration_seconds`.
+- the mean admission wait per queue from `gpufleet_admission_wait_duration_seconds`;
+- accelerators admitted per hour (`increase(...[1h])`) of
+  `gpufleet_queue_admitted_accelerators_total` by queue, site and class: what the
+  offered-load estimate of demand needs (`series.offered_load`). An operator too old to
+  export it gives a history without it, and demand falls back to allocated + pending.
 
 The operator exports queue series without a site (a pending workload has none yet), so
 a queue's accelerators of a class are attributed to the sites that have the class: its
@@ -37,6 +41,7 @@ from gpufleet.metrics import (
     ADMISSION_WAIT,
     POOL_ALLOCATED,
     POOL_CAPACITY,
+    QUEUE_ADMITTED,
     QUEUE_ALLOCATED,
     QUEUE_PENDING,
 )
@@ -60,6 +65,9 @@ QUERIES = {
     "admission_wait": (
         f"sum by (queue) (increase({ADMISSION_WAIT.name}_sum[1h]))"
         f" / sum by (queue) (increase({ADMISSION_WAIT.name}_count[1h]))"
+    ),
+    "admitted": (
+        f"sum by (queue, site, accelerator_class) (increase({QUEUE_ADMITTED.name}[1h]))"
     ),
 }
 
@@ -143,6 +151,7 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
     p_alloc = by("pool_allocated", "site", "accelerator_class")
     p_cap = by("pool_capacity", "site", "accelerator_class")
     waits = by("admission_wait", "queue")
+    admitted = by("admitted", "queue", "site", "accelerator_class")
     if not p_cap:
         raise HistoryError(f"Prometheus: no {POOL_CAPACITY.name} series in the range")
     sites_of: dict[str, list[str]] = {}
@@ -150,7 +159,7 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
         sites_of.setdefault(cls, []).append(site)
     keys: list[Key] = []
     rows: dict[str, list[np.ndarray[Any, np.dtype[np.float64]]]] = {
-        "allocated": [], "pending": [], "capacity": [], "wait": []
+        "allocated": [], "pending": [], "capacity": [], "wait": [], "admitted": []
     }  # fmt: skip
     for queue, cls in sorted(set(q_alloc) | set(q_pend)):
         sites = sites_of.get(cls, [])
@@ -170,6 +179,8 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
             rows["pending"].append(q_pend.get((queue, cls), np.full(hours, np.nan)) * cap_share)
             rows["capacity"].append(p_cap[(site, cls)])
             rows["wait"].append(waits.get((queue,), np.full(hours, np.nan)))
+            # The counter exists once the queue's first admission there: none is 0.
+            rows["admitted"].append(admitted.get((queue, site, cls), np.zeros(hours)))
     if not keys:
         raise HistoryError("Prometheus: no queue series of a class that a pool has")
     order = sorted(range(len(keys)), key=lambda i: keys[i])  # the CSV reader's order
@@ -180,6 +191,7 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
         np.array(rows["pending"])[order],
         np.array(rows["capacity"])[order],
         np.array(rows["wait"])[order],
+        admitted=np.array(rows["admitted"])[order] if admitted else None,
     )
 
 

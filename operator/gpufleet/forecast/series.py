@@ -22,9 +22,12 @@ from gpufleet.forecast.history import History, Key
 
 FloatArray = npt.NDArray[np.float64]
 LEVELS = ("fleet", "site", "site_class", "queue")
-Target = Literal["demand", "allocated", "true"]
+Target = Literal["demand", "backlog", "allocated", "true"]
+TARGETS: tuple[str, ...] = ("demand", "backlog", "allocated", "true")
 # A day counts when at least this many of its hours were observed.
 MIN_HOURS = 12
+# Days over which the mean time an admitted accelerator is held is estimated (trailing).
+HOLD_WINDOW = 28
 
 
 @dataclass(frozen=True)
@@ -35,44 +38,116 @@ class Daily:
     keys: tuple[Key, ...]
     values: FloatArray  # [key, day]
     capacity: FloatArray  # [key, day]
+    # What `values` is: "demand" (offered load from the admission counter), "backlog"
+    # (allocated + pending; also `demand` when the history has no admission counts),
+    # "allocated" or "true".
+    target: str = "demand"
+
+
+def _has(series: FloatArray | None) -> bool:
+    return series is not None and bool(np.isfinite(series).any())
 
 
 def daily(history: History, target: Target = "demand") -> Daily:
-    """Daily means over whole days; ragged ends are dropped and interior gaps interpolated."""
+    """Daily means over whole days; ragged ends are dropped and interior gaps interpolated.
+
+    `demand` is the offered load (`offered_load`) when the history counts admitted
+    accelerators, else allocated + pending."""
+    if target == "demand" and not _has(history.admitted):
+        target = "backlog"
+    if target == "true" and history.demand_true is None:
+        raise ValueError("history: no demand_true column (only simulations have one)")
     if target == "demand":
-        hourly = history.demand
+        assert history.admitted is not None
+        parts = [history.allocated, history.pending, np.nan_to_num(history.admitted)]
+    elif target == "backlog":
+        parts = [history.backlog]
     elif target == "allocated":
-        hourly = history.allocated
+        parts = [history.allocated]
     else:
-        if history.demand_true is None:
-            raise ValueError("history: no demand_true column (only simulations have one)")
-        hourly = history.demand_true
+        assert history.demand_true is not None
+        parts = [history.demand_true]
+    days, means, capacity = _daily_means(history, parts)
+    if target == "demand":
+        groups = [(k.site, k.accelerator_class) for k in history.keys]
+        values = offered_load(means[0], means[1], means[2] * 24, groups)
+    else:
+        values = means[0]
+    return Daily(days, history.keys, values, capacity, target)
+
+
+def offered_load(
+    allocated: FloatArray,
+    pending: FloatArray,
+    admitted: FloatArray,
+    groups: Sequence[tuple[str, str]],
+    window: int = HOLD_WINDOW,
+) -> FloatArray:
+    """Daily demand [key, day] from daily mean allocated and pending accelerators and the
+    accelerators admitted per day: D_t = A_t + R_t (P_t - P_{t-1}).
+
+    Work is conserved: the accelerator-days that arrive in a day are either served (the
+    day's mean allocation) or join the backlog. The backlog's work is its pending
+    accelerators times the mean time R an accelerator is held once admitted, which
+    Little's law gives from what was served: R = sum(A) / sum(admitted) over the trailing
+    `window` days, pooled over the queues of each group (site and class) for a steadier
+    estimate. Without a backlog this is the allocation; under overload it adds the work
+    that queued up, not the queue itself (pending is a stock: allocated + pending grows
+    with every day the overload lasts)."""
+    hold = np.zeros_like(allocated)
+    for group in sorted(set(groups)):
+        rows = [i for i, g in enumerate(groups) if g == group]
+        served = _trailing_sum(allocated[rows].sum(axis=0), window)
+        count = _trailing_sum(admitted[rows].sum(axis=0), window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # Nothing admitted for a whole window: held for at least the window.
+            r = np.where(count > 0, served / count, float(window))
+        hold[rows] = np.clip(r, 0.0, float(window))
+    growth = np.diff(pending, axis=1, prepend=pending[:, :1])
+    return np.asarray(np.maximum(allocated + hold * growth, 0.0), dtype=np.float64)
+
+
+def _trailing_sum(x: FloatArray, window: int) -> FloatArray:
+    """Sum of the last `window` values up to and including each day."""
+    total = np.cumsum(x)
+    before = np.concatenate((np.zeros(min(window, x.size)), total[:-window]))
+    return np.asarray(total - before, dtype=np.float64)
+
+
+def _daily_means(
+    history: History, hourly_parts: Sequence[FloatArray]
+) -> tuple[npt.NDArray[np.datetime64], list[FloatArray], FloatArray]:
+    """Days, each part's daily means [key, day] and the daily capacity."""
     first = history.start.astype("datetime64[D]")
     # Align to midnight UTC: pad the first partial day with missing hours.
     lead = int((history.start - first.astype("datetime64[s]")) // np.timedelta64(3600, "s"))
     total = lead + history.hours
     n_days = -(-total // 24)
-    grid = np.full((len(history.keys), n_days * 24), np.nan)
-    grid[:, lead:total] = hourly
-    cap = np.full_like(grid, np.nan)
-    cap[:, lead:total] = history.capacity
-    by_day = grid.reshape(len(history.keys), n_days, 24)
-    cap_by_day = cap.reshape(len(history.keys), n_days, 24)
+
+    def by_day(hourly: FloatArray) -> FloatArray:
+        grid = np.full((len(history.keys), n_days * 24), np.nan)
+        grid[:, lead:total] = hourly
+        return grid.reshape(len(history.keys), n_days, 24)
+
+    first_part = by_day(hourly_parts[0])
     # A day is observed when the fleet as a whole reported enough of its hours.
-    seen = (~np.isnan(by_day)).any(axis=0).sum(axis=1) >= MIN_HOURS
+    seen = (~np.isnan(first_part)).any(axis=0).sum(axis=1) >= MIN_HOURS
     if not seen.any():
         raise ValueError("history: no day with enough hourly observations")
     lo, hi = int(np.argmax(seen)), n_days - int(np.argmax(seen[::-1]))
+    means: list[FloatArray] = []
     with warnings.catch_warnings():
         # All-NaN slices (missing days, a queue absent from a site) are expected here.
         warnings.simplefilter("ignore", RuntimeWarning)
-        values = np.nanmean(by_day[:, lo:hi], axis=2)
-        capacity = np.nanmax(cap_by_day[:, lo:hi], axis=2)
-    values = _interpolate(np.where(seen[lo:hi], values, np.nan))
-    values = np.nan_to_num(values, nan=0.0)  # a queue never seen at a site: no demand there
+        for k, part in enumerate(hourly_parts):
+            values = np.nanmean((first_part if k == 0 else by_day(part))[:, lo:hi], axis=2)
+            values = _interpolate(np.where(seen[lo:hi], values, np.nan))
+            # A queue never seen at a site: no demand there.
+            means.append(np.nan_to_num(values, nan=0.0))
+        capacity = np.nanmax(by_day(history.capacity)[:, lo:hi], axis=2)
     capacity = _ffill(capacity)
     days = first + np.arange(lo, hi).astype("timedelta64[D]")
-    return Daily(days, history.keys, values, capacity)
+    return days, means, capacity
 
 
 def _interpolate(values: FloatArray) -> FloatArray:

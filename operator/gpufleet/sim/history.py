@@ -232,6 +232,9 @@ class HourlySeries:
     admission_wait: FloatArray  # mean seconds of the hour's admissions; NaN when none
     capacity: FloatArray  # installed (online) accelerators of the key's site and class
     demand_true: FloatArray
+    # Accelerators of the workloads admitted (placed) in the hour, at the site placed: what
+    # the operator's counter gpufleet_queue_admitted_accelerators_total adds up.
+    admitted: FloatArray
 
 
 def _integral(
@@ -287,6 +290,7 @@ def hourly(
 
     alloc_parts: dict[int, list[tuple[float, float, float]]] = {}
     wait_sum = np.zeros((len(keys), n_hours))
+    admitted = np.zeros((len(keys), n_hours))
     wait_count = np.zeros((len(keys), n_hours))
     pending_parts: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     runs_of: dict[int, list[tuple[float, float, bool, int]]] = {}
@@ -308,6 +312,7 @@ def hourly(
             if 0 <= hour < n_hours:
                 wait_sum[k, hour] += began - waiting
                 wait_count[k, hour] += 1
+                admitted[k, hour] += job.gpus
             waiting = math.inf if completed else end
         if math.isfinite(waiting):
             pending_parts.setdefault((cls, job.queue), []).append((waiting, math.inf, job.gpus))
@@ -334,4 +339,4 @@ def hourly(
                 target[k] = _integral(a[:, 0], a[:, 1], a[:, 2], edges) * share[(s, c)]
     with np.errstate(invalid="ignore", divide="ignore"):
         wait = np.where(wait_count > 0, wait_sum / wait_count, np.nan)
-    return HourlySeries(keys, allocated, pending, wait, capacity, truth)
+    return HourlySeries(keys, allocated, pending, wait, capacity, truth, admitted)
