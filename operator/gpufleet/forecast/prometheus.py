@@ -66,9 +66,7 @@ QUERIES = {
         f"sum by (queue) (increase({ADMISSION_WAIT.name}_sum[1h]))"
         f" / sum by (queue) (increase({ADMISSION_WAIT.name}_count[1h]))"
     ),
-    "admitted": (
-        f"sum by (queue, site, accelerator_class) (increase({QUEUE_ADMITTED.name}[1h]))"
-    ),
+    "admitted": (f"sum by (queue, site, accelerator_class) (increase({QUEUE_ADMITTED.name}[1h]))"),
 }
 
 Fetch = Callable[[str], Any]
