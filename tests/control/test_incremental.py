@@ -88,3 +88,27 @@ def test_unchanged_workloads_keep_their_derived_models_and_changed_ones_are_redo
     w.cache.put_object("Workload", "ns/wait", None)
     t.translate(w.cache.view())
     assert "ns/wait" not in t.derived, "a deleted workload's derived models are dropped"
+
+
+def test_a_refused_workload_does_not_keep_old_translations_alive() -> None:
+    """Its refusal is remembered as words, not as an exception whose traceback would hold
+    every translation's frames (and their Inputs) for as long as it is remembered."""
+    import gc
+    import weakref
+
+    w = world()
+    body = w.cache.workloads["ns/run"]
+    placement = body["status"]["placement"]
+    two = [{"index": 0, "node": "fra-0"}, {"index": 1, "node": "fra-1"}]  # 1 replica: refused
+    bad = {**body, "status": {**body["status"], "placement": {**placement, "replicas": two}}}
+    w.cache.put_object("Workload", "ns/run", bad)
+    t = IncrementalTranslator()
+    made = []
+    for i in range(5):
+        w.queue("q", ["ns"], deserved=i + 1)
+        inputs = t.translate(w.cache.view())
+        assert ("Workload", "ns/run") in inputs.invalid
+        made.append(weakref.ref(inputs))
+    del inputs
+    gc.collect()
+    assert sum(r() is not None for r in made) <= 1

@@ -69,7 +69,11 @@ class Derived:
     model: Workload
     accelerators: tuple[str, ...] | None = None  # the names `asks` was found against
     asks: str | None = None
-    made: tuple[float, core.Placement | None, core.Workload | core.ModelError] | None = None
+    # The core model, or the refusal's (kind, name, field, rule): an exception kept and
+    # raised again would keep every translation's frames alive through its traceback.
+    made: tuple[float, core.Placement | None, core.Workload | tuple[str, str, str, str]] | None = (
+        None
+    )
 
     def template_asks(self, accelerators: tuple[str, ...]) -> str | None:
         if self.accelerators != accelerators:
@@ -83,16 +87,16 @@ class Derived:
         """Raises the `core.ModelError` the model gives, as `_core_workload` does."""
         made = self.made
         if made is None or made[0] != created_at or made[1] != placement:
-            result: core.Workload | core.ModelError
+            result: core.Workload | tuple[str, str, str, str]
             try:
                 result = _core_workload(
                     key, self.model.spec, self.model.status, created_at, placement
                 )
             except core.ModelError as exc:
-                result = exc
+                result = (exc.kind, exc.name, exc.field, exc.rule)
             made = self.made = (created_at, placement, result)
-        if isinstance(made[2], core.ModelError):
-            raise made[2]
+        if isinstance(made[2], tuple):
+            raise core.ModelError(*made[2])
         return made[2]
 
 
