@@ -46,14 +46,19 @@ def _decided(inputs: Any) -> core.CycleResult:
     )
 
 
+def _deciding_loop(writer: Writer, loops: list[SchedulingLoop]) -> SchedulingLoop:
+    """A loop over `_world()` whose core decides as `_decided` says."""
+    loop = scheduling_loop(_world(), writer)
+    loops.append(loop)
+    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    return loop
+
+
 def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_cycle(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
-    world = _world()
     writer = Writer(refuse=frozenset({"low"}))  # the victim's write conflicts
-    loop = scheduling_loop(world, writer)
-    loops.append(loop)
-    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop = _deciding_loop(writer, loops)
     loop.cycle()
     assert ("high", "Admitted") not in writer.written  # its preemptor: held as before
     assert ("x", "Admitted") not in writer.written, "x counted on q's quota and fra's room"
@@ -63,11 +68,8 @@ def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_c
 def test_with_the_eviction_recorded_every_admission_goes_ahead(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
-    world = _world()
     writer = Writer()
-    loop = scheduling_loop(world, writer)
-    loops.append(loop)
-    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop = _deciding_loop(writer, loops)
     loop.cycle()
     assert {w for w, phase in writer.written if phase == "Admitted"} == {"high", "x", "y"}
 
@@ -115,11 +117,8 @@ def test_a_victim_of_a_refused_preemptor_holds_what_counted_on_its_room(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     """The gate refuses `high`, so `low`'s eviction is never written; `x` counted on it."""
-    world = _world()
     writer = Writer()
-    loop = scheduling_loop(world, writer)
-    loops.append(loop)
-    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop = _deciding_loop(writer, loops)
     loop.guard.refuse = lambda *args, **kwargs: {"ns/high"}  # type: ignore[method-assign]
     loop.cycle()
     assert ("low", "Preempted") not in writer.written
@@ -150,18 +149,25 @@ class CasWriter(Writer):
         return out
 
 
+def _preempting(phase: str, pod_phase: str) -> World:
+    """`high` waits and may preempt `low` (fra-0, in `phase`, its pod in `pod_phase`); the
+    only other node holds `low2`, of a higher priority."""
+    world = World(nodes=1).queue("q", ["ns"])
+    world.placed("ns", "low", "q", "fra", "h100", ["fra-0"], priority=0, phase=phase)
+    world.pod(HUB, "ns", "low", 0, "fra-0", phase=pod_phase)
+    world.placed("ns", "low2", "q", "ams", "h200", ["ams-0"], priority=200)
+    world.pod("ams", "ns", "low2", 0, "ams-0")
+    world.workload("ns", "high", "q", priority=100)
+    return world
+
+
 def test_a_workload_that_just_finished_is_not_evicted_and_queued_again(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     """The lifecycle records `low` Succeeded; the core, on the cycle's view, still sees it
     running and evicts it for `high`. That eviction must fail (the recorded finish stands),
     not turn a finished workload into a Preempted one that runs again."""
-    world = World(nodes=1).queue("q", ["ns"])
-    world.placed("ns", "low", "q", "fra", "h100", ["fra-0"], priority=0)
-    world.pod(HUB, "ns", "low", 0, "fra-0", phase="Succeeded")
-    world.placed("ns", "low2", "q", "ams", "h200", ["ams-0"], priority=200)
-    world.pod("ams", "ns", "low2", 0, "ams-0")
-    world.workload("ns", "high", "q", priority=100)
+    world = _preempting(phase="Running", pod_phase="Succeeded")
     writer = CasWriter()
     loop = scheduling_loop(world, writer)
     loops.append(loop)
@@ -175,14 +181,8 @@ def test_a_workload_just_recorded_running_is_evicted_on_its_recorded_version(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
     """Still running where it was placed: the eviction builds on the lifecycle's write."""
-    world = World(nodes=1).queue("q", ["ns"])
-    world.placed("ns", "low", "q", "fra", "h100", ["fra-0"], priority=0, phase="Admitted")
-    world.pod(HUB, "ns", "low", 0, "fra-0")
-    world.placed("ns", "low2", "q", "ams", "h200", ["ams-0"], priority=200)
-    world.pod("ams", "ns", "low2", 0, "ams-0")
-    world.workload("ns", "high", "q", priority=100)
     writer = CasWriter()
-    loop = scheduling_loop(world, writer)
+    loop = scheduling_loop(_preempting(phase="Admitted", pod_phase="Running"), writer)
     loops.append(loop)
     loop.cycle()
     assert writer.written[:2] == [("low", "Running"), ("low", "Preempted")]
