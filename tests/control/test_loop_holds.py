@@ -7,6 +7,7 @@ from typing import Any
 from gpufleet import core
 from gpufleet.control.holds import held_by_unrecorded, queue_root
 from gpufleet.control.loop import SchedulingLoop
+from gpufleet.control.writer import ConflictError
 from gpufleet.observed.cache import HUB
 from gpufleet.observed.translate import core_node_name
 
@@ -45,14 +46,19 @@ def _decided(inputs: Any) -> core.CycleResult:
     )
 
 
+def _deciding_loop(writer: Writer, loops: list[SchedulingLoop]) -> SchedulingLoop:
+    """A loop over `_world()` whose core decides as `_decided` says."""
+    loop = scheduling_loop(_world(), writer)
+    loops.append(loop)
+    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    return loop
+
+
 def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_cycle(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
-    world = _world()
     writer = Writer(refuse=frozenset({"low"}))  # the victim's write conflicts
-    loop = scheduling_loop(world, writer)
-    loops.append(loop)
-    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop = _deciding_loop(writer, loops)
     loop.cycle()
     assert ("high", "Admitted") not in writer.written  # its preemptor: held as before
     assert ("x", "Admitted") not in writer.written, "x counted on q's quota and fra's room"
@@ -62,11 +68,8 @@ def test_admissions_that_may_count_on_an_unrecorded_eviction_wait_for_the_next_c
 def test_with_the_eviction_recorded_every_admission_goes_ahead(
     pods: dict[str, list[Any]], loops: list[SchedulingLoop]
 ) -> None:
-    world = _world()
     writer = Writer()
-    loop = scheduling_loop(world, writer)
-    loops.append(loop)
-    loop._schedule = lambda view, inputs, busy, now, steps: (inputs, _decided(inputs))  # type: ignore[method-assign]
+    loop = _deciding_loop(writer, loops)
     loop.cycle()
     assert {w for w, phase in writer.written if phase == "Admitted"} == {"high", "x", "y"}
 
@@ -108,3 +111,78 @@ def test_a_standby_that_takes_over_dispatches_in_its_first_cycle(
     loop.turn()
     assert loop.translator.reused == "all", "the takeover reused the standby's inputs"
     assert pods["created"] == [(HUB, "ns/w-e1-0")], "the new leader dispatched nothing"
+
+
+def test_a_victim_of_a_refused_preemptor_holds_what_counted_on_its_room(
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
+) -> None:
+    """The gate refuses `high`, so `low`'s eviction is never written; `x` counted on it."""
+    writer = Writer()
+    loop = _deciding_loop(writer, loops)
+    loop.guard.refuse = lambda *args, **kwargs: {"ns/high"}  # type: ignore[method-assign]
+    loop.cycle()
+    assert ("low", "Preempted") not in writer.written
+    assert ("x", "Admitted") not in writer.written, "x counted on low's room, never freed"
+    assert ("y", "Admitted") in writer.written
+
+
+class CasWriter(Writer):
+    """As the API server: a status write on a stale resourceVersion conflicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: dict[str, str] = {}
+
+    def patch_status(
+        self, kind: str, body: dict[str, Any], status: dict[str, Any], *, cas: bool = True
+    ) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if (
+            kind == "Workload"
+            and self.current.get(name, body["metadata"]["resourceVersion"])
+            != (body["metadata"]["resourceVersion"])
+        ):
+            raise ConflictError(f"{name} changed")
+        out = super().patch_status(kind, body, status, cas=cas)
+        if kind == "Workload":
+            self.current[name] = out["metadata"]["resourceVersion"]
+        return out
+
+
+def _preempting(phase: str, pod_phase: str) -> World:
+    """`high` waits and may preempt `low` (fra-0, in `phase`, its pod in `pod_phase`); the
+    only other node holds `low2`, of a higher priority."""
+    world = World(nodes=1).queue("q", ["ns"])
+    world.placed("ns", "low", "q", "fra", "h100", ["fra-0"], priority=0, phase=phase)
+    world.pod(HUB, "ns", "low", 0, "fra-0", phase=pod_phase)
+    world.placed("ns", "low2", "q", "ams", "h200", ["ams-0"], priority=200)
+    world.pod("ams", "ns", "low2", 0, "ams-0")
+    world.workload("ns", "high", "q", priority=100)
+    return world
+
+
+def test_a_workload_that_just_finished_is_not_evicted_and_queued_again(
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
+) -> None:
+    """The lifecycle records `low` Succeeded; the core, on the cycle's view, still sees it
+    running and evicts it for `high`. That eviction must fail (the recorded finish stands),
+    not turn a finished workload into a Preempted one that runs again."""
+    world = _preempting(phase="Running", pod_phase="Succeeded")
+    writer = CasWriter()
+    loop = scheduling_loop(world, writer)
+    loops.append(loop)
+    loop.cycle()
+    assert ("low", "Succeeded") in writer.written
+    assert ("low", "Preempted") not in writer.written
+    assert world.cache.workloads["ns/low"]["status"]["phase"] == "Succeeded"
+
+
+def test_a_workload_just_recorded_running_is_evicted_on_its_recorded_version(
+    pods: dict[str, list[Any]], loops: list[SchedulingLoop]
+) -> None:
+    """Still running where it was placed: the eviction builds on the lifecycle's write."""
+    writer = CasWriter()
+    loop = scheduling_loop(_preempting(phase="Admitted", pod_phase="Running"), writer)
+    loops.append(loop)
+    loop.cycle()
+    assert writer.written[:2] == [("low", "Running"), ("low", "Preempted")]

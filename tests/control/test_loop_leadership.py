@@ -221,3 +221,57 @@ def test_the_cache_catches_up_with_a_list_newer_objects_in_deleted_ones_out() ->
     assert "ns/new" in world.cache.workloads, "seen by the watch after the list: not deleted"
     world.cache.put_object("Workload", "ns/kept", stale)  # a late watch event: older
     assert world.cache.workloads["ns/kept"] is fresh
+
+
+def test_an_object_the_watch_deletes_while_the_catch_up_lists_stays_deleted() -> None:
+    world = World(nodes=1).queue("q", ["ns"])
+    body = world.workload("ns", "w", "q")
+    listed = {"ns/w": body}  # the LIST's snapshot, taken before the delete
+    world.cache.begin_catch_up()
+    world.cache.put_object("Workload", "ns/w", None)  # the watch's DELETED event
+    world.cache.catch_up("Workload", listed, listed_at=int(body["metadata"]["resourceVersion"]))
+    world.cache.end_catch_up()
+    assert "ns/w" not in world.cache.workloads, "a deleted workload came back"
+    world.cache.catch_up("Workload", listed, listed_at=0)  # no catch-up open: as listed
+    assert "ns/w" in world.cache.workloads
+
+
+def test_leading_again_catches_up_again_even_if_no_turn_saw_the_lead_lost(
+    world: World, loops: list[SchedulingLoop]
+) -> None:
+    caught_up: list[int] = []
+    loop = gated(world, Writer(), Gate(10**6), loops)
+    loop.catch_up = lambda: caught_up.append(1)
+    loop.turn()
+    loop.turn()
+    assert len(caught_up) == 1
+    loop.lead_lost()  # lost and won back between two turns
+    loop.turn()
+    assert len(caught_up) == 2
+
+
+def test_a_list_whose_continue_token_expired_is_taken_again() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from gpufleet.api.v1alpha1 import KIND_INFO
+    from gpufleet.control.operator import _list_kind
+
+    def item(name: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}}
+
+    calls: list[str | None] = []
+
+    class Custom:
+        def list_cluster_custom_object(self, *args: object, **kw: object) -> dict[str, object]:
+            token = kw.get("_continue")
+            calls.append(token if isinstance(token, str) else None)
+            if token is None:
+                return {"items": [item("a")], "metadata": {"resourceVersion": "9", "continue": "t"}}
+            if calls.count("t") == 1:
+                raise ApiException(status=410, reason="Expired")
+            return {"items": [item("b")], "metadata": {"resourceVersion": "9"}}
+
+    items, listed_at = _list_kind(Custom(), KIND_INFO["Workload"])
+    assert calls == [None, "t", None, "t"], "started again from the first page"
+    assert set(items) == {"ns/a", "ns/b"}
+    assert listed_at == 9

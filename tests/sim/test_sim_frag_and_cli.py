@@ -55,14 +55,20 @@ def app() -> typer.Typer:
     return root
 
 
+NODES = "sn,cpu_milli,memory_mib,gpu,model\n"
+TRACE = "name,arrival,runtime,replicas,accelerators,classes,queue,residency\n"
+
+
+def fleet_and_trace(tmp_path: Path, nodes: str, trace: str) -> tuple[Path, Path]:
+    """Node rows and trace rows written under their headers as CSV files; their paths."""
+    (tmp_path / "nodes.csv").write_text(NODES + nodes)
+    (tmp_path / "trace.csv").write_text(TRACE + trace)
+    return tmp_path / "nodes.csv", tmp_path / "trace.csv"
+
+
 def test_simulate_prints_json_writes_charts_and_markdown(tmp_path: Path) -> None:
-    nodes = tmp_path / "nodes.csv"
-    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,2,T4\n")
-    trace = tmp_path / "trace.csv"
-    trace.write_text(
-        "name,arrival,runtime,replicas,accelerators,classes,queue,residency\n"
-        "a,0,10,1,2,,,\nc,1,5,1,4,,,\nd,12,1,1,1,,,\n"
-    )
+    rows = "a,0,10,1,2,,,\nc,1,5,1,4,,,\nd,12,1,1,1,,,\n"
+    nodes, trace = fleet_and_trace(tmp_path, "n0,1,1,4,T4\nn1,1,1,2,T4\n", rows)
     result = CliRunner().invoke(
         app(),
         [
@@ -106,13 +112,8 @@ def test_simulate_max_wait_lets_a_queue_over_its_share_go_first(tmp_path: Path) 
     # One GPU. Queue b holds it alone for 1000 s (b0), so at t=1000 it is far over its
     # share: fairness alone starts a0 (queue a, waited 500 s) before b1 (waited 998 s).
     # With --max-wait 100 both are past the bound and the older, b1, goes first.
-    nodes = tmp_path / "nodes.csv"
-    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,1,T4\n")
-    trace = tmp_path / "trace.csv"
-    trace.write_text(
-        "name,arrival,runtime,replicas,accelerators,classes,queue,residency\n"
-        "b0,0,1000,1,1,,b,\nb1,2,10,1,1,,b,\na0,500,10,1,1,,a,\n"
-    )
+    rows = "b0,0,1000,1,1,,b,\nb1,2,10,1,1,,b,\na0,500,10,1,1,,a,\n"
+    nodes, trace = fleet_and_trace(tmp_path, "n0,1,1,1,T4\n", rows)
     base = ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--shares", "a=1,b=1"]
     base += ["--policy", "gpufleet", "--json"]
     waits = {}

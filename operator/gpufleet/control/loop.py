@@ -71,7 +71,13 @@ from gpufleet.metrics import (
 )
 from gpufleet.observed.cache import CacheView, FleetCache
 from gpufleet.observed.incremental import IncrementalTranslator
-from gpufleet.observed.translate import INVALID_SPEC, Excluded, Inputs, real_node_name
+from gpufleet.observed.translate import (
+    INVALID_SPEC,
+    RUNNING_PHASES,
+    Excluded,
+    Inputs,
+    real_node_name,
+)
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.gang import ensure_service, service_manifest
 from gpufleet.sites.manager import ConnectionManager
@@ -246,9 +252,19 @@ class SchedulingLoop:
             self.warm()
             return
         if not self._caught_up and self.catch_up is not None:
-            self.catch_up()
-        self._caught_up = True
+            # Set first: a loss of the lead while it lists (`lead_lost`) must stand.
+            self._caught_up = True
+            try:
+                self.catch_up()
+            except BaseException:
+                self._caught_up = False
+                raise
         self.cycle()
+
+    def lead_lost(self) -> None:
+        """From the election: the next time this replica leads, it catches up again, even
+        if it leads again before a turn has seen it not lead."""
+        self._caught_up = False
 
     # -- one cycle --------------------------------------------------------------
     def cycle(self) -> None:
@@ -281,7 +297,11 @@ class SchedulingLoop:
                 # would overcommit a node, a queue's limit or a site's power: it waits for
                 # the next cycle instead (control/holds.py).
                 held = evicted.room_not_made | refused
-                held |= held_by_unrecorded(result.admissions, evicted.not_written, inputs)
+                # Victims whose eviction was not recorded, or not even tried (its preemptor
+                # refused by the gate): the core counted their room as free all the same.
+                unrecorded = [*evicted.not_written]
+                unrecorded += [e.workload for e in result.evictions if e.preemptor in refused]
+                held |= held_by_unrecorded(result.admissions, unrecorded, inputs)
                 admissions = [a for a in result.admissions if a.workload not in held]
                 self._apply_admissions(  # 7
                     view.workloads, inputs, admissions, now, result.evictions
@@ -401,9 +421,12 @@ class SchedulingLoop:
         deleted = self._submit(partial(self._delete_stray, d) for d in plan.deletes)
         outcomes = self._outcomes(changed)
         for c, written in zip(plan.changes, outcomes, strict=True):
-            if written is not None:
+            if written is not None and c.phase in RUNNING_PHASES and not c.clear_placement:
                 # Later steps of this cycle write on top of this version, not the viewed one
                 # (an eviction of a workload just recorded Running would fail as a conflict).
+                # Only while it still runs where it was placed: an eviction decided on the
+                # viewed version of one that just finished or was requeued must keep failing
+                # its compare-and-swap, or a finished workload would be queued to run again.
                 bodies[c.workload] = written
         return replace(
             _recorded([c.workload for c in plan.changes], outcomes),
@@ -582,6 +605,8 @@ class SchedulingLoop:
         record = self._record_admission(bodies, a, now)
         if record is None:
             return None
+        if self.gate is not None:
+            self.gate.check()  # before the pods too: the placement's write may have been slow
         try:
             created = self._start_admitted(bodies[a.workload], a, record, inputs, now, hand_off)
         except NotLeaderError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION
+from gpufleet.api.v1alpha1 import GROUP, KIND_INFO, VERSION, Kind
 from gpufleet.control.elector import LeaderElector
 from gpufleet.control.events import EventCorrelator
 from gpufleet.control.leader import LEASE_NAME, ElectionConfig
@@ -169,29 +169,13 @@ class Operator:
 
         custom = client.CustomObjectsApi(api)
         changed = 0
-        for kind in KIND_INFO.values():
-            items: dict[str, dict[str, Any]] = {}
-            listed_at = 0
-            token: str | None = None
-            while True:
-                # Pages of one LIST share its snapshot (the continue token pins the version).
-                page = custom.list_cluster_custom_object(
-                    GROUP,
-                    VERSION,
-                    kind.plural,
-                    limit=LIST_PAGE,
-                    _request_timeout=60,
-                    **({"_continue": token} if token else {}),
-                )
-                for item in page.get("items", []):
-                    item.setdefault("kind", kind.name)
-                    items[kind.key(item["metadata"])] = item
-                meta = page.get("metadata", {})
-                listed_at = listed_at or int(meta.get("resourceVersion") or 0)
-                token = meta.get("continue")
-                if not token:
-                    break
-            changed += self.cache.catch_up(kind.name, items, listed_at)
+        self.cache.begin_catch_up()
+        try:
+            for kind in KIND_INFO.values():
+                items, listed_at = _list_kind(custom, kind)
+                changed += self.cache.catch_up(kind.name, items, listed_at)
+        finally:
+            self.cache.end_catch_up()
         return changed
 
     def _catch_up(self, api: Any) -> None:
@@ -210,6 +194,8 @@ class Operator:
         metrics.set_leader(self.identity, leading)
         if leading:
             self.cache.restart_fence_clocks(time.time())
+        elif self.loop is not None:
+            self.loop.lead_lost()
         # The loop switches between cycles and warm cycles at its next turn: now, not at resync.
         loop.call_soon_threadsafe(self.wake.set)
 
@@ -254,3 +240,41 @@ class Operator:
             self.connections.stop()
         if self.server is not None:
             self.server.close()
+
+
+def _list_kind(custom: Any, kind: Kind, attempts: int = 3) -> tuple[dict[str, dict[str, Any]], int]:
+    """Every object of `kind` by key, and the LIST's resourceVersion (0 if not a number).
+
+    Pages of one LIST share its snapshot (the continue token pins it). A token that
+    expired (410 Gone: the snapshot was compacted away) starts the LIST again."""
+    from kubernetes.client.exceptions import ApiException
+
+    for attempt in range(attempts):
+        items: dict[str, dict[str, Any]] = {}
+        listed_at = 0
+        token: str | None = None
+        try:
+            while True:
+                page = custom.list_cluster_custom_object(
+                    GROUP,
+                    VERSION,
+                    kind.plural,
+                    limit=LIST_PAGE,
+                    _request_timeout=60,
+                    **({"_continue": token} if token else {}),
+                )
+                for item in page.get("items", []):
+                    item.setdefault("kind", kind.name)
+                    items[kind.key(item["metadata"])] = item
+                meta = page.get("metadata", {})
+                if not listed_at:
+                    version = str(meta.get("resourceVersion") or "")
+                    listed_at = int(version) if version.isdigit() else 0
+                token = meta.get("continue")
+                if not token:
+                    return items, listed_at
+        except ApiException as exc:
+            if exc.status != 410 or attempt == attempts - 1:
+                raise
+            log.info("the LIST of %s expired mid-way; listing again", kind.plural)
+    raise AssertionError("unreachable")

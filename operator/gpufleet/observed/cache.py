@@ -108,6 +108,8 @@ class FleetCache:
         # so that a reader can tell which parts are as they were (observed/incremental.py):
         # objects (gpufleet's), namespaces, health (connected, synced), nodes (and pods).
         self.versions = {"objects": 0, "namespaces": 0, "health": 0, "nodes": 0}
+        # (kind, key) the watch deleted while a catch-up listed (see `begin_catch_up`).
+        self._deleted_while_listing: set[tuple[str, str]] | None = None
 
     # -- wake-ups --------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -124,6 +126,8 @@ class FleetCache:
         with self._lock:
             if body is None:
                 table.pop(key, None)
+                if self._deleted_while_listing is not None:
+                    self._deleted_while_listing.add((kind, key))
             else:
                 old = table.get(key)
                 # An echo of our own older write must not overwrite a newer one we assumed.
@@ -133,23 +137,38 @@ class FleetCache:
             self.versions["objects"] += 1
         self._changed()
 
-    def catch_up(self, kind: str, items: dict[str, dict[str, Any]], listed_at: int) -> int:
-        """Bring one kind up to a quorum LIST taken at resourceVersion `listed_at`.
+    def begin_catch_up(self) -> None:
+        """Before a catch-up's LIST: remember what the watch deletes meanwhile, which the
+        list (taken earlier) may still hold."""
+        with self._lock:
+            self._deleted_while_listing = set()
 
-        Objects newer in the list replace the cached ones; cached objects the list does not
-        hold and that are older than it were deleted. A watch event that arrives later with
-        an older version is ignored by `put_object`. Returns how many objects changed.
+    def end_catch_up(self) -> None:
+        with self._lock:
+            self._deleted_while_listing = None
+
+    def catch_up(self, kind: str, items: dict[str, dict[str, Any]], listed_at: int) -> int:
+        """Bring one kind up to a quorum LIST taken at resourceVersion `listed_at` (0:
+        unknown, then nothing is taken as deleted).
+
+        Objects newer in the list replace the cached ones, unless the watch deleted them
+        after `begin_catch_up`; cached objects the list does not hold and that are not
+        newer than it were deleted. A watch event that arrives later with an older version
+        is ignored by `put_object`. Returns how many objects changed.
         """
         table = self._tables[kind]
         changed = 0
         with self._lock:
+            gone = self._deleted_while_listing or set()
             for key, body in items.items():
                 old = table.get(key)
+                if (kind, key) in gone:
+                    continue
                 if old is None or _rv(old) < _rv(body):
                     table[key] = body
                     changed += 1
-            for key in [k for k, old in table.items() if k not in items]:
-                if _rv(table[key]) <= listed_at:
+            for key in [k for k in table if k not in items]:
+                if listed_at > 0 and _rv(table[key]) <= listed_at:
                     del table[key]
                     changed += 1
             if changed:

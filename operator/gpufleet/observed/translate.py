@@ -61,6 +61,49 @@ ParseCache = dict[tuple[str, str], tuple[str, Any, str | None]]
 
 
 @dataclass
+class Derived:
+    """What a workload's translation computes from its parsed model alone, kept while the
+    model is the same object (the parse cache hands out the same model until the object's
+    resourceVersion changes): its template's pod requests dominate a fleet's translation."""
+
+    model: Workload
+    accelerators: tuple[str, ...] | None = None  # the names `asks` was found against
+    asks: str | None = None
+    # The core model, or the refusal's (kind, name, field, rule): an exception kept and
+    # raised again would keep every translation's frames alive through its traceback.
+    made: tuple[float, core.Placement | None, core.Workload | tuple[str, str, str, str]] | None = (
+        None
+    )
+
+    def template_asks(self, accelerators: tuple[str, ...]) -> str | None:
+        if self.accelerators != accelerators:
+            self.accelerators = accelerators
+            self.asks = template_accelerator_field(self.model.spec.template.spec, accelerators)
+        return self.asks
+
+    def core_workload(
+        self, key: str, created_at: float, placement: core.Placement | None
+    ) -> core.Workload:
+        """Raises the `core.ModelError` the model gives, as `_core_workload` does."""
+        made = self.made
+        if made is None or made[0] != created_at or made[1] != placement:
+            result: core.Workload | tuple[str, str, str, str]
+            try:
+                result = _core_workload(
+                    key, self.model.spec, self.model.status, created_at, placement
+                )
+            except core.ModelError as exc:
+                result = (exc.kind, exc.name, exc.field, exc.rule)
+            made = self.made = (created_at, placement, result)
+        if isinstance(made[2], tuple):
+            raise core.ModelError(*made[2])
+        return made[2]
+
+
+DerivedCache = dict[str, Derived]
+
+
+@dataclass
 class Inputs:
     sites: list[core.Site] = field(default_factory=list)
     pools: list[core.Pool] = field(default_factory=list)
@@ -86,6 +129,7 @@ class Inputs:
     # Clusters whose Site is in use: the only ones whose pods the lifecycle touches.
     usable_clusters: set[str] = field(default_factory=set)
     parsed: ParseCache = field(default_factory=dict)
+    derived: DerivedCache = field(default_factory=dict)
 
     def set_aside(self, kind: str, key: str, rule: str, message: str) -> None:
         if (kind, key) not in self.invalid:
@@ -153,8 +197,10 @@ def translate(
     parsed: ParseCache | None = None,
     exclude: Excluded | None = None,
     now: float | None = None,
+    derived: DerivedCache | None = None,
 ) -> Inputs:
-    """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects.
+    """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects;
+    `derived`, kept the same way, saves re-deriving their requests and core models.
 
     `exclude` sets objects aside from the start, with their rule: the loop passes what the
     core refused (`core.ModelError`) so that it is left out with everything that follows
@@ -163,7 +209,10 @@ def translate(
     `now`: the cycle's time, to which the decayed usage read from Queue status is brought
     (None: taken as written).
     """
-    out = Inputs(parsed=parsed if parsed is not None else {})
+    out = Inputs(
+        parsed=parsed if parsed is not None else {},
+        derived=derived if derived is not None else {},
+    )
     for (kind, key), (rule, message) in (exclude or {}).items():
         out.set_aside(kind, key, rule, message)
     _sites(view, out)
@@ -205,6 +254,8 @@ def translate(
     )
     for gone in set(out.parsed) - live:
         del out.parsed[gone]
+    for gone_key in set(out.derived) - set(view.workloads):
+        del out.derived[gone_key]
     return out
 
 
@@ -432,8 +483,10 @@ def _workloads(
 ) -> None:
     """Parse, gate and convert every workload; the ones kept out go to `out.blocked`."""
     with_children = core.queues_with_children(out.queues)
-    accelerators = sorted(
-        set(ACCELERATOR_RESOURCES) | {p.spec.resource_name for p in out.pool_models.values()}
+    accelerators = tuple(
+        sorted(
+            set(ACCELERATOR_RESOURCES) | {p.spec.resource_name for p in out.pool_models.values()}
+        )
     )
     for key, body in sorted(view.workloads.items()):
         wl = _parse("Workload", Workload, key, body, out)
@@ -443,7 +496,10 @@ def _workloads(
             )
             continue
         out.workload_models[key] = wl
-        asks = template_accelerator_field(wl.spec.template.spec, accelerators)
+        derived = out.derived.get(key)
+        if derived is None or derived.model is not wl:
+            derived = out.derived[key] = Derived(wl)
+        asks = derived.template_asks(accelerators)
         if asks is not None:
             out.set_aside(
                 "Workload",
@@ -469,7 +525,7 @@ def _workloads(
         placement = _core_placement(gate.placement, out) if gate.placement is not None else None
         created_at = timestamp(body.get("metadata", {}).get("creationTimestamp"))
         try:
-            out.workloads.append(_core_workload(key, wl.spec, wl.status, created_at, placement))
+            out.workloads.append(derived.core_workload(key, created_at, placement))
         except core.ModelError as exc:
             out.set_aside("Workload", key, INVALID_SPEC, str(exc))
             if placement is None:  # a running one keeps running, outside the accounting
