@@ -533,12 +533,27 @@ class OperatorMetrics:
         self.evictions.labels(reason=EvictionReason(reason).value).inc(_positive(count))
 
     def forget_queue(self, queue: str) -> None:
-        """Drops a deleted queue's admission-wait series so it does not linger."""
+        """Drops a deleted queue's admission series so they do not linger."""
         with self._queues_lock:
             self._queues.discard(queue)
             with suppress(KeyError):
                 self.admission_wait.remove(queue)
             for site, cls in self._admitted_labels.pop(queue, set()):
+                with suppress(KeyError):
+                    self.admitted.remove(queue, site, cls)
+
+    def retain_admitted(self, wanted: Collection[tuple[str, str, str]]) -> None:
+        """The admitted-accelerators series, one per (queue, site, class) that can admit:
+        each exported from 0 before its first admission (Prometheus' `increase` cannot see
+        a series' first value), and dropped with its pool or site."""
+        with self._queues_lock:
+            have = {(q, s, c) for q, pairs in self._admitted_labels.items() for s, c in pairs}
+            for queue, site, cls in sorted(set(wanted) - have):
+                self.admitted.labels(queue=queue, site=site, accelerator_class=cls)
+                self._admitted_labels.setdefault(queue, set()).add((site, cls))
+                self._queues.add(queue)
+            for queue, site, cls in sorted(have - set(wanted)):
+                self._admitted_labels[queue].discard((site, cls))
                 with suppress(KeyError):
                     self.admitted.remove(queue, site, cls)
 

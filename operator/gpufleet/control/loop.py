@@ -313,6 +313,7 @@ class SchedulingLoop:
             self.view.summary = summary
             if self.metrics is not None:
                 self.metrics.retain_queues(view.queues)  # a deleted Queue's series go with it
+                self.metrics.retain_admitted(_admission_series(inputs))
             if time.monotonic() - self._last_fleet_status >= self.status_interval_seconds:
                 self._last_fleet_status = time.monotonic()
                 self._write_fleet_status(view, summary)
@@ -651,13 +652,13 @@ class SchedulingLoop:
         model = inputs.workload_models.get(a.workload)
         if self.metrics is not None and model is not None:
             since = waiting_since(body)
-            pool = next((p for p in inputs.pools if p.name == a.pool), None)
+            pool = inputs.pool_models.get(a.pool)
             self.metrics.observe_admission(
                 model.spec.queue,
                 max(now - since, 0.0),
                 accelerators=model.spec.total_accelerators,
                 site=a.site,
-                accelerator_class=pool.accelerator_class if pool is not None else "",
+                accelerator_class=pool.spec.accelerator_class if pool is not None else "",
             )
         self._event(
             body,
@@ -849,6 +850,20 @@ class SchedulingLoop:
 
     def _run_all(self, tasks: Iterable[Callable[[], T]]) -> list[T | None]:
         return self._outcomes(self._submit(tasks))
+
+
+def _admission_series(inputs: Inputs) -> set[tuple[str, str, str]]:
+    """(queue, site, class) for every leaf queue and pool of a class the queue has."""
+    parents = core.queues_with_children(inputs.queues)
+    out = set()
+    for name, queue in inputs.queue_models.items():
+        if name in parents or ("Queue", name) in inputs.invalid:
+            continue
+        classes = {r.accelerator_class for r in queue.spec.resources or ()}
+        for pool in inputs.pools:
+            if pool.accelerator_class in classes:
+                out.add((name, pool.site, pool.accelerator_class))
+    return out
 
 
 def _version(body: dict[str, Any]) -> str:

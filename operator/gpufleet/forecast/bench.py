@@ -54,7 +54,7 @@ def synthetic(bottom: int, days: int, seed: int = 0) -> Daily:
     values = np.maximum(level * trend * cycle * (1 + noise), 0.0)
     start = np.datetime64("2025-01-06")
     dates = start + np.arange(days).astype("timedelta64[D]")
-    return Daily(dates, keys, values, np.full_like(values, float(level.max()) * 4))
+    return Daily(dates, keys, values, np.full_like(values, float(level.max()) * 4), "true")
 
 
 def _tree_pss(root: int) -> int:

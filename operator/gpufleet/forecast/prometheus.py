@@ -150,6 +150,12 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
     p_cap = by("pool_capacity", "site", "accelerator_class")
     waits = by("admission_wait", "queue")
     admitted = by("admitted", "queue", "site", "accelerator_class")
+    # Hours the operator exported the counter at all: a series absent then admitted
+    # nothing; before (an operator too old to export it) nothing is known.
+    exported = np.zeros(hours, dtype=bool)
+    for counts in admitted.values():
+        exported |= ~np.isnan(counts)
+    none_admitted = np.where(exported, 0.0, np.nan)
     if not p_cap:
         raise HistoryError(f"Prometheus: no {POOL_CAPACITY.name} series in the range")
     sites_of: dict[str, list[str]] = {}
@@ -177,8 +183,12 @@ def read_prometheus(base: str, start: int, end: int, fetch: Fetch | None = None)
             rows["pending"].append(q_pend.get((queue, cls), np.full(hours, np.nan)) * cap_share)
             rows["capacity"].append(p_cap[(site, cls)])
             rows["wait"].append(waits.get((queue,), np.full(hours, np.nan)))
-            # The counter exists once the queue's first admission there: none is 0.
-            rows["admitted"].append(admitted.get((queue, site, cls), np.zeros(hours)))
+            counted = admitted.get((queue, site, cls))
+            rows["admitted"].append(
+                none_admitted
+                if counted is None
+                else np.where(exported, np.nan_to_num(counted), np.nan)
+            )
     if not keys:
         raise HistoryError("Prometheus: no queue series of a class that a pool has")
     order = sorted(range(len(keys)), key=lambda i: keys[i])  # the CSV reader's order

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,7 @@ from gpufleet.forecast.history import History, Key
 FloatArray = npt.NDArray[np.float64]
 LEVELS = ("fleet", "site", "site_class", "queue")
 Target = Literal["demand", "backlog", "allocated", "true"]
-TARGETS: tuple[str, ...] = ("demand", "backlog", "allocated", "true")
+TARGETS: tuple[str, ...] = get_args(Target)
 # A day counts when at least this many of its hours were observed.
 MIN_HOURS = 12
 # Days over which the mean time an admitted accelerator is held is estimated (trailing).
@@ -38,10 +38,10 @@ class Daily:
     keys: tuple[Key, ...]
     values: FloatArray  # [key, day]
     capacity: FloatArray  # [key, day]
-    # What `values` is: "demand" (offered load from the admission counter), "backlog"
-    # (allocated + pending; also `demand` when the history has no admission counts),
-    # "allocated" or "true".
-    target: str = "demand"
+    # What `values` is: "demand" (offered load, from the admission counts where they were
+    # exported), "backlog" (allocated + pending; also `demand` when the history has no
+    # admission counts), "allocated" or "true".
+    target: str
 
 
 def _has(series: FloatArray | None) -> bool:
@@ -58,8 +58,7 @@ def daily(history: History, target: Target = "demand") -> Daily:
     if target == "true" and history.demand_true is None:
         raise ValueError("history: no demand_true column (only simulations have one)")
     if target == "demand":
-        assert history.admitted is not None
-        parts = [history.allocated, history.pending, np.nan_to_num(history.admitted)]
+        parts = [history.allocated, history.pending]
     elif target == "backlog":
         parts = [history.backlog]
     elif target == "allocated":
@@ -67,10 +66,12 @@ def daily(history: History, target: Target = "demand") -> Daily:
     else:
         assert history.demand_true is not None
         parts = [history.demand_true]
-    days, means, capacity = _daily_means(history, parts)
+    days, means, capacity, kept = _daily_means(history, parts)
     if target == "demand":
+        assert history.admitted is not None
+        admitted = _daily_counts(history, history.admitted, kept)
         groups = [(k.site, k.accelerator_class) for k in history.keys]
-        values = offered_load(means[0], means[1], means[2] * 24, groups)
+        values = offered_load(means[0], means[1], admitted, groups)
     else:
         values = means[0]
     return Daily(days, history.keys, values, capacity, target)
@@ -84,27 +85,47 @@ def offered_load(
     window: int = HOLD_WINDOW,
 ) -> FloatArray:
     """Daily demand [key, day] from daily mean allocated and pending accelerators and the
-    accelerators admitted per day: D_t = A_t + R_t (P_t - P_{t-1}).
+    accelerators admitted per day (NaN on days they were not counted):
+    D_t = A_t + R_t (P_t - P_{t-1}).
 
     Work is conserved: the accelerator-days that arrive in a day are either served (the
     day's mean allocation) or join the backlog. The backlog's work is its pending
     accelerators times the mean time R an accelerator is held once admitted, which
-    Little's law gives from what was served: R = sum(A) / sum(admitted) over the trailing
-    `window` days, pooled over the queues of each group (site and class) for a steadier
-    estimate. Without a backlog this is the allocation; under overload it adds the work
-    that queued up, not the queue itself (pending is a stock: allocated + pending grows
-    with every day the overload lasts)."""
-    hold = np.zeros_like(allocated)
-    for group in sorted(set(groups)):
-        rows = [i for i, g in enumerate(groups) if g == group]
-        served = _trailing_sum(allocated[rows].sum(axis=0), window)
-        count = _trailing_sum(admitted[rows].sum(axis=0), window)
+    Little's law gives from what was served: R = sum(A) / sum(admitted) over the days of
+    the trailing `window` on which admissions were counted, pooled over the queues of a
+    site and class; where that group admitted nothing in the window, over its class at
+    every site, then over the fleet. Without a backlog this is the allocation; under
+    overload it adds the work that queued up, not the queue itself (pending is a stock:
+    allocated + pending grows with every day the overload lasts). Days on which no
+    admission was counted anywhere in the window (before an operator exported the
+    counter) take allocated + pending. Each series is floored at 0: a day's drained
+    backlog can exceed its allocation only through noise in R."""
+    counted = ~np.isnan(admitted)
+    admits = np.where(counted, admitted, 0.0)
+    served = np.where(counted, allocated, 0.0)
+
+    def hold(rows: list[int]) -> FloatArray:
+        a = _trailing_sum(served[rows].sum(axis=0), window)
+        n = _trailing_sum(admits[rows].sum(axis=0), window)
         with np.errstate(invalid="ignore", divide="ignore"):
-            # Nothing admitted for a whole window: held for at least the window.
-            r = np.where(count > 0, served / count, float(window))
-        hold[rows] = np.clip(r, 0.0, float(window))
+            return np.asarray(np.where(n > 0, np.clip(a / n, 0.0, float(window)), np.nan))
+
+    keys = range(len(groups))
+    fleet = hold(list(keys))
+    by_class = {
+        c: hold([i for i in keys if groups[i][1] == c]) for c in sorted({g[1] for g in groups})
+    }
+    r = np.full_like(allocated, np.nan)
+    for group in sorted(set(groups)):
+        rows = [i for i in keys if groups[i] == group]
+        r[rows] = np.where(
+            np.isnan(own := hold(rows)),
+            np.where(np.isnan(by_class[group[1]]), fleet, by_class[group[1]]),
+            own,
+        )
     growth = np.diff(pending, axis=1, prepend=pending[:, :1])
-    return np.asarray(np.maximum(allocated + hold * growth, 0.0), dtype=np.float64)
+    offered = np.where(np.isnan(r), allocated + pending, allocated + r * growth)
+    return np.asarray(np.maximum(offered, 0.0), dtype=np.float64)
 
 
 def _trailing_sum(x: FloatArray, window: int) -> FloatArray:
@@ -114,22 +135,24 @@ def _trailing_sum(x: FloatArray, window: int) -> FloatArray:
     return np.asarray(total - before, dtype=np.float64)
 
 
-def _daily_means(
-    history: History, hourly_parts: Sequence[FloatArray]
-) -> tuple[npt.NDArray[np.datetime64], list[FloatArray], FloatArray]:
-    """Days, each part's daily means [key, day] and the daily capacity."""
+def _day_grid(history: History, hourly: FloatArray) -> FloatArray:
+    """[key, day, hour], aligned to midnight UTC (missing hours NaN)."""
     first = history.start.astype("datetime64[D]")
-    # Align to midnight UTC: pad the first partial day with missing hours.
     lead = int((history.start - first.astype("datetime64[s]")) // np.timedelta64(3600, "s"))
     total = lead + history.hours
     n_days = -(-total // 24)
+    grid = np.full((len(history.keys), n_days * 24), np.nan)
+    grid[:, lead:total] = hourly
+    return grid.reshape(len(history.keys), n_days, 24)
 
-    def by_day(hourly: FloatArray) -> FloatArray:
-        grid = np.full((len(history.keys), n_days * 24), np.nan)
-        grid[:, lead:total] = hourly
-        return grid.reshape(len(history.keys), n_days, 24)
 
-    first_part = by_day(hourly_parts[0])
+def _daily_means(
+    history: History, hourly_parts: Sequence[FloatArray]
+) -> tuple[npt.NDArray[np.datetime64], list[FloatArray], FloatArray, slice]:
+    """Days, each part's daily means [key, day], the daily capacity, and which days of
+    the hourly grid were kept."""
+    first_part = _day_grid(history, hourly_parts[0])
+    n_days = first_part.shape[1]
     # A day is observed when the fleet as a whole reported enough of its hours.
     seen = (~np.isnan(first_part)).any(axis=0).sum(axis=1) >= MIN_HOURS
     if not seen.any():
@@ -140,14 +163,28 @@ def _daily_means(
         # All-NaN slices (missing days, a queue absent from a site) are expected here.
         warnings.simplefilter("ignore", RuntimeWarning)
         for k, part in enumerate(hourly_parts):
-            values = np.nanmean((first_part if k == 0 else by_day(part))[:, lo:hi], axis=2)
+            grid = first_part if k == 0 else _day_grid(history, part)
+            values = np.nanmean(grid[:, lo:hi], axis=2)
             values = _interpolate(np.where(seen[lo:hi], values, np.nan))
             # A queue never seen at a site: no demand there.
             means.append(np.nan_to_num(values, nan=0.0))
-        capacity = np.nanmax(by_day(history.capacity)[:, lo:hi], axis=2)
+        capacity = np.nanmax(_day_grid(history, history.capacity)[:, lo:hi], axis=2)
     capacity = _ffill(capacity)
+    first = history.start.astype("datetime64[D]")
     days = first + np.arange(lo, hi).astype("timedelta64[D]")
-    return days, means, capacity
+    return days, means, capacity, slice(lo, hi)
+
+
+def _daily_counts(history: History, hourly: FloatArray, kept: slice) -> FloatArray:
+    """Daily totals [key, day] of an hourly count: the mean over the hours counted times 24,
+    NaN on days the fleet counted fewer than `MIN_HOURS` hours (not interpolated: a day
+    not counted is unknown, not zero). On a counted day a key with no count has none."""
+    grid = _day_grid(history, hourly)[:, kept]
+    counted = (~np.isnan(grid)).any(axis=0).sum(axis=1) >= MIN_HOURS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_day = np.nan_to_num(np.nanmean(grid, axis=2), nan=0.0) * 24
+    return np.asarray(np.where(counted[None, :], per_day, np.nan), dtype=np.float64)
 
 
 def _interpolate(values: FloatArray) -> FloatArray:
