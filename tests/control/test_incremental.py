@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from gpufleet.observed.cache import HUB
 from gpufleet.observed.incremental import IncrementalTranslator
+from gpufleet.observed.records import NodeRecord
 from gpufleet.observed.translate import Inputs, translate
 
 from .builders import World
@@ -112,3 +116,130 @@ def test_a_refused_workload_does_not_keep_old_translations_alive() -> None:
     del inputs
     gc.collect()
     assert sum(r() is not None for r in made) <= 1
+
+
+def write_status(w: World, kind: str, name: str, status: dict[str, Any]) -> None:
+    """What a status patch does: the cache sees the object again with a new status."""
+    table = {"Queue": w.cache.queues, "Site": w.cache.sites, "GpuPool": w.cache.pools}[kind]
+    body = copy.deepcopy(table[name])
+    body["status"] = status
+    body["metadata"]["resourceVersion"] = w.rv()
+    w.cache.put_object(kind, name, body)
+
+
+FAIRNESS = {
+    "resources": [
+        {
+            "acceleratorClass": "nvidia-h100",
+            "allocated": 8,
+            "fairShare": 16,
+            "usage": 100.0,
+            "fairUsage": 50.0,
+        }
+    ],
+    "usageUpdatedAt": "2027-01-15T08:00:00Z",
+    "starvedSince": "2027-01-15T07:00:00Z",
+}
+
+
+def test_a_status_write_reads_the_fairness_state_again_and_keeps_the_rest() -> None:
+    w = world()
+    t = IncrementalTranslator()
+    first = t.translate(w.cache.view())
+    write_status(w, "Queue", "q", FAIRNESS)
+    write_status(w, "Site", "fra", {"powerInUseKw": 12.5})
+    write_status(w, "GpuPool", "h100", {"capacity": 16, "allocated": 8, "free": 8})
+    second = t.translate(w.cache.view())
+    assert t.reused == "statuses"
+    assert second.workloads is first.workloads
+    assert same(second, full(w))
+    q = next(x for x in second.queues if x.name == "q")
+    assert (q.usage, q.fair_usage) == ({"nvidia-h100": 100.0}, {"nvidia-h100": 50.0})
+    assert q.starved_since is not None
+    assert second.queue_models["q"].status is not None
+
+
+def test_a_status_write_with_a_pod_change_redoes_the_nodes_too() -> None:
+    w = world()
+    t = IncrementalTranslator()
+    t.translate(w.cache.view())
+    write_status(w, "Queue", "q", FAIRNESS)
+    w.foreign_pod(HUB, "other", "p", "fra-1", gpus=8)
+    after = t.translate(w.cache.view())
+    assert t.reused == "objects"
+    assert same(after, full(w))
+    assert next(x for x in after.queues if x.name == "q").usage == {"nvidia-h100": 100.0}
+
+
+def test_a_status_that_no_longer_parses_is_translated_in_full() -> None:
+    w = world()
+    t = IncrementalTranslator()
+    t.translate(w.cache.view())
+    write_status(
+        w, "Queue", "q", {"resources": [{"acceleratorClass": "nvidia-h100", "usage": "lots"}]}
+    )
+    after = t.translate(w.cache.view())
+    assert t.reused == "none"
+    assert same(after, full(w))
+    assert ("Queue", "q") in after.invalid
+
+
+def test_spec_labels_and_deletions_are_not_status_writes() -> None:
+    w = world()
+    versions = dict(w.cache.versions)
+    write_status(w, "Queue", "q", FAIRNESS)
+    assert w.cache.versions["statuses"] == versions["statuses"] + 1
+    assert w.cache.versions["objects"] == versions["objects"]
+    body = copy.deepcopy(w.cache.queues["q"])
+    body["metadata"]["labels"] = {"team": "a"}
+    body["metadata"]["resourceVersion"] = w.rv()
+    w.cache.put_object("Queue", "q", body)
+    assert w.cache.versions["objects"] == versions["objects"] + 1
+    w.queue("q", ["ns", "other"])
+    assert w.cache.versions["objects"] == versions["objects"] + 2
+    w.cache.put_object("Queue", "q", None)
+    assert w.cache.versions["objects"] == versions["objects"] + 3
+    t = IncrementalTranslator()
+    t.translate(w.cache.view())
+    body = copy.deepcopy(w.cache.workloads["ns/wait"])
+    body["status"] = {"phase": "Pending"}
+    body["metadata"]["resourceVersion"] = w.rv()
+    w.cache.put_object("Workload", "ns/wait", body)  # a workload's status is read: objects
+    t.translate(w.cache.view())
+    assert t.reused == "none"
+
+
+def test_claims_are_found_again_only_for_nodes_whose_record_changed() -> None:
+    w = world()
+    t = IncrementalTranslator()
+    first = t.translate(w.cache.view())
+    w.foreign_pod(HUB, "other", "p", "fra-1", gpus=8)
+    # fra-0 leaves its pool: its labels no longer match the pool's selector.
+    w.cache.node_event(
+        HUB,
+        NodeRecord(
+            "fra-0",
+            {"site": "fra"},
+            {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1Ti", "pods": "110"},
+            True,
+            False,
+        ),
+        "fra-0",
+    )
+    second = t.translate(w.cache.view())
+    assert t.reused == "objects"
+    assert second.claims[(HUB, "fra-1")] is first.claims[(HUB, "fra-1")]
+    assert second.claims[(HUB, "fra-0")][2] == ()
+    assert same(second, full(w))
+    w.workload("ns", "new", "q")  # a whole translation keeps them too
+    third = t.translate(w.cache.view())
+    assert t.reused == "none"
+    assert third.claims[(HUB, "fra-1")] is first.claims[(HUB, "fra-1")]
+    assert same(third, full(w))
+    w.pool("h100", "fra", "nvidia-h100")  # the pool written again, same selector: kept
+    assert t.translate(w.cache.view()).claims[(HUB, "fra-1")] is first.claims[(HUB, "fra-1")]
+    w.cache.put_object("GpuPool", "h100", None)  # the pool gone: found again
+    fourth = t.translate(w.cache.view())
+    assert fourth.claims[(HUB, "fra-1")] is not first.claims[(HUB, "fra-1")]
+    assert fourth.claims[(HUB, "fra-1")][2] == ()
+    assert same(fourth, full(w))

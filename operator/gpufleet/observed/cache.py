@@ -106,8 +106,10 @@ class FleetCache:
         self.generation = 0
         # One counter per part of the cache, bumped under the lock with every change to it,
         # so that a reader can tell which parts are as they were (observed/incremental.py):
-        # objects (gpufleet's), namespaces, health (connected, synced), nodes (and pods).
-        self.versions = {"objects": 0, "namespaces": 0, "health": 0, "nodes": 0}
+        # objects (gpufleet's), namespaces, health (connected, synced), nodes (and pods);
+        # statuses: a Site, GpuPool or Queue whose status alone changed (the leader rewrites
+        # Queue statuses every few seconds; only their fairness state is read back).
+        self.versions = {"objects": 0, "namespaces": 0, "health": 0, "nodes": 0, "statuses": 0}
         # (kind, key) the watch deleted while a catch-up listed (see `begin_catch_up`).
         self._deleted_while_listing: set[tuple[str, str]] | None = None
 
@@ -134,7 +136,8 @@ class FleetCache:
                 if old is not None and _rv(old) > _rv(body) and _rv(body) > 0:
                     return
                 table[key] = body
-            self.versions["objects"] += 1
+            status_only = body is not None and old is not None and _status_only(kind, old, body)
+            self.versions["statuses" if status_only else "objects"] += 1
         self._changed()
 
     def begin_catch_up(self) -> None:
@@ -195,6 +198,11 @@ class FleetCache:
     def node_event(self, cluster: str, record: NodeRecord | None, name: str) -> None:
         with self._lock:
             state = self.clusters.setdefault(cluster, ClusterState())
+            # A kubelet's heartbeat rewrites its Node every few seconds and changes nothing
+            # the record holds: at 12,500 nodes, counted as changes, they kept every cycle
+            # busy redoing the nodes.
+            if state.nodes.get(name) == record:
+                return
             if record is None:
                 state.nodes.pop(name, None)
             else:
@@ -205,6 +213,8 @@ class FleetCache:
     def pod_event(self, cluster: str, record: PodRecord | None, key: str) -> None:
         with self._lock:
             state = self.clusters.setdefault(cluster, ClusterState())
+            if state.pods.get(key) == record:  # a write to a field the record leaves out
+                return
             if record is None:
                 state.pods.pop(key, None)
             else:
@@ -302,6 +312,30 @@ class FleetCache:
                 taken_at=time.time(),
                 versions=dict(self.versions),
             )
+
+
+# Kinds whose status is written by the leader and read by translation only in part.
+STATUS_KINDS = frozenset({"Site", "GpuPool", "Queue"})
+# Metadata every write changes.
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
+def _status_only(kind: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether `new` differs from `old` in its status only (a status-subresource write)."""
+    if kind not in STATUS_KINDS or old.keys() - {"status"} != new.keys() - {"status"}:
+        return False
+    for field_name, value in new.items():
+        if field_name == "status":
+            continue
+        before = old[field_name]
+        if field_name == "metadata" and isinstance(value, dict) and isinstance(before, dict):
+            if {k: v for k, v in value.items() if k not in _VOLATILE_METADATA} != {
+                k: v for k, v in before.items() if k not in _VOLATILE_METADATA
+            }:
+                return False
+        elif value != before:
+            return False
+    return True
 
 
 def _rv(body: dict[str, Any]) -> int:

@@ -1,14 +1,17 @@
 """Translation in front of `translate`: only what changed since the last cycle is redone.
 
-The cache counts changes per part (`FleetCache.versions`): gpufleet's objects, namespaces,
-cluster health, nodes and pods. A cycle whose view shows the same counters as the last
-one reuses the last `Inputs` as they are; one where only nodes or pods changed keeps the
-translated objects and redoes only the nodes (their free capacity depends on the pods);
-anything else is translated again, with unchanged objects' parsed models reused by
-resourceVersion (translate's `ParseCache`) and unchanged workloads' pod requests and core
-models reused with them (`DerivedCache`): the Queue statuses the leader writes every few
-seconds make such a translation, and at 20,000 workloads the requests were most of it.
-So the core's input for an unchanged fleet costs a comparison of four counters.
+The cache counts changes per part (`FleetCache.versions`): gpufleet's objects, the
+statuses alone of Sites, GpuPools and Queues, namespaces, cluster health, nodes and pods.
+A cycle whose view shows the same counters as the last one reuses the last `Inputs` as
+they are. Where only statuses changed (the leader's own Queue status writes, every few
+seconds) the Queues' fairness state is read again and the rest kept (`with_statuses`):
+at 20,000 workloads a whole translation for each of those writes was most of a steady
+cycle. Where nodes or pods changed, the translated objects are kept and only the nodes
+redone (their free capacity depends on the pods). Anything else is translated again,
+with unchanged objects' parsed models reused by resourceVersion (translate's
+`ParseCache`) and unchanged workloads' pod requests and core models reused with them
+(`DerivedCache`). So the core's input for an unchanged fleet costs a comparison of
+counters.
 
 `Inputs` are shared between cycles: readers must not change them (none does).
 """
@@ -26,6 +29,7 @@ from gpufleet.observed.translate import (
     _nodes,
     history_at,
     translate,
+    with_statuses,
 )
 
 OBJECT_PARTS = ("objects", "namespaces", "health")
@@ -38,7 +42,8 @@ class IncrementalTranslator:
         self._last: Inputs | None = None
         self._versions: dict[str, int] = {}
         self._excluded: Excluded = {}
-        # What the last call did: "all" reused, "objects" reused (nodes redone), or "none".
+        # What the last call did: "all" reused, "statuses" (the Queues' fairness state
+        # read again), "objects" reused (nodes redone), or "none".
         self.reused = "none"
 
     def translate(
@@ -50,25 +55,29 @@ class IncrementalTranslator:
         versions = view.versions
         last = self._last
         excluded = dict(exclude or {})
+        out: Inputs | None = None
         if (
             last is not None
             and versions
             and excluded == self._excluded
             and all(versions.get(p) == self._versions.get(p) for p in OBJECT_PARTS)
         ):
-            if versions.get("nodes") == self._versions.get("nodes"):
-                self.reused = "all"
-                return last if now is None else history_at(last, now)
+            out, self.reused = last, "all"
+            if versions.get("statuses") != self._versions.get("statuses"):
+                out, self.reused = with_statuses(last, view, now), "statuses"
+        if out is not None and versions.get("nodes") != self._versions.get("nodes"):
             # Node claims (overlaps) follow from the nodes' labels: found again with them.
-            out = replace(last, nodes=[], overlaps={})
-            _nodes(view, out)
-            if now is not None:
-                out = history_at(out, now)
+            # The same Sites and GpuPools select them: a node's claims are found again
+            # only if its record changed.
+            out = replace(out, nodes=[], overlaps={})
+            _nodes(view, out, last)
             self.reused = "objects"
-        else:
+        if out is None:
             hub = view.clusters.get(HUB)
             namespaces = hub.namespaces if hub is not None else {}
-            out = translate(view, namespaces, self.parsed, excluded, now, self.derived)
+            out = translate(view, namespaces, self.parsed, excluded, now, self.derived, last)
             self.reused = "none"
+        elif now is not None:
+            out = history_at(out, now)
         self._last, self._versions, self._excluded = out, dict(versions), excluded
         return out

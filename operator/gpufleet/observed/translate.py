@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +38,7 @@ from gpufleet.observed.podrequests import (
     replica_requests,
     template_accelerator_field,
 )
-from gpufleet.observed.records import PodRecord
+from gpufleet.observed.records import NodeRecord, PodRecord
 from gpufleet.observed.selectors import matches, matches_map
 
 RUNNING_PHASES = frozenset({"Admitted", "Running"})
@@ -103,6 +104,12 @@ class Derived:
 DerivedCache = dict[str, Derived]
 
 
+# (cluster, node) -> the node's record, and the Sites and GpuPools that select it.
+Claims = dict[tuple[str, str], tuple[NodeRecord, tuple[str, ...], tuple[str, ...]]]
+# What claims follow from: each Site's cluster and selector, each pool's site and selector.
+ClaimsBasis = tuple[tuple[tuple[str, str, str], ...], tuple[tuple[str, str, str], ...]]
+
+
 @dataclass
 class Inputs:
     sites: list[core.Site] = field(default_factory=list)
@@ -130,6 +137,9 @@ class Inputs:
     usable_clusters: set[str] = field(default_factory=set)
     parsed: ParseCache = field(default_factory=dict)
     derived: DerivedCache = field(default_factory=dict)
+    # What `_nodes` found selects each node, and from what: for the next translation.
+    claims: Claims = field(default_factory=dict)
+    claims_basis: ClaimsBasis | None = None
 
     def set_aside(self, kind: str, key: str, rule: str, message: str) -> None:
         if (kind, key) not in self.invalid:
@@ -159,8 +169,15 @@ def timestamp(value: datetime | str | None) -> float:
     if value is None:
         return 0.0
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return _parse_time(value)
     return value.timestamp()
+
+
+@lru_cache(maxsize=65536)
+def _parse_time(value: str) -> float:
+    # Every cycle reads every workload's creation time; the API writes them to the second,
+    # so a fleet holds far fewer distinct ones than workloads.
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _parse(kind: str, model: Any, key: str, body: dict[str, Any], out: Inputs) -> Any | None:
@@ -198,9 +215,12 @@ def translate(
     exclude: Excluded | None = None,
     now: float | None = None,
     derived: DerivedCache | None = None,
+    previous: Inputs | None = None,
 ) -> Inputs:
     """`parsed`, kept by the caller between cycles, saves re-validating unchanged objects;
-    `derived`, kept the same way, saves re-deriving their requests and core models.
+    `derived`, kept the same way, saves re-deriving their requests and core models;
+    `previous`, the last translation, saves finding which Sites and pools select each
+    unchanged node.
 
     `exclude` sets objects aside from the start, with their rule: the loop passes what the
     core refused (`core.ModelError`) so that it is left out with everything that follows
@@ -245,7 +265,7 @@ def translate(
         out.queue_models[key] = queue
     _queues(view, out, now)
     _workloads(view, out, namespace_labels)
-    _nodes(view, out)
+    _nodes(view, out, previous)
     live = (
         {("Site", k) for k in view.sites}
         | {("GpuPool", k) for k in view.pools}
@@ -457,6 +477,59 @@ def queue_history(queue: Queue, now: float | None) -> tuple[dict[str, float], di
     return (
         {r.accelerator_class: r.usage * decay for r in used},
         {r.accelerator_class: r.fair_usage * decay for r in used},
+    )
+
+
+def with_statuses(last: Inputs, view: CacheView, now: float | None) -> Inputs | None:
+    """`last` with the statuses of the Sites, GpuPools and Queues in `view`, whose specs
+    and metadata are as `last` was translated from (the cache counts such writes apart).
+
+    Of a status, translation reads only a Queue's fairness state (decayed usage, starved
+    since), so this is what a whole translation would give. None when it may not be: an
+    object set aside, or one that no longer parses (a full translation then says why)."""
+    scratch = Inputs(parsed=last.parsed, derived=last.derived)
+    tables: tuple[tuple[str, Any, dict[str, dict[str, Any]], dict[str, Any]], ...] = (
+        ("Site", Site, view.sites, last.parsed_sites),
+        ("GpuPool", GpuPool, view.pools, last.pool_models),
+        ("Queue", Queue, view.queues, last.queue_models),
+    )
+    fresh: dict[str, dict[str, Any]] = {"Site": {}, "GpuPool": {}, "Queue": {}}
+    for kind, model, bodies, models in tables:
+        for key, body in bodies.items():
+            version = str(body.get("metadata", {}).get("resourceVersion", ""))
+            cached = last.parsed.get((kind, key))
+            if cached is not None and cached[0] == version:
+                continue
+            if (kind, key) in last.invalid or key not in models:
+                return None
+            parsed = _parse(kind, model, key, body, scratch)
+            if parsed is None or scratch.invalid:
+                return None
+            fresh[kind][key] = parsed
+    if not any(fresh.values()):
+        return last
+    queue_models = {**last.queue_models, **fresh["Queue"]}
+    queues = []
+    for q in last.queues:
+        model = queue_models[q.name]
+        usage, fair_usage = queue_history(model, now)
+        starved = model.status.starved_since if model.status else None
+        queues.append(
+            replace(
+                q,
+                usage=usage,
+                fair_usage=fair_usage,
+                starved_since=None if starved is None else timestamp(starved),
+            )
+        )
+    sites = fresh["Site"]
+    return replace(
+        last,
+        queues=queues,
+        queue_models=queue_models,
+        pool_models={**last.pool_models, **fresh["GpuPool"]},
+        parsed_sites={**last.parsed_sites, **sites},
+        site_models={k: sites.get(k, m) for k, m in last.site_models.items()},
     )
 
 
@@ -678,42 +751,76 @@ def current_pod_keys(out: Inputs) -> set[tuple[str, int]]:
 
 
 def _claims(
-    view: CacheView, out: Inputs
-) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]]:
-    """(cluster, node) -> the Sites and the GpuPools that select it.
+    view: CacheView, out: Inputs, previous: Inputs | None = None
+) -> tuple[Claims, ClaimsBasis]:
+    """(cluster, node) -> the node, the Sites and the GpuPools that select it; and what
+    that follows from.
 
     A member Site covers every node of its cluster; a local Site the hub's nodes its
-    selector matches; a pool the nodes of its Site its selector matches.
+    selector matches; a pool the nodes of its Site its selector matches. `previous`: an
+    earlier translation; where its Sites and GpuPools select as these do, its claims are
+    kept for every node whose record is the same object (the cache replaces a node's
+    record only when it changes): at 12,500 nodes, finding them all again was most of a
+    translation.
     """
-    sites: dict[tuple[str, str], list[str]] = {}
-    pools: dict[tuple[str, str], list[str]] = {}
+    sites_of: dict[str, list[tuple[str, Any]]] = {}
     for site_name, site in sorted(out.site_models.items()):
-        cluster = out.site_cluster[site_name]
-        state = view.clusters.get(cluster)
-        if state is None:
-            continue
-        local = site.spec.nodes.local
-        for node in state.nodes.values():
-            if local is None or matches(local.node_selector, node.labels):
-                sites.setdefault((cluster, node.name), []).append(site_name)
+        sites_of.setdefault(out.site_cluster[site_name], []).append(
+            (site_name, site.spec.nodes.local)
+        )
+    pools_of: dict[str, list[tuple[str, str, dict[str, str]]]] = {}
     for pool_name, pool in sorted(out.pool_models.items()):
-        cluster = out.site_cluster[pool.spec.site]
+        pools_of.setdefault(out.site_cluster[pool.spec.site], []).append(
+            (pool_name, pool.spec.site, pool.spec.node_selector)
+        )
+    basis: ClaimsBasis = (
+        tuple(
+            (name, cluster, repr(local))
+            for cluster, sites in sites_of.items()
+            for name, local in sites
+        ),
+        tuple(
+            (name, site, repr(sorted(selector.items())))
+            for pools in pools_of.values()
+            for name, site, selector in pools
+        ),
+    )
+    kept = previous.claims if previous is not None and previous.claims_basis == basis else None
+    claims: Claims = {}
+    for cluster, sites in sites_of.items():
         state = view.clusters.get(cluster)
         if state is None:
             continue
+        pools = pools_of.get(cluster, [])
         for node in state.nodes.values():
             where = (cluster, node.name)
-            if pool.spec.site in sites.get(where, ()) and matches_map(
-                pool.spec.node_selector, node.labels
-            ):
-                pools.setdefault(where, []).append(pool_name)
-    return {
-        where: (tuple(sorted(owners)), tuple(sorted(pools.get(where, ()))))
-        for where, owners in sites.items()
-    }
+            before = kept.get(where) if kept is not None else None
+            if before is not None and before[0] is node:
+                claims[where] = before
+                continue
+            owners = tuple(
+                sorted(
+                    name
+                    for name, local in sites
+                    if local is None or matches(local.node_selector, node.labels)
+                )
+            )
+            if not owners:
+                continue
+            chosen = tuple(
+                sorted(
+                    name
+                    for name, site, selector in pools
+                    if site in owners and matches_map(selector, node.labels)
+                )
+            )
+            claims[where] = (node, owners, chosen)
+    return claims, basis
 
 
-def _nodes(view: CacheView, out: Inputs) -> None:
+def _nodes(view: CacheView, out: Inputs, previous: Inputs | None = None) -> None:
+    """The core's nodes, each with what other pods hold taken off; `previous`: an earlier
+    translation, whose claims on unchanged nodes are kept (see `_claims`)."""
     placed = current_pod_keys(out)
     # Pods that hold resources outside gpufleet's accounting: other schedulers' pods and our
     # own pods of earlier epochs still shutting down.
@@ -726,8 +833,9 @@ def _nodes(view: CacheView, out: Inputs) -> None:
             if pod.managed and wk is not None and (wk, pod.epoch) in placed and not pod.deleting:
                 continue
             foreign.setdefault((cluster, pod.node), []).append(pod)
-    claims = _claims(view, out)
-    for (_, node_name), (sites, pools) in sorted(claims.items()):
+    claims, out.claims_basis = _claims(view, out, previous)
+    out.claims = claims
+    for (_, node_name), (_, sites, pools) in sorted(claims.items()):
         if len(sites) <= 1 and len(pools) <= 1:
             continue
         # Claimed twice: used by neither until the selectors are fixed; both owners say why.
@@ -746,7 +854,7 @@ def _nodes(view: CacheView, out: Inputs) -> None:
         keys = tuple(pool.spec.topology_keys or ())
         resource = pool.spec.resource_name
         for node in sorted(cluster_state.nodes.values(), key=lambda n: n.name):
-            sites, pools = claims.get((cluster, node.name), ((), ()))
+            _, sites, pools = claims.get((cluster, node.name), (node, (), ()))
             if pools != (pool_name,) or len(sites) != 1:
                 continue
             others = foreign.get((cluster, node.name), [])
