@@ -152,6 +152,12 @@ class Run:
         monkeypatch.setattr(scale, "register", lambda f, r, ns: self.registered.append(ns))
         monkeypatch.setattr(scale, "rss_mb", lambda pids: {"etcd": 100.0, "kube-apiserver": 50.5})
         monkeypatch.setattr(scale, "_peak_rss_mb", lambda pid: 321.0 if pid == 4242 else 0.0)
+        # The operator's CPU seconds and the machine's (busy, total) ticks, read at the
+        # start and the end of the steady window.
+        cpu, ticks = iter([10.0, 13.5]), iter([(100, 400), (250, 600)])
+        monkeypatch.setattr(scale, "_process_cpu_seconds", lambda pid: next(cpu))
+        monkeypatch.setattr(scale, "_machine_ticks", lambda: next(ticks))
+        monkeypatch.setattr(scale.os, "getloadavg", lambda: (3.25, 2.0, 1.0))
         monkeypatch.setattr(time, "monotonic", self.clock.monotonic)
         monkeypatch.setattr(time, "sleep", self.clock.sleep)
         monkeypatch.setattr(client, "CoreV1Api", lambda api: self)
@@ -206,6 +212,12 @@ def test_measure_runs_the_operator_over_the_fleet_and_reports_the_steady_window(
         "steady_step_seconds_median": dict.fromkeys(scale.STEPS, 0.0125),
         "steady_step_seconds_max": dict.fromkeys(scale.STEPS, 0.025),
         "steady_step_seconds_mean": {s: 0.02 if s == "schedule" else 0.001 for s in scale.STEPS},
+        "steady_window": {
+            "seconds": 20,
+            "operator_cpu_seconds": 3.5,
+            "machine_busy_fraction": 0.75,
+            "load_average_1m": 3.25,
+        },
         "peak_rss_mb": 321.0,
         "control_plane_rss_mb": 150.5,
         "api_writes": {"pod_create": 30, "status_patch": 12},

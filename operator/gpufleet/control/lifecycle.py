@@ -209,16 +209,19 @@ def _placed(
     status = wl.status
     phase = status.phase if status and status.phase else "Pending"
     placement = status.placement if status else None
+    finished = phase in ("Succeeded", "Failed")
+    if not finished and (placement is None or phase not in RUNNING_PHASES):
+        return None  # waiting (most workloads of a busy fleet): no pods of its own to find
     mine = [
         (c, p)
         for c, p in pods_of.get(key, [])
         if p.labels.get("gpufleet.io/workload-uid") == wl.metadata.uid
     ]
-    if phase in ("Succeeded", "Failed"):
+    if finished:
         # Finished pods stay for their logs; anything still running goes.
         keep.update((c, p.key) for c, p in mine if p.terminal)
         return None
-    if placement is None or phase not in RUNNING_PHASES:
+    if placement is None:
         return None
     cluster = inputs.site_cluster.get(placement.site)
     pool = inputs.pool_models.get(placement.pool)

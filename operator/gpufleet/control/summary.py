@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -331,7 +331,11 @@ def _site_conditions(
 
 
 def _workload_groups(inputs: Inputs) -> dict[tuple[str, str], list[float]]:
-    """(queue, phase) -> when each of its workloads was created (0 when unknown)."""
+    """(queue, phase) -> when each of its workloads was created (0 when unknown); once
+    per translation (`Inputs.from_workloads`)."""
+    known = inputs.from_workloads.get("groups")
+    if known is not None:
+        return cast(dict[tuple[str, str], list[float]], known)
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for wl in inputs.workload_models.values():
         phase: str = wl.status.phase if wl.status and wl.status.phase else "Pending"
@@ -339,6 +343,7 @@ def _workload_groups(inputs: Inputs) -> dict[tuple[str, str], list[float]]:
             wl.metadata.model_extra.get("creationTimestamp") if wl.metadata.model_extra else None
         )
         groups[(wl.spec.queue, phase)].append(since)
+    inputs.from_workloads["groups"] = groups
     return groups
 
 

@@ -14,6 +14,7 @@ mean is exact.
 from __future__ import annotations
 
 import math
+import os
 import random
 import subprocess
 import threading
@@ -203,7 +204,9 @@ def measure(
             decisions = _submit_until_decided(custom, bodies, rate, progress)
             progress("all decided; waiting for the writes to settle")
             _settle(port, progress)
-            steady_from, steady_to = _steady_window(port, steady_seconds, progress)
+            steady_from, steady_to, machine = _steady_window(
+                port, proc.pid, steady_seconds, progress
+            )
             writes = _writes_since(before_all, steady_to)
             result = {
                 "gpus": sum(capacity.values()),
@@ -212,6 +215,7 @@ def measure(
                 "gpus_demanded": demand,
                 "clusters_up_seconds": round(up_seconds, 1),
                 **_steady_cycles(steady_from, steady_to),
+                "steady_window": {"seconds": steady_seconds, **machine},
                 "peak_rss_mb": _peak_rss_mb(proc.pid),
                 "control_plane_rss_mb": _control_plane_rss_mb(running),
                 "api_writes": {k: int(v) for k, v in sorted(writes.items())},
@@ -244,12 +248,37 @@ def _workloads(n: int) -> list[dict[str, Any]]:
     return [_workload(i, rng) for i in range(n)]
 
 
-def _steady_window(port: int, seconds: float, progress: Progress) -> tuple[Samples, Samples]:
-    """Scrapes at the start and end of `seconds` of steady state."""
+def _steady_window(
+    port: int, pid: int, seconds: float, progress: Progress
+) -> tuple[Samples, Samples, dict[str, float]]:
+    """Scrapes at the start and end of `seconds` of steady state, and what the machine
+    did meanwhile: the operator's CPU seconds (all its threads) and how busy the CPUs were
+    (the control planes share them: a cycle's wall time includes waiting for a core)."""
     progress(f"{seconds:.0f}s of steady cycles")
-    start = _scrape(port)
+    start, cpu0, (busy0, total0) = _scrape(port), _process_cpu_seconds(pid), _machine_ticks()
     time.sleep(seconds)  # the measurement window itself, not a wait for anything
-    return start, _scrape(port)
+    end, cpu1, (busy1, total1) = _scrape(port), _process_cpu_seconds(pid), _machine_ticks()
+    return (
+        start,
+        end,
+        {
+            "operator_cpu_seconds": round(cpu1 - cpu0, 2),
+            "machine_busy_fraction": round((busy1 - busy0) / max(total1 - total0, 1), 3),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        },
+    )
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (fields 14 and 15 of its stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the machine since boot: idle and iowait are not busy."""
+    numbers = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(numbers) - numbers[3] - numbers[4], sum(numbers)
 
 
 def _capacity(fleet: Fleet) -> dict[str, int]:

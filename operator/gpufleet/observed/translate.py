@@ -140,6 +140,9 @@ class Inputs:
     # What `_nodes` found selects each node, and from what: for the next translation.
     claims: Claims = field(default_factory=dict)
     claims_basis: ClaimsBasis | None = None
+    # Figures that follow from `workload_models` alone, worked out once by their reader:
+    # Inputs reused for a later cycle keep the same models, and this with them.
+    from_workloads: dict[str, Any] = field(default_factory=dict)
 
     def set_aside(self, kind: str, key: str, rule: str, message: str) -> None:
         if (kind, key) not in self.invalid:
