@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
-from gpufleet.observed.cache import HUB
+from gpufleet.observed.cache import HUB, CacheView
 from gpufleet.observed.incremental import IncrementalTranslator
 from gpufleet.observed.records import NodeRecord
 from gpufleet.observed.translate import Inputs, translate
@@ -20,8 +21,24 @@ def full(world: World) -> Inputs:
 
 
 def same(a: Inputs, b: Inputs) -> bool:
-    fields = ("sites", "pools", "nodes", "queues", "workloads", "blocked", "invalid")
+    fields = (
+        "sites",
+        "pools",
+        "nodes",
+        "queues",
+        "workloads",
+        "blocked",
+        "invalid",
+        "overlaps",
+        "usable_clusters",
+        "site_cluster",
+    )
     return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def full_of(view: CacheView) -> Inputs:
+    hub = view.clusters.get(HUB)
+    return translate(view, hub.namespaces if hub is not None else {})
 
 
 def world() -> World:
@@ -243,3 +260,33 @@ def test_claims_are_found_again_only_for_nodes_whose_record_changed() -> None:
     assert fourth.claims[(HUB, "fra-1")] is not first.claims[(HUB, "fra-1")]
     assert fourth.claims[(HUB, "fra-1")][2] == ()
     assert same(fourth, full(w))
+
+
+def test_a_node_refusal_holds_its_node_until_it_ends_and_not_after() -> None:
+    w = world()
+    t = IncrementalTranslator()
+    t0 = w.cache.view().taken_at
+    t.translate(replace(w.cache.view(), taken_at=t0))
+    w.cache.note_refusal(HUB, "fra-1", "nvidia.com/gpu", t0 + 60)  # a kubelet said no
+    held = t.translate(replace(w.cache.view(), taken_at=t0 + 1))
+    assert next(n for n in held.nodes if n.name.endswith("|fra-1")).accelerators == 0
+    later = replace(w.cache.view(), taken_at=t0 + 61)  # nothing changed but the clock
+    after = t.translate(later)
+    assert next(n for n in after.nodes if n.name.endswith("|fra-1")).accelerators == 8
+    assert same(after, full_of(later))
+
+
+def test_a_status_write_is_read_even_without_a_resource_version() -> None:
+    w = world()
+    body = copy.deepcopy(w.cache.queues["q"])
+    del body["metadata"]["resourceVersion"]
+    w.cache.put_object("Queue", "q", body)
+    t = IncrementalTranslator()
+    t.translate(w.cache.view())
+    body = copy.deepcopy(body)
+    body["status"] = FAIRNESS
+    w.cache.put_object("Queue", "q", body)
+    after = t.translate(w.cache.view())
+    assert t.reused == "statuses"
+    assert next(x for x in after.queues if x.name == "q").usage == {"nvidia-h100": 100.0}
+    assert same(after, full(w))

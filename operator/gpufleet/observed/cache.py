@@ -267,6 +267,7 @@ class FleetCache:
     def cluster_identified(self, cluster: str, identity: str) -> None:
         with self._lock:
             self.clusters.setdefault(cluster, ClusterState()).identity = identity
+            self.versions["health"] += 1  # which Site covers a cluster follows from it
         self._changed()
 
     def fence_read(self, cluster: str, record: FenceRecord | None, confirmed: bool) -> None:
@@ -297,6 +298,7 @@ class FleetCache:
         """A kubelet refused a pod: believe it over the node's record until `until`."""
         with self._lock:
             self.clusters.setdefault(cluster, ClusterState()).refused[node] = (resource, until)
+            self.versions["nodes"] += 1  # what the node offers changes now, and at `until`
         self._changed()
 
     # -- reading -------------------------------------------------------------------

@@ -42,6 +42,7 @@ class IncrementalTranslator:
         self._last: Inputs | None = None
         self._versions: dict[str, int] = {}
         self._excluded: Excluded = {}
+        self._taken_at = 0.0  # when the last view was taken
         # What the last call did: "all" reused, "statuses" (the Queues' fairness state
         # read again), "objects" reused (nodes redone), or "none".
         self.reused = "none"
@@ -65,7 +66,10 @@ class IncrementalTranslator:
             out, self.reused = last, "all"
             if versions.get("statuses") != self._versions.get("statuses"):
                 out, self.reused = with_statuses(last, view, now), "statuses"
-        if out is not None and versions.get("nodes") != self._versions.get("nodes"):
+        if out is not None and (
+            versions.get("nodes") != self._versions.get("nodes")
+            or _refusal_ended(view, self._taken_at)
+        ):
             # Node claims (overlaps) follow from the nodes' labels: found again with them.
             # The same Sites and GpuPools select them: a node's claims are found again
             # only if its record changed.
@@ -80,4 +84,15 @@ class IncrementalTranslator:
         elif now is not None:
             out = history_at(out, now)
         self._last, self._versions, self._excluded = out, dict(versions), excluded
+        self._taken_at = view.taken_at
         return out
+
+
+def _refusal_ended(view: CacheView, since: float) -> bool:
+    """Whether a kubelet's refusal stopped holding its node between the last view and this
+    one: what the node offers follows from the clock there, not from any change."""
+    return any(
+        since < until <= view.taken_at
+        for state in view.clusters.values()
+        for _, until in state.refused.values()
+    )

@@ -501,7 +501,7 @@ def with_statuses(last: Inputs, view: CacheView, now: float | None) -> Inputs | 
         for key, body in bodies.items():
             version = str(body.get("metadata", {}).get("resourceVersion", ""))
             cached = last.parsed.get((kind, key))
-            if cached is not None and cached[0] == version:
+            if cached is not None and version and cached[0] == version:
                 continue
             if (kind, key) in last.invalid or key not in models:
                 return None
