@@ -57,6 +57,7 @@ class IncrementalTranslator:
         last = self._last
         excluded = dict(exclude or {})
         out: Inputs | None = None
+        statuses_read = False
         if (
             last is not None
             and versions
@@ -65,7 +66,8 @@ class IncrementalTranslator:
         ):
             out, self.reused = last, "all"
             if versions.get("statuses") != self._versions.get("statuses"):
-                out, self.reused = with_statuses(last, view, now), "statuses"
+                out, self.reused = with_statuses(last, view), "statuses"
+                statuses_read = True
         if out is not None and (
             versions.get("nodes") != self._versions.get("nodes")
             or _refusal_ended(view, self._taken_at)
@@ -81,7 +83,8 @@ class IncrementalTranslator:
             namespaces = hub.namespaces if hub is not None else {}
             out = translate(view, namespaces, self.parsed, excluded, now, self.derived, last)
             self.reused = "none"
-        elif now is not None:
+        elif now is not None or statuses_read:
+            # Decayed usage: from the statuses now held, brought to the cycle's time.
             out = history_at(out, now)
         self._last, self._versions, self._excluded = out, dict(versions), excluded
         self._taken_at = view.taken_at

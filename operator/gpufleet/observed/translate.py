@@ -483,7 +483,7 @@ def queue_history(queue: Queue, now: float | None) -> tuple[dict[str, float], di
     )
 
 
-def with_statuses(last: Inputs, view: CacheView, now: float | None) -> Inputs | None:
+def with_statuses(last: Inputs, view: CacheView) -> Inputs | None:
     """`last` with the statuses of the Sites, GpuPools and Queues in `view`, whose specs
     and metadata are as `last` was translated from (the cache counts such writes apart).
 
@@ -514,18 +514,11 @@ def with_statuses(last: Inputs, view: CacheView, now: float | None) -> Inputs | 
     queue_models = {**last.queue_models, **fresh["Queue"]}
     queues = []
     for q in last.queues:
-        model = queue_models[q.name]
-        usage, fair_usage = queue_history(model, now)
-        starved = model.status.starved_since if model.status else None
-        queues.append(
-            replace(
-                q,
-                usage=usage,
-                fair_usage=fair_usage,
-                starved_since=None if starved is None else timestamp(starved),
-            )
-        )
+        status = queue_models[q.name].status
+        starved = status.starved_since if status else None
+        queues.append(replace(q, starved_since=None if starved is None else timestamp(starved)))
     sites = fresh["Site"]
+    # Decayed usage is read from the new statuses by `history_at`, as for any reused Inputs.
     return replace(
         last,
         queues=queues,
@@ -536,9 +529,9 @@ def with_statuses(last: Inputs, view: CacheView, now: float | None) -> Inputs | 
     )
 
 
-def history_at(out: Inputs, now: float) -> Inputs:
-    """`out` (reused from an earlier cycle) with each queue's decayed usage brought to `now`;
-    `out` itself is left as it is."""
+def history_at(out: Inputs, now: float | None) -> Inputs:
+    """`out` (reused from an earlier cycle) with each queue's decayed usage read from its
+    Queue's status and brought to `now` (None: as written); `out` itself is left as it is."""
     queues = []
     for q in out.queues:
         usage, fair_usage = queue_history(out.queue_models[q.name], now)
