@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gpufleet.core import CycleResult, Snapshot, Workload
-from gpufleet.core.fairness import recent_evictions
+from gpufleet.core.fairness import recent_evictions, started_by_wait_bound
 
 
 class InvariantError(AssertionError):
@@ -97,6 +97,15 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
                     )
                 if v.queue == w.queue:
                     raise InvariantError(f"{victim_key} reclaimed by its own queue")
+                if started_by_wait_bound(
+                    v.created_at,
+                    v.eviction_times,
+                    v.placement.started_at,
+                    queues[v.queue].max_wait_seconds,
+                ):
+                    raise InvariantError(
+                        f"{victim_key} reclaimed, though its wait bound started it"
+                    )
             elif reason == "Preempted":
                 if v.queue != w.queue or v.priority >= w.priority:
                     raise InvariantError(f"{victim_key} preempted by {key} without priority")

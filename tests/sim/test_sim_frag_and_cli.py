@@ -140,6 +140,24 @@ def test_simulate_refuses_a_max_wait_of_zero_and_in_history_mode(tmp_path: Path)
     assert "--max-wait: not in history mode" in result.output
 
 
+def test_simulate_constrains_models_and_refuses_a_share_out_of_range(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,4,P100\n")
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,runtime,accelerators\n0,10,1\n5,10,1\n")
+    args = ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--policy", "gpufleet"]
+    result = CliRunner().invoke(app(), [*args, "--constrain-models", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["policies"][0]["completed"] == 2
+    result = CliRunner().invoke(app(), [*args, "--constrain-models", "2"])
+    assert result.exit_code == 1
+    assert "constrain-models: must be between 0 and 1 (got 2.0)" in result.output
+    result = CliRunner().invoke(app(), [*args, "--constrain-models", "0.5", "--days", "1"])
+    assert result.exit_code == 1
+    assert "--constrain-models: not in history mode" in result.output
+
+
 def test_frag_command_reports_unallocated_gpus(tmp_path: Path) -> None:
     nodes = tmp_path / "nodes.csv"
     nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,4,T4\n")

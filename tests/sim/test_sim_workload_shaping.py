@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from gpufleet.sim.arrivals import offered_load, poisson_retime
-from gpufleet.sim.fleet import subsample
+from gpufleet.sim.constraints import constrain_models
+from gpufleet.sim.fleet import SimFleet, SimNode, SimPool, SimSite, subsample
 from gpufleet.sim.setup import parse_shares
 from gpufleet.sim.tenants import assign_queues, default_queues, queue_index, queues_for
 from sim.builders import job, one_site, trace
@@ -85,3 +87,48 @@ def test_subsample_keeps_a_share_of_every_pool() -> None:
     assert len(subsample(fleet, 0.01).nodes) == 1
     with pytest.raises(ValueError, match=r"fleet fraction: must be in \(0, 1\]"):
         subsample(fleet, 0)
+
+
+def _two_models() -> SimFleet:
+    """4 H100 nodes of 8 GPUs and 4 T4 nodes of 2 (one site)."""
+    nodes = tuple(SimNode(f"h{i}", 0, 8) for i in range(4)) + tuple(
+        SimNode(f"t{i}", 1, 2) for i in range(4)
+    )
+    pools = (SimPool("h", 0, "nvidia-h100"), SimPool("t", 0, "nvidia-t4"))
+    return SimFleet("two", (SimSite("s", "DE", ("EU",)),), pools, nodes)
+
+
+def test_constraining_models_touches_only_jobs_that_name_none_and_keeps_them_placeable() -> None:
+    jobs = trace(
+        *(job(i, i, 1, 1 + 7 * (i % 2)) for i in range(400)),
+        job(400, 0, 1, 2, classes=["nvidia-t4"]),
+    )
+    out = constrain_models(jobs, _two_models(), 1.0, seed=3)
+    by_id = {j.id: j for j in out.jobs}
+    assert by_id[400].classes == frozenset({"nvidia-t4"})
+    for before in jobs.jobs:
+        if before.id == 400:
+            continue
+        after = by_id[before.id]
+        assert replace(after, classes=frozenset()) == before
+        assert 1 <= len(after.classes) <= 2
+        if before.per_replica == 8:
+            # No T4 node holds 8 GPUs: an 8-GPU job may only be sent to the H100s.
+            assert after.classes == frozenset({"nvidia-h100"})
+    small = Counter(tuple(sorted(j.classes)) for j in out.jobs[:400] if j.per_replica == 1)
+    # Drawn by GPUs (32 H100 against 8 T4), a second model half the time.
+    assert small[("nvidia-h100",)] > small[("nvidia-t4",)] > 0
+    assert small[("nvidia-h100", "nvidia-t4")] > 0
+
+
+def test_constraining_models_is_seeded_and_takes_the_share_asked() -> None:
+    jobs = trace(*(job(i, i, 1, 1) for i in range(2000)))
+    fleet = _two_models()
+    once = constrain_models(jobs, fleet, 0.33, seed=1)
+    assert once == constrain_models(jobs, fleet, 0.33, seed=1)
+    assert once != constrain_models(jobs, fleet, 0.33, seed=2)
+    share = sum(bool(j.classes) for j in once.jobs) / len(once.jobs)
+    assert 0.30 < share < 0.36
+    assert constrain_models(jobs, fleet, 0.0, seed=1) == jobs
+    with pytest.raises(ValueError, match=r"constrain-models: must be between 0 and 1 \(got 1.5\)"):
+        constrain_models(jobs, fleet, 1.5, seed=1)

@@ -89,6 +89,13 @@ def simulate(
         str | None, typer.Option(help="Deserved shares: '0.4,0.3,...' or 'name=w,...'.")
     ] = None,
     max_runtime: Annotated[float | None, typer.Option(help="Cap job runtimes (seconds).")] = None,
+    constrain_models: Annotated[
+        float | None,
+        typer.Option(
+            help="What-if: this share (0-1) of the jobs that name no GPU model get one or"
+            " two, drawn by the models' GPUs (seeded by --seed)."
+        ),
+    ] = None,
     min_runtime: Annotated[
         float | None,
         typer.Option(
@@ -138,8 +145,12 @@ def simulate(
     if days is not None:
         from gpufleet.cli.simhistory import HistoryRun, run_history
 
-        if max_wait is not None:
-            raise fail("--max-wait: not in history mode (--days)")
+        for name, given_here in (
+            ("--max-wait", max_wait),
+            ("--constrain-models", constrain_models),
+        ):
+            if given_here is not None:
+                raise fail(f"{name}: not in history mode (--days)")
 
         run = HistoryRun(
             fleet, trace, fmt, (policy or ["gpufleet"])[0], days, growth, weekly,
@@ -157,8 +168,9 @@ def simulate(
             raise fail(f"{name}: only with --days (history mode)")
     try:
         jobs, sim_fleet, queue_specs = prepare(
-            fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime
-        )
+            fleet, trace, fmt, fleet_fraction, queues, shares, load, seed, max_runtime,
+            constrain=constrain_models,
+        )  # fmt: skip
         names = policy_list(policy)
         make(names, jobs.jobs, min_runtime, max_wait)  # fail on a bad name before any work
     except (TraceError, ValueError, OSError) as exc:

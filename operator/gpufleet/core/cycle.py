@@ -21,12 +21,13 @@ from bisect import bisect_left
 from gpufleet.core.cyclestate import CycleState
 from gpufleet.core.explain import VerdictTable
 from gpufleet.core.fairness import (
-    below_share,
+    below_share_in,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
+    started_by_wait_bound,
     waiting_since,
 )
 from gpufleet.core.fairshare import INF
@@ -100,17 +101,34 @@ class History:
         )
 
 
+def known_classes(snap: Snapshot, w: Workload) -> tuple[int, ...]:
+    """The snapshot's indices of the classes `w` accepts, in the workload's order."""
+    index = snap.class_index
+    return tuple(index[c] for c in w.accelerator_classes if c in index)
+
+
+def starved_in(
+    snap: Snapshot, alloc: list[list[int]], q: int, classes: tuple[int, ...], margin: float
+) -> bool:
+    """Queue `q` below its share by `margin` over `classes` together (shared with the
+    reference: same rule, same floats)."""
+    return below_share_in(
+        [float(alloc[q][c]) for c in classes],
+        [float(snap.deserved[q][c]) for c in classes],
+        [float(snap.fair_share[q][c]) for c in classes],
+        margin,
+    )
+
+
 def starved_queues(
-    snap: Snapshot, alloc: list[list[int]], pending_classes: set[tuple[int, int]]
+    snap: Snapshot, alloc: list[list[int]], pending_classes: set[tuple[int, tuple[int, ...]]]
 ) -> frozenset[str]:
-    """Leaf queues with pending work below their share, by their margin, in a class
-    that work prefers (shared with the reference: same rule, same floats)."""
+    """Leaf queues with pending work below their share, by their margin, over the
+    classes that work accepts."""
     out = set()
-    for q, cls in pending_classes:
+    for q, classes in pending_classes:
         queue = snap.queues[q]
-        if below_share(
-            alloc[q][cls], snap.deserved[q][cls], snap.fair_share[q][cls], queue.reclaim_margin
-        ):
+        if queue.name not in out and starved_in(snap, alloc, q, classes, queue.reclaim_margin):
             out.add(queue.name)
     return frozenset(out)
 
@@ -129,6 +147,7 @@ class Cycle:
         self._eligible: dict[EligibleKey, list[int]] = {}
         self.commits = 0  # bumped by every admission and eviction
         self._victim_order: dict[int, list[int]] = {}
+        self._bound: list[bool] | None = None
         self._by_queue: dict[tuple[int, int], list[int]] | None = None
         self._own_priorities: dict[tuple[int, int], list[int]] = {}
         self._lowest_priority: dict[int, float] | None = None
@@ -138,6 +157,8 @@ class Cycle:
         self.history = History(snap)
         # The class each pending workload prefers: the one its queue is ranked in.
         self._first_cls = [snap.class_index[w.accelerator_classes[0]] for w in snap.pending]
+        # All the classes a workload accepts, for the reclaim margin, per class list.
+        self._known: dict[tuple[str, ...], tuple[int, ...]] = {}
         # Queues with the same entitlement row share candidate pools: number the rows.
         rows: dict[tuple[bool, ...], int] = {}
         self._ent_id = [rows.setdefault(row, len(rows)) for row in snap.entitled]
@@ -249,17 +270,21 @@ class Cycle:
     def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
         """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
         numbers floor(x / a) >= m exactly when x >= m * a; and the queue is still below
-        its share by its reclaim margin."""
+        its share by its reclaim margin over all the classes `w` accepts."""
         need = w.min_replicas * w.accelerators_per_replica
         snap = self.snap
         deserved = snap.deserved
         alloc = self.state.alloc
         margin = snap.queues[q].reclaim_margin
-        if margin > 0 and not below_share(
-            alloc[q][cls], deserved[q][cls], snap.fair_share[q][cls], margin
-        ):
+        if margin > 0 and not starved_in(snap, alloc, q, self.classes_of(w), margin):
             return False
         return all(deserved[x][cls] - alloc[x][cls] >= need for x in snap.chains[q])
+
+    def classes_of(self, w: Workload) -> tuple[int, ...]:
+        hit = self._known.get(w.accelerator_classes)
+        if hit is None:
+            hit = self._known[w.accelerator_classes] = known_classes(self.snap, w)
+        return hit
 
     def _lowest_own_priority(self, q: int) -> float:
         """Lowest priority among the queue's preemptible running workloads (inf if none)."""
@@ -353,6 +378,22 @@ class Cycle:
             hit = self._victim_order[pool] = [c[4] for c in cands]
         return hit
 
+    def _started_by_bound(self) -> list[bool]:
+        """Per running workload: started by its queue's wait bound, so never reclaimed."""
+        if self._bound is None:
+            snap = self.snap
+            out = []
+            for r, v in enumerate(snap.running):
+                assert v.placement is not None
+                wait = snap.queues[snap.run_queue[r]].max_wait_seconds
+                out.append(
+                    started_by_wait_bound(
+                        v.created_at, v.eviction_times, v.placement.started_at, wait
+                    )
+                )
+            self._bound = out
+        return self._bound
+
     def _own_victims(self, pool: int, q: int) -> list[int]:
         """`_static_victims` of one queue, for priority preemption inside the queue."""
         if self._by_queue is None:
@@ -386,6 +427,7 @@ class Cycle:
         st = self.state
         cls = snap.pool_class[pool]
         mine = set(snap.chains[q])
+        bound = self._started_by_bound()
         sim: dict[int, float] = {}
         out = []
         ratio = self.history.ratio
@@ -403,6 +445,7 @@ class Cycle:
                 if (
                     vq == q
                     or r in self.evicted
+                    or bound[r]
                     or not snap.queues[vq].reclaimable
                     or not snap.is_leaf[vq]
                 ):
@@ -537,14 +580,14 @@ class Cycle:
         positions: dict[str, int] = {}
         # Pending workloads are sorted by queue first: count within each run.
         last, seen = -1, 0
-        pending_classes: set[tuple[int, int]] = set()
-        first_cls = self._first_cls
-        for i, (w, q) in enumerate(zip(snap.pending, snap.pending_queue, strict=True)):
+        pending_classes: set[tuple[int, tuple[int, ...]]] = set()
+        classes_of = self.classes_of
+        for w, q in zip(snap.pending, snap.pending_queue, strict=True):
             key = w.key
             if key in admitted:
                 continue
             pending_left[key] = w
-            pending_classes.add((q, first_cls[i]))
+            pending_classes.add((q, classes_of(w)))
             if q != last:
                 last, seen = q, 0
             seen += 1

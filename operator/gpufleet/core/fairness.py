@@ -122,6 +122,19 @@ def waiting_since(created_at: float, eviction_times: tuple[float, ...]) -> float
     return max(created_at, max(eviction_times)) if eviction_times else created_at
 
 
+def started_by_wait_bound(
+    created_at: float, eviction_times: tuple[float, ...], started_at: float, max_wait: float
+) -> bool:
+    """Whether a running workload started only once its wait had reached its queue's bound.
+
+    Reclaim leaves such a workload alone: evicting it would restart the very wait the
+    bound had just ended, and the workload would wait a second bound before it ran
+    again (on openb replays, reclaim and the bound passed the same 1-GPU jobs back and
+    forth, doubling the tail of the wait). Priority preemption inside its own queue
+    still applies."""
+    return started_at - waiting_since(created_at, eviction_times) >= max_wait
+
+
 def history_ratio(usage: float, fair_usage: float) -> float:
     """Decayed usage over decayed fair share; 1.0 (even) when there is no history."""
     return usage / fair_usage if fair_usage > 0 else 1.0
@@ -148,9 +161,24 @@ def evictable(
     return max_evictions is None or recent_evictions(times, now, window) < max_evictions
 
 
-def below_share(alloc: float, deserved: float, fair: float, margin: float) -> bool:
-    """Below its share by the margin: what starts (and keeps running) the reclaim clock."""
-    return alloc + margin * deserved < min(deserved, fair)
+def below_share_in(
+    alloc: list[float], deserved: list[float], fair: list[float], margin: float
+) -> bool:
+    """Below its share by the margin (what starts, and keeps running, the reclaim clock):
+    held + margin x deserved < min(deserved, fair share), summed over the classes a
+    workload accepts. A queue whose workloads may run on several classes is starved only
+    if what it holds in all of them is below its share of all of them by the margin.
+    Counted class by class, a queue whose flexible work had landed on a second class
+    looked starved in its first one and reclaimed there while holding more than its
+    share overall."""
+    held = 0.0
+    owed = 0.0
+    guaranteed = 0.0
+    for a, d, f in zip(alloc, deserved, fair, strict=True):
+        held += a
+        guaranteed += d
+        owed += min(d, f)
+    return held + margin * guaranteed < owed
 
 
 def reclaim_ready(starved_since: float | None, now: float, delay: float) -> bool:
@@ -172,7 +200,7 @@ __all__ = [
     "USAGE_HALF_LIFE_SECONDS",
     "WAIT_CREDIT_SECONDS",
     "accumulate",
-    "below_share",
+    "below_share_in",
     "decay_factor",
     "evictable",
     "history_ratio",
@@ -180,5 +208,6 @@ __all__ = [
     "queue_rank",
     "recent_evictions",
     "reclaim_ready",
+    "started_by_wait_bound",
     "waiting_since",
 ]

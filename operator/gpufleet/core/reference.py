@@ -11,12 +11,13 @@ from __future__ import annotations
 import heapq
 
 from gpufleet.core.fairness import (
-    below_share,
+    below_share_in,
     evictable,
     history_ratio,
     lost_work,
     queue_rank,
     reclaim_ready,
+    started_by_wait_bound,
     waiting_since,
 )
 from gpufleet.core.fairshare import INF
@@ -106,11 +107,16 @@ class _Ref:
             float(queue.usage.get(cls, 0.0)), float(queue.fair_usage.get(cls, 0.0))
         )
 
-    def starved(self, q: int, cls: str) -> bool:
-        """Still below its share by the queue's reclaim margin (no margin: no rule)."""
+    def starved(self, q: int, w: Workload) -> bool:
+        """Still below its share by the queue's reclaim margin, over every class `w`
+        accepts together (no margin: no rule)."""
         margin = self.snap.queues[q].reclaim_margin
-        return margin <= 0 or below_share(
-            self.alloc[q][cls], self.deserved(q, cls), self.share(q, cls), margin
+        classes = [c for c in w.accelerator_classes if c in self.snap.class_index]
+        return margin <= 0 or below_share_in(
+            [float(self.alloc[q][c]) for c in classes],
+            [self.deserved(q, c) for c in classes],
+            [self.share(q, c) for c in classes],
+            margin,
         )
 
     def cap(self, w: Workload, pool_i: int, reclaim: bool) -> float:
@@ -268,6 +274,10 @@ class _Ref:
             vqueue = snap.queues[vq]
             if reclaim and (vq == q or not vqueue.reclaimable or not snap.is_leaf[vq]):
                 continue
+            if reclaim and started_by_wait_bound(
+                v.created_at, v.eviction_times, v.placement.started_at, vqueue.max_wait_seconds
+            ):
+                continue
             if not reclaim and (vq != q or v.priority >= w.priority):
                 continue
             if snap.now - v.placement.started_at < vqueue.min_runtime_seconds:
@@ -321,10 +331,10 @@ class _Ref:
             queue.starved_since, self.snap.now, queue.reclaim_delay_seconds
         ):
             return False
+        if reclaim and not self.starved(q, w):
+            return False
         for p in self.candidates(w):
             cls = self.snap.pools[p].accelerator_class
-            if reclaim and not self.starved(q, cls):
-                continue
             if reclaim:
                 room = min(
                     (self.deserved(x, cls) - self.alloc[x][cls]) // w.accelerators_per_replica

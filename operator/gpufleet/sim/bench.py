@@ -41,6 +41,10 @@ NODES = "openb_node_list_gpu_node.csv"
 
 # Every openb pod list with times (the others, multigpu20, serve the fill experiment).
 TIMED_TRACES = ("openb_pod_list_default.csv", "openb_pod_list_gpushare40.csv")
+# The default list again with a third of its pods constrained to GPU models (none of
+# the lists here names one; openb's gpuspec lists do): where classes, not just nodes,
+# decide who may reclaim what.
+CONSTRAINED = ("openb_pod_list_default.csv", 0.33)
 
 
 class ReplaySettings(BaseModel):
@@ -48,6 +52,7 @@ class ReplaySettings(BaseModel):
     fleet_fraction: float = 0.125
     load: float = 0.9
     seed: int = 1
+    constrain_models: float | None = None
     queues: int = 4
     shares: str = "0.4,0.3,0.2,0.1"
     cycle_seconds: float = 10.0
@@ -74,8 +79,10 @@ class ReplayOutcome(BaseModel):
     policies: list[PolicyMetrics]
 
 
-def run_replay(data: Path, out: Path, console: Console, trace_name: str) -> ReplayOutcome:
-    settings = ReplaySettings(trace=trace_name)
+def run_replay(
+    data: Path, out: Path, console: Console, trace_name: str, constrain: float | None = None
+) -> ReplayOutcome:
+    settings = ReplaySettings(trace=trace_name, constrain_models=constrain)
     trace, fleet, queues = prepare(
         data / NODES,
         data / settings.trace,
@@ -84,12 +91,14 @@ def run_replay(data: Path, out: Path, console: Console, trace_name: str) -> Repl
         shares=settings.shares,
         load=settings.load,
         seed=settings.seed,
+        constrain=settings.constrain_models,
     )
     started = time.perf_counter()
     result = compare(trace, fleet, queues, list(POLICIES), settings.cycle_seconds)
     wall = time.perf_counter() - started
-    console.print(report.metrics_table(result.metrics, f"openb replay, {trace_name}: {wall:.1f} s"))
-    plots.write_all(result.results, result.metrics, out, _suffix(trace_name))
+    title = f"openb replay, {trace_name}{_constrained(constrain)}: {wall:.1f} s"
+    console.print(report.metrics_table(result.metrics, title))
+    plots.write_all(result.results, result.metrics, out, _suffix(trace_name, constrain))
     return ReplayOutcome(
         settings=settings,
         jobs=len(trace.jobs),
@@ -123,10 +132,15 @@ def run_frag(data: Path, out: Path, console: Console) -> list[tuple[str, FragRep
     return done
 
 
-def _suffix(trace_name: str) -> str:
+def _suffix(trace_name: str, constrain: float | None = None) -> str:
     """Chart file suffix: none for the default list (the names the docs link to)."""
     stem = trace_name.removeprefix("openb_pod_list_").removesuffix(".csv")
-    return "" if stem == "default" else f"-{stem}"
+    models = "" if constrain is None else f"-models{round(constrain * 100)}"
+    return "" if stem == "default" and not models else f"-{stem}{models}"
+
+
+def _constrained(constrain: float | None) -> str:
+    return "" if constrain is None else f", {constrain:.0%} of pods constrained to GPU models"
 
 
 def summary(replays: list[ReplayOutcome], frag: list[tuple[str, FragReport, float]]) -> str:
@@ -158,16 +172,25 @@ def summary(replays: list[ReplayOutcome], frag: list[tuple[str, FragReport, floa
 
 def _replay_section(replay: ReplayOutcome) -> list[str]:
     s = replay.settings
-    sfx = _suffix(s.trace)
+    sfx = _suffix(s.trace, s.constrain_models)
+    models = ""
+    if s.constrain_models is not None:
+        models = (
+            f" {s.constrain_models:.0%} of the pods, drawn with the seed, need one GPU model"
+            " or either of two (`--constrain-models"
+            f" {s.constrain_models:g}`: models drawn by their GPUs in the fleet, only those"
+            " with a node that holds the pod), so the gpufleet policy sees one class per"
+            " model."
+        )
     return [
-        f"## Replay: `{s.trace}`\n",
+        f"## Replay: `{s.trace}`{_constrained(s.constrain_models)}\n",
         f"{replay.jobs} GPU pods of `{s.trace}` re-timed as a Poisson process at offered load"
         f" {s.load} (seed {s.seed}) on {replay.nodes} nodes / {replay.capacity_gpus} GPUs"
         f" (a {s.fleet_fraction:g} slice of each openb GPU model's nodes), {s.queues} queues"
         f" (pods spread by a hash of their name) with deserved shares {s.shares}, one"
         f" scheduling cycle every {s.cycle_seconds:g} s. The four replays together took"
         f" **{replay.wall_seconds_all_policies:.1f} s** on the machine that wrote this page"
-        f" ({os.cpu_count()} CPUs, Python {platform.python_version()}).\n",
+        f" ({os.cpu_count()} CPUs, Python {platform.python_version()}).{models}\n",
         report.metrics_markdown(replay.policies),
         f"![GPU allocation over time](allocation{sfx}.png)\n",
         f"![Wait time CDF](wait-cdf{sfx}.png)\n",
@@ -185,6 +208,7 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     replays = [run_replay(args.data, out, console, name) for name in TIMED_TRACES]
+    replays.append(run_replay(args.data, out, console, *CONSTRAINED))
     frag = run_frag(args.data, out, console)
     results = {
         "replays": [r.model_dump() for r in replays],

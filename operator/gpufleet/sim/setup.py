@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gpufleet.sim.arrivals import poisson_retime
+from gpufleet.sim.constraints import constrain_models
 from gpufleet.sim.fleet import SimFleet, subsample
 from gpufleet.sim.fleetsource import load_sim_fleet
 from gpufleet.sim.jobs import Trace
@@ -41,7 +42,10 @@ def prepare(
     seed: int = 1,
     max_runtime: float | None = None,
     limit: int | None = None,
+    constrain: float | None = None,
 ) -> tuple[Trace, SimFleet, tuple[QueueSpec, ...]]:
+    """`constrain`: the share of jobs naming no GPU model that get one or two (seeded
+    by `seed`; gpufleet.sim.constraints)."""
     fleet = subsample(load_sim_fleet(fleet_path), fleet_fraction)
     trace = load_trace(trace_path, fmt)
     if limit is not None:
@@ -58,6 +62,8 @@ def prepare(
             raise ValueError("shares: this trace has no queues; give one share per queue q0..")
         queues = default_queues(queue_count, positional)
         trace = assign_queues(trace, queues)
+    if constrain is not None:
+        trace = constrain_models(trace, fleet, constrain, seed)
     if load is not None:
         trace = poisson_retime(trace, fleet.total_gpus, load, seed, max_runtime)
     elif max_runtime is not None:
