@@ -83,7 +83,8 @@ class Preemption(ApiModel):
             ge=0,
             le=1,
             description="How far below its share, as a fraction of its deserved share, the"
-            " queue must be to reclaim.",
+            " queue must be to reclaim; summed over every accelerator class the waiting"
+            " workload accepts.",
         ),
     ] = fairness.RECLAIM_MARGIN
     grace_period_seconds: Annotated[
@@ -131,7 +132,7 @@ class Fairness(ApiModel):
             le=31_536_000,
             description="After waiting this long (since its creation or its last"
             " eviction), the queue's next workload goes ahead of the fairness order"
-            " (oldest first); null: no bound.",
+            " (oldest first), and once started it is never reclaimed; null: no bound.",
         ),
     ] = int(fairness.MAX_WAIT_SECONDS)
 
