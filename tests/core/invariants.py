@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gpufleet.core import CycleResult, Snapshot, Workload
-from gpufleet.core.fairness import recent_evictions, started_by_wait_bound
+from gpufleet.core.fairness import recent_evictions, started_by_wait_bound, waiting_since
 
 
 class InvariantError(AssertionError):
@@ -102,9 +102,12 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
                     v.eviction_times,
                     v.placement.started_at,
                     queues[v.queue].max_wait_seconds,
+                ) and snap.now - waiting_since(w.created_at, w.eviction_times) < (
+                    queues[w.queue].max_wait_seconds
                 ):
                     raise InvariantError(
-                        f"{victim_key} reclaimed, though its wait bound started it"
+                        f"{victim_key} reclaimed, though its wait bound started it, for"
+                        f" {key}, which has not waited its own"
                     )
             elif reason == "Preempted":
                 if v.queue != w.queue or v.priority >= w.priority:

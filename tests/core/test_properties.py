@@ -163,8 +163,9 @@ def test_the_wait_bound_counts_from_the_last_eviction(fleet, data: st.DataObject
 @given(fleet=contended_fleets(), data=st.data())
 def test_reclaim_never_takes_what_the_wait_bound_started(fleet, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
     """Running work that started only once it had waited its queue's bound is never a
-    reclaim victim (check_invariants), whatever else reclaim takes; the reference
-    agrees. Evicting it would restart the wait the bound had just ended."""
+    reclaim victim of a workload that has not waited its own (check_invariants),
+    whatever else reclaim takes; the reference agrees. Evicting it would restart the
+    wait the bound had just ended."""
     bound, then, now = 600.0, 2_000.0, 10_000.0
     queues = [replace(q, max_wait_seconds=bound) for q in fleet.queues]
     first = data.draw(contended_workloads(fleet, "c0", then), label="first wave")
@@ -177,7 +178,9 @@ def test_reclaim_never_takes_what_the_wait_bound_started(fleet, data: st.DataObj
     event(
         f"started by the bound: {sum(w.placement.started_at - then >= bound for w in running if w.placement)}"
     )
-    waiting = data.draw(contended_workloads(fleet, "c1", now), label="second wave")
+    # The second wave has waited nothing or twice its bound (then it may reclaim anything).
+    arrived = data.draw(st.sampled_from([now, now - 2 * bound]), label="second wave arrived")
+    waiting = data.draw(contended_workloads(fleet, "c1", arrived), label="second wave")
     snap = Snapshot.build(fleet.sites, fleet.pools, fleet.nodes, queues, running + waiting, now)
     result = schedule(snap)
     check_invariants(snap, result)

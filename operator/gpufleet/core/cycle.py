@@ -152,7 +152,7 @@ class Cycle:
         self._own_priorities: dict[tuple[int, int], list[int]] = {}
         self._lowest_priority: dict[int, float] | None = None
         self._failed: dict[tuple[object, ...], tuple[int, int, int]] = {}
-        self._reclaim_cache: dict[tuple[int, int, int], list[int]] = {}
+        self._reclaim_cache: dict[tuple[int, int, int, bool], list[int]] = {}
         self._pool_classes: dict[int, list[int]] = {}
         self.history = History(snap)
         # The class each pending workload prefers: the one its queue is ranked in.
@@ -379,7 +379,8 @@ class Cycle:
         return hit
 
     def _started_by_bound(self) -> list[bool]:
-        """Per running workload: started by its queue's wait bound, so never reclaimed."""
+        """Per running workload: started by its queue's wait bound (reclaim takes it only
+        for a workload that has waited its own bound)."""
         if self._bound is None:
             snap = self.snap
             out = []
@@ -418,16 +419,23 @@ class Cycle:
             cut = bisect_left(self._own_priorities[(pool, q)], w.priority)
             evicted = self.evicted
             return [r for r in own[:cut] if r not in evicted]
-        # The reclaim list depends only on the queue, the pool and the committed state,
-        # and a queue's workloads come one after another while they fail: cache it.
-        key = (q, pool, self.commits)
+        # What the wait bound started is protected, except from a workload that has
+        # itself waited its bound (else a queue that borrows with a long backlog would
+        # hold all it runs against every reclaim).
+        protect = (
+            snap.now - waiting_since(w.created_at, w.eviction_times)
+            < snap.queues[q].max_wait_seconds
+        )
+        # The reclaim list depends only on the queue, the pool, the committed state and
+        # that, and a queue's workloads come one after another while they fail: cache it.
+        key = (q, pool, self.commits, protect)
         hit = self._reclaim_cache.get(key)
         if hit is not None:
             return hit
         st = self.state
         cls = snap.pool_class[pool]
         mine = set(snap.chains[q])
-        bound = self._started_by_bound()
+        bound = self._started_by_bound() if protect else None
         sim: dict[int, float] = {}
         out = []
         ratio = self.history.ratio
@@ -445,7 +453,7 @@ class Cycle:
                 if (
                     vq == q
                     or r in self.evicted
-                    or bound[r]
+                    or (bound is not None and bound[r])
                     or not snap.queues[vq].reclaimable
                     or not snap.is_leaf[vq]
                 ):

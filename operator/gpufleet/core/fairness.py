@@ -130,8 +130,10 @@ def started_by_wait_bound(
     Reclaim leaves such a workload alone: evicting it would restart the very wait the
     bound had just ended, and the workload would wait a second bound before it ran
     again (on openb replays, reclaim and the bound passed the same 1-GPU jobs back and
-    forth, doubling the tail of the wait). Priority preemption inside its own queue
-    still applies."""
+    forth, doubling the tail of the wait). Except for a reclaiming workload that has
+    itself waited its own queue's bound: otherwise a queue that borrows with a backlog
+    longer than its bound would hold all it runs against every reclaim. Priority
+    preemption inside its own queue still applies."""
     return started_at - waiting_since(created_at, eviction_times) >= max_wait
 
 
@@ -165,20 +167,24 @@ def below_share_in(
     alloc: list[float], deserved: list[float], fair: list[float], margin: float
 ) -> bool:
     """Below its share by the margin (what starts, and keeps running, the reclaim clock):
-    held + margin x deserved < min(deserved, fair share), summed over the classes a
-    workload accepts. A queue whose workloads may run on several classes is starved only
-    if what it holds in all of them is below its share of all of them by the margin.
-    Counted class by class, a queue whose flexible work had landed on a second class
-    looked starved in its first one and reclaimed there while holding more than its
-    share overall."""
+    held + margin x deserved < owed, owed being min(deserved, fair share), each summed
+    over the classes a workload accepts; a class where the queue is owed nothing adds
+    nothing to either side (its pending demand counts against its first class only, so
+    elsewhere it is often owed nothing; charged there, the margin kept a queue holding
+    nothing from ever reclaiming). For one class this is the rule class by class.
+    Counted class by class for a workload that accepts several, a queue whose flexible
+    work had landed on a second class looked starved in its first one and reclaimed
+    there while holding more than its share overall."""
     held = 0.0
     owed = 0.0
-    guaranteed = 0.0
+    base = 0.0
     for a, d, f in zip(alloc, deserved, fair, strict=True):
         held += a
-        guaranteed += d
-        owed += min(d, f)
-    return held + margin * guaranteed < owed
+        o = min(d, f)
+        owed += o
+        if o > 0:
+            base += d
+    return held + margin * base < owed
 
 
 def reclaim_ready(starved_since: float | None, now: float, delay: float) -> bool:

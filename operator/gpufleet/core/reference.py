@@ -274,8 +274,13 @@ class _Ref:
             vqueue = snap.queues[vq]
             if reclaim and (vq == q or not vqueue.reclaimable or not snap.is_leaf[vq]):
                 continue
-            if reclaim and started_by_wait_bound(
-                v.created_at, v.eviction_times, v.placement.started_at, vqueue.max_wait_seconds
+            if (
+                reclaim
+                and started_by_wait_bound(
+                    v.created_at, v.eviction_times, v.placement.started_at, vqueue.max_wait_seconds
+                )
+                and snap.now - waiting_since(w.created_at, w.eviction_times)
+                < snap.queues[q].max_wait_seconds
             ):
                 continue
             if not reclaim and (vq != q or v.priority >= w.priority):

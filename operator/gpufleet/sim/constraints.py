@@ -6,8 +6,8 @@ work needs one of them. This draws, with a seed of its own, which jobs are const
 and to what: each job that names no model is constrained with probability `fraction`,
 to one model drawn in proportion to its GPUs in the fleet and, half the time, a second
 one drawn the same way from the rest (openb's gpuspec lists name one model or a pair).
-Only models with a node that could hold one replica of the job (GPUs, CPU, memory)
-are drawn, so no job becomes unplaceable.
+Only models with a pool whose nodes could hold all the job's replicas at once (GPUs,
+CPU, memory; a gang lands in one pool) are drawn, so no job becomes unplaceable.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ def constrain_models(trace: Trace, fleet: SimFleet, fraction: float, seed: int) 
         raise ValueError(f"constrain-models: must be between 0 and 1 (got {fraction})")
     classes = sorted({p.accelerator_class for p in fleet.pools})
     gpus = dict.fromkeys(classes, 0)
-    # Per class, each node's GPUs, CPU and memory: does any hold one replica?
-    nodes_of: dict[str, list[tuple[int, int, int]]] = {c: [] for c in classes}
+    # Per pool, each node's GPUs, CPU and memory.
+    nodes_of: list[list[tuple[int, int, int]]] = [[] for _ in fleet.pools]
     for i, node in enumerate(fleet.nodes):
-        cls = fleet.pools[node.pool].accelerator_class
-        gpus[cls] += node.gpus
+        gpus[fleet.pools[node.pool].accelerator_class] += node.gpus
         cpu, mem = int(fleet.cpu_capacity[i]), int(fleet.memory_capacity[i])
-        nodes_of[cls].append((node.gpus, cpu, mem))
+        nodes_of[node.pool].append((node.gpus, cpu, mem))
+    pools_of = {c: [p for p, pool in enumerate(fleet.pools) if pool.accelerator_class == c]
+                for c in classes}  # fmt: skip
     rng = np.random.default_rng([seed, _STREAM])
     out: list[Job] = []
     for job in trace.jobs:
@@ -42,7 +43,7 @@ def constrain_models(trace: Trace, fleet: SimFleet, fraction: float, seed: int) 
         if job.classes or pick >= fraction:
             out.append(job)
             continue
-        fits = [c for c in classes if any(_holds(n, job) for n in nodes_of[c])]
+        fits = [c for c in classes if any(_holds(nodes_of[p], job) for p in pools_of[c])]
         if not fits:
             out.append(job)
             continue
@@ -54,9 +55,16 @@ def constrain_models(trace: Trace, fleet: SimFleet, fraction: float, seed: int) 
     return replace(trace, jobs=tuple(out))
 
 
-def _holds(node: tuple[int, int, int], job: Job) -> bool:
-    g, cpu, mem = node
-    return g >= job.per_replica and cpu >= job.cpu_milli and mem >= job.memory_mib
+def _holds(nodes: list[tuple[int, int, int]], job: Job) -> bool:
+    """Whether the pool's empty nodes hold all of the job's replicas."""
+    room = 0
+    for g, cpu, mem in nodes:
+        room += min(
+            g // job.per_replica,
+            cpu // job.cpu_milli if job.cpu_milli else g,
+            mem // job.memory_mib if job.memory_mib else g,
+        )
+    return room >= job.replicas
 
 
 def _draw(candidates: list[str], gpus: dict[str, int], u: float) -> str:
