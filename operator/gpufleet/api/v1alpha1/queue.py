@@ -132,7 +132,8 @@ class Fairness(ApiModel):
             le=31_536_000,
             description="After waiting this long (since its creation or its last"
             " eviction), the queue's next workload goes ahead of the fairness order"
-            " (oldest first), and once started it is never reclaimed; null: no bound.",
+            " (oldest first), and once started it is reclaimed only for a workload that"
+            " has waited its own bound; null: no bound.",
         ),
     ] = int(fairness.MAX_WAIT_SECONDS)
 
