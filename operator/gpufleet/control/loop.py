@@ -55,6 +55,7 @@ from gpufleet.control.statuses import (
     eviction_status,
     lifecycle_status,
     pending_status,
+    waiting_since,
 )
 from gpufleet.control.summary import FleetSummary, summarise
 from gpufleet.control.writer import ConflictError, Writer
@@ -76,7 +77,6 @@ from gpufleet.observed.translate import (
     Excluded,
     Inputs,
     real_node_name,
-    waiting_since,
 )
 from gpufleet.sites.dispatch import create_pods, delete_pods, plan_pods
 from gpufleet.sites.gang import ensure_service, service_manifest

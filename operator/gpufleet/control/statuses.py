@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet import core
-from gpufleet.observed.translate import waiting_since
+from gpufleet.observed.translate import timestamp
 
 
 def rfc3339(ts: float) -> str:
@@ -62,9 +62,6 @@ def admission_status(
             "epoch": epoch,
             "replicas": [{"index": i, "node": n} for i, n in enumerate(nodes)],
             "admittedAt": rfc3339(now),
-            # Kept with the placement: once admitted, the requeue that began this wait
-            # is no longer in the conditions, and reclaim asks how long it waited.
-            "waitingSince": rfc3339(waiting_since(body)),
         },
         "verdicts": None,
         "queuePosition": None,
@@ -73,6 +70,24 @@ def admission_status(
             status.get("conditions"), "Admitted", "True", "Admitted", message, gen, now
         ),
     }
+
+
+def waiting_since(body: dict[str, Any]) -> float:
+    """Unix time since which a pending workload waits: its creation, or its last requeue.
+
+    A workload admitted before (epoch > 0) and waiting again was requeued (preempted, or its
+    site lost); the Admitted condition turned False then, and set_condition keeps that time
+    while it stays False.
+    """
+    created = timestamp(body["metadata"].get("creationTimestamp"))
+    status = body.get("status") or {}
+    if int(status.get("epoch") or 0) > 0:
+        admitted = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Admitted"), None
+        )
+        if admitted is not None and admitted.get("status") == "False":
+            return max(created, timestamp(admitted.get("lastTransitionTime")))
+    return created
 
 
 def eviction_status(body: dict[str, Any], eviction: core.Eviction, now: float) -> dict[str, Any]:

@@ -324,9 +324,6 @@ class Workload:
     A gang is placed with `replicas` replicas when possible, else with the
     largest count >= `min_replicas` that fits (see docs/scheduling.md).
     `accelerator_classes` are acceptable classes in order of preference.
-    `created_at` is when its wait began, short of evictions (`eviction_times`): its
-    arrival, or, for one requeued for another reason (its site lost), that requeue;
-    for a running workload, the wait that ended when it started.
     """
 
     key: str

@@ -159,24 +159,6 @@ def cluster_of(site: Site) -> str:
     return HUB if site.spec.nodes.local is not None else name
 
 
-def waiting_since(body: dict[str, Any]) -> float:
-    """Unix time since which a pending workload waits: its creation, or its last requeue.
-
-    A workload admitted before (epoch > 0) and waiting again was requeued (preempted, or its
-    site lost); the Admitted condition turned False then, and set_condition keeps that time
-    while it stays False.
-    """
-    created = timestamp(body["metadata"].get("creationTimestamp"))
-    status = body.get("status") or {}
-    if int(status.get("epoch") or 0) > 0:
-        admitted = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Admitted"), None
-        )
-        if admitted is not None and admitted.get("status") == "False":
-            return max(created, timestamp(admitted.get("lastTransitionTime")))
-    return created
-
-
 def core_node_name(cluster: str, node: str) -> str:
     """Node names are unique per cluster only; the core sees them qualified."""
     return f"{cluster}|{node}"
@@ -610,17 +592,7 @@ def _workloads(
         if gate is None:
             continue
         placement = _core_placement(gate.placement, out) if gate.placement is not None else None
-        # The core counts waits from here (and from evictions): for a running workload the
-        # wait that ended with its admission, for a waiting one its present wait.
-        if gate.placement is not None:
-            since = gate.placement.waiting_since
-            created_at = (
-                timestamp(since)
-                if since is not None
-                else timestamp(body.get("metadata", {}).get("creationTimestamp"))
-            )
-        else:
-            created_at = waiting_since(body)
+        created_at = timestamp(body.get("metadata", {}).get("creationTimestamp"))
         try:
             out.workloads.append(derived.core_workload(key, created_at, placement))
         except core.ModelError as exc:

@@ -182,13 +182,6 @@ class Placement(ApiModel):
     epoch: Annotated[int, Field(ge=1, description="Dispatch epoch; pods carry it as a label.")]
     replicas: Annotated[list[ReplicaPlacement], ListMap(("index",), max_items=MAX_REPLICAS)]
     admitted_at: Timestamp
-    waiting_since: Annotated[
-        Timestamp | None,
-        Field(
-            description="When the wait that ended with this admission began: creation, or"
-            " the last requeue. Unset: creation."
-        ),
-    ] = None
 
 
 class Verdict(ApiModel):
