@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from gpufleet import core
+from gpufleet.control import statuses
 from gpufleet.control.lifecycle import plan_lifecycle
 from gpufleet.observed.cache import HUB, FenceRecord
 from gpufleet.observed.translate import translate
@@ -225,3 +227,24 @@ def test_finished_workloads_keep_finished_pods_but_not_running_ones() -> None:
     w.pod(HUB, "ns", "done", 1, "fra-1", phase="Running")
     p = plan(w)
     assert [d.pods for d in p.deletes] == [("ns/done-e1-1",)]
+
+
+def test_placed_again_at_the_site_in_the_second_its_fence_was_read_it_stays() -> None:
+    # The site is back; the agent's fence was read back at hh:mm:ss.4 and the workload,
+    # requeued on it, was placed again at the same site at .6 (its conditions still say
+    # the site was unreachable, as the admission wrote them). The fence is older than the
+    # new placement: no evidence against it. With admittedAt cut to the second (.0) the
+    # new placement looked older than the fence and was requeued at once, then placed a
+    # third time (seen in the site-loss e2e test).
+    w = World().queue("q", ["ns"])
+    body = w.placed("ns", "movable", "q", "ams", "h200", ["ams-0"], onSiteLoss="Requeue")
+    second = float(int(NOW))
+    w.cache.fence_read("ams", FenceRecord("41", "2026-11-30T10:00:00Z", True), confirmed=True)
+    w.connect("ams", connected=True)
+    w.cache.cluster("ams").fence_confirmed_at = second + 0.4
+    admission = core.Admission("ns/movable", "ams", "h200", ("ams-0",))
+    patch = statuses.admission_status(body, admission, ["ams-0"], second + 0.6)
+    w.workload("ns", "movable", "q", status={**body["status"], **patch}, onSiteLoss="Requeue")
+    _mark_unreachable(w, "ns", "movable")
+    changes = [(c.reason, c.clear_placement) for c in plan(w, now=second + 0.8).changes]
+    assert changes == [("SiteReachable", False)]

@@ -19,6 +19,11 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_micro(ts: float) -> str:
+    """To the microsecond: for times compared with clock readings of this process."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def set_condition(
     conditions: Sequence[dict[str, Any]] | None,
     type_: str,
@@ -61,7 +66,10 @@ def admission_status(
             "pool": admission.pool,
             "epoch": epoch,
             "replicas": [{"index": i, "node": n} for i, n in enumerate(nodes)],
-            "admittedAt": rfc3339(now),
+            # To the microsecond: site-loss evidence must postdate it (lifecycle.fence_evidence)
+            # and is timed by this process's clock; cut to the second, a placement made in
+            # the second a fence was read back looked fenced too and was placed again twice.
+            "admittedAt": rfc3339_micro(now),
         },
         "verdicts": None,
         "queuePosition": None,
