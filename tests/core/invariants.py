@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gpufleet.core import CycleResult, Snapshot, Workload
-from gpufleet.core.fairness import recent_evictions, started_by_wait_bound, waiting_since
+from gpufleet.core.fairness import recent_evictions, started_by_wait_bound, waited_bound
 
 
 class InvariantError(AssertionError):
@@ -102,8 +102,8 @@ def check_invariants(snap: Snapshot, result: CycleResult) -> None:
                     v.eviction_times,
                     v.placement.started_at,
                     queues[v.queue].max_wait_seconds,
-                ) and snap.now - waiting_since(w.created_at, w.eviction_times) < (
-                    queues[w.queue].max_wait_seconds
+                ) and not waited_bound(
+                    w.created_at, w.eviction_times, snap.now, queues[w.queue].max_wait_seconds
                 ):
                     raise InvariantError(
                         f"{victim_key} reclaimed, though its wait bound started it, for"

@@ -141,10 +141,9 @@ def test_simulate_refuses_a_max_wait_of_zero_and_in_history_mode(tmp_path: Path)
 
 
 def test_simulate_constrains_models_and_refuses_a_share_out_of_range(tmp_path: Path) -> None:
-    nodes = tmp_path / "nodes.csv"
-    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,4,T4\nn1,1,1,4,P100\n")
-    trace = tmp_path / "trace.csv"
-    trace.write_text("arrival,runtime,accelerators\n0,10,1\n5,10,1\n")
+    nodes, trace = fleet_and_trace(
+        tmp_path, "n0,1,1,4,T4\nn1,1,1,4,P100\n", "a,0,10,1,1,,,\nb,5,10,1,1,,,\n"
+    )
     args = ["simulate", "--fleet", str(nodes), "--trace", str(trace), "--policy", "gpufleet"]
     result = CliRunner().invoke(app(), [*args, "--constrain-models", "1", "--json"])
     assert result.exit_code == 0, result.output

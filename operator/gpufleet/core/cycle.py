@@ -28,6 +28,7 @@ from gpufleet.core.fairness import (
     queue_rank,
     reclaim_ready,
     started_by_wait_bound,
+    waited_bound,
     waiting_since,
 )
 from gpufleet.core.fairshare import INF
@@ -104,7 +105,7 @@ class History:
 def known_classes(snap: Snapshot, w: Workload) -> tuple[int, ...]:
     """The snapshot's indices of the classes `w` accepts, in the workload's order."""
     index = snap.class_index
-    return tuple(index[c] for c in w.accelerator_classes if c in index)
+    return tuple(index[c] for c in w.accelerator_classes)
 
 
 def starved_in(
@@ -255,9 +256,16 @@ class Cycle:
 
     def _may_reclaim(self, w: Workload, q: int, pools: list[int]) -> bool:
         """A queue reclaims only while the admission keeps it within its deserved share,
-        and only once it has been starved for its reclaim delay (hysteresis)."""
+        only once it has been starved for its reclaim delay (hysteresis), and while it is
+        still below its share by its margin over all the classes `w` accepts (judged once:
+        nothing changes the allocation until the attempt commits)."""
         queue = self.snap.queues[q]
         if not reclaim_ready(queue.starved_since, self.snap.now, queue.reclaim_delay_seconds):
+            return False
+        margin = queue.reclaim_margin
+        if margin > 0 and not starved_in(
+            self.snap, self.state.alloc, q, self.classes_of(w), margin
+        ):
             return False
         classes = self._pool_classes.get(id(pools))
         if classes is None:
@@ -269,16 +277,11 @@ class Cycle:
 
     def _within_deserved(self, q: int, cls: int, w: Workload) -> bool:
         """`deserved_room(q, cls, a) >= min_replicas`, without the divisions: for whole
-        numbers floor(x / a) >= m exactly when x >= m * a; and the queue is still below
-        its share by its reclaim margin over all the classes `w` accepts."""
+        numbers floor(x / a) >= m exactly when x >= m * a."""
         need = w.min_replicas * w.accelerators_per_replica
-        snap = self.snap
-        deserved = snap.deserved
+        deserved = self.snap.deserved
         alloc = self.state.alloc
-        margin = snap.queues[q].reclaim_margin
-        if margin > 0 and not starved_in(snap, alloc, q, self.classes_of(w), margin):
-            return False
-        return all(deserved[x][cls] - alloc[x][cls] >= need for x in snap.chains[q])
+        return all(deserved[x][cls] - alloc[x][cls] >= need for x in self.snap.chains[q])
 
     def classes_of(self, w: Workload) -> tuple[int, ...]:
         hit = self._known.get(w.accelerator_classes)
@@ -422,9 +425,8 @@ class Cycle:
         # What the wait bound started is protected, except from a workload that has
         # itself waited its bound (else a queue that borrows with a long backlog would
         # hold all it runs against every reclaim).
-        protect = (
-            snap.now - waiting_since(w.created_at, w.eviction_times)
-            < snap.queues[q].max_wait_seconds
+        protect = not waited_bound(
+            w.created_at, w.eviction_times, snap.now, snap.queues[q].max_wait_seconds
         )
         # The reclaim list depends only on the queue, the pool, the committed state and
         # that, and a queue's workloads come one after another while they fail: cache it.

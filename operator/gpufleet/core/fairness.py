@@ -122,6 +122,13 @@ def waiting_since(created_at: float, eviction_times: tuple[float, ...]) -> float
     return max(created_at, max(eviction_times)) if eviction_times else created_at
 
 
+def waited_bound(
+    created_at: float, eviction_times: tuple[float, ...], at: float, max_wait: float
+) -> bool:
+    """Whether at `at` a workload's present wait (`waiting_since`) has reached `max_wait`."""
+    return at - waiting_since(created_at, eviction_times) >= max_wait
+
+
 def started_by_wait_bound(
     created_at: float, eviction_times: tuple[float, ...], started_at: float, max_wait: float
 ) -> bool:
@@ -134,7 +141,7 @@ def started_by_wait_bound(
     itself waited its own queue's bound: otherwise a queue that borrows with a backlog
     longer than its bound would hold all it runs against every reclaim. Priority
     preemption inside its own queue still applies."""
-    return started_at - waiting_since(created_at, eviction_times) >= max_wait
+    return waited_bound(created_at, eviction_times, started_at, max_wait)
 
 
 def history_ratio(usage: float, fair_usage: float) -> float:
@@ -215,5 +222,6 @@ __all__ = [
     "recent_evictions",
     "reclaim_ready",
     "started_by_wait_bound",
+    "waited_bound",
     "waiting_since",
 ]

@@ -18,6 +18,7 @@ from gpufleet.core.fairness import (
     queue_rank,
     reclaim_ready,
     started_by_wait_bound,
+    waited_bound,
     waiting_since,
 )
 from gpufleet.core.fairshare import INF
@@ -111,7 +112,7 @@ class _Ref:
         """Still below its share by the queue's reclaim margin, over every class `w`
         accepts together (no margin: no rule)."""
         margin = self.snap.queues[q].reclaim_margin
-        classes = [c for c in w.accelerator_classes if c in self.snap.class_index]
+        classes = w.accelerator_classes
         return margin <= 0 or below_share_in(
             [float(self.alloc[q][c]) for c in classes],
             [self.deserved(q, c) for c in classes],
@@ -279,8 +280,9 @@ class _Ref:
                 and started_by_wait_bound(
                     v.created_at, v.eviction_times, v.placement.started_at, vqueue.max_wait_seconds
                 )
-                and snap.now - waiting_since(w.created_at, w.eviction_times)
-                < snap.queues[q].max_wait_seconds
+                and not waited_bound(
+                    w.created_at, w.eviction_times, snap.now, snap.queues[q].max_wait_seconds
+                )
             ):
                 continue
             if not reclaim and (vq != q or v.priority >= w.priority):
