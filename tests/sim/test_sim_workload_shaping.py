@@ -102,13 +102,14 @@ def test_constraining_models_touches_only_jobs_that_name_none_and_keeps_them_pla
     jobs = trace(
         *(job(i, i, 1, 1 + 7 * (i % 2)) for i in range(400)),
         job(400, 0, 1, 2, classes=["nvidia-t4"]),
-        # A gang of 5 x 2 GPUs: the T4 pool holds only 4 such replicas at once.
-        job(401, 0, 1, 2, replicas=5),
+        # Gangs of 5 x 2 GPUs: the T4 pool holds only 4 such replicas at once. Fifty of
+        # them, so that a draw that let the T4s in would pick them for some.
+        *(job(i, 0, 1, 2, replicas=5) for i in range(401, 451)),
     )
     out = constrain_models(jobs, _two_models(), 1.0, seed=3)
     by_id = {j.id: j for j in out.jobs}
     assert by_id[400].classes == frozenset({"nvidia-t4"})
-    assert by_id[401].classes == frozenset({"nvidia-h100"})
+    assert all(by_id[i].classes == frozenset({"nvidia-h100"}) for i in range(401, 451))
     for before in jobs.jobs:
         if before.id >= 400:
             continue
